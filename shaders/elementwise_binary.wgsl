@@ -1,0 +1,42 @@
+// Element-wise `activation(a op b)` over NHWC4 tensors: a residual add, or squeeze-and-excitation's
+// channel-broadcast multiply (b is [N, C, 1, 1]).
+// CPU twin: `binary` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
+
+#include "shared/indexing.wgsl"
+#include "shared/activation.wgsl"
+
+const OP_ADD: u32 = 0u;
+const OP_MUL_CHANNELS: u32 = 1u;
+
+override OP: u32 = OP_ADD;
+override TOTAL: u32 = 1u;
+override C4: u32 = 1u;
+// Pixels per image (H * W).
+override PIXELS: u32 = 1u;
+
+const WORKGROUP_SIZE: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
+    if (id >= TOTAL) {
+        return;
+    }
+    let c4 = id % C4;
+    var v: vec4<f32>;
+    if (OP == OP_MUL_CHANNELS) {
+        let n = id / (PIXELS * C4);
+        v = a[id] * b[n * C4 + c4];
+    } else {
+        v = a[id] + b[id];
+    }
+    output[id] = zero_padding_lanes(activate(v, c4), c4, CHANNELS);
+}

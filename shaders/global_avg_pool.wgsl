@@ -1,0 +1,48 @@
+// Mean over height and width of an NHWC4 tensor: [N, H, W, C4] -> [N, 1, 1, C4].
+// CPU twin: `global_avg_pool` in src/cpu/pool.rs. Launcher: src/gpu/kernels/pool.rs.
+//
+// One workgroup per (image, channel vec4): 64 strided partial sums, then a tree reduction in workgroup memory
+// (6 barriers), so large feature maps (squeeze-and-excitation on 112 x 112) are spread over 64 invocations.
+
+#include "shared/indexing.wgsl"
+
+override BATCH: u32 = 1u;
+override PIXELS: u32 = 1u;
+override C4: u32 = 1u;
+
+const WORKGROUP_SIZE: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+
+var<workgroup> partial: array<vec4<f32>, WORKGROUP_SIZE>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    // Uniform across the workgroup, so the early return keeps the barriers in uniform control flow.
+    let slot = workgroup.y * workgroups.x + workgroup.x;
+    if (slot >= BATCH * C4) {
+        return;
+    }
+    let n = slot / C4;
+    let c4 = slot % C4;
+    var sum = vec4<f32>(0.0);
+    for (var p = local; p < PIXELS; p += WORKGROUP_SIZE) {
+        sum += input[(n * PIXELS + p) * C4 + c4];
+    }
+    partial[local] = sum;
+    workgroupBarrier();
+    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
+        if (local < stride) {
+            partial[local] += partial[local + stride];
+        }
+        workgroupBarrier();
+    }
+    if (local == 0u) {
+        output[slot] = partial[0] / f32(PIXELS);
+    }
+}

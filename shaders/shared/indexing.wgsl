@@ -1,0 +1,15 @@
+// Shared indexing helpers.
+//
+// Every kernel treats its work as a 1-D range of invocations. A dispatch dimension holds at most 65535
+// workgroups (WebGPU's default limit), so the host spreads the range over x and y and kernels fold it back.
+
+fn linear_index(workgroup: vec3<u32>, workgroups: vec3<u32>, local: u32, workgroup_size: u32) -> u32 {
+    return (workgroup.y * workgroups.x + workgroup.x) * workgroup_size + local;
+}
+
+// Tensors are NHWC with channels padded to a multiple of 4 and read as vec4 (see src/gpu/tensor.rs).
+// Padding lanes are always stored as 0, so consumers may read whole vec4s without masking.
+fn zero_padding_lanes(value: vec4<f32>, c4: u32, channels: u32) -> vec4<f32> {
+    let lanes = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    return select(value, vec4<f32>(0.0), lanes >= vec4<u32>(channels));
+}

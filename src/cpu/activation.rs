@@ -1,0 +1,118 @@
+//! CPU reference of `shaders/shared/activation.wgsl`.
+//!
+//! Transcendental activations are evaluated in f64 (the mathematical definition, not the shader's
+//! approximation). PWLU is evaluated exactly as the shader does: the same packed table, the same index
+//! computation in f32, the same fused multiply-add.
+
+use crate::ops::pwlu::{PwluTable, PWLU_HEADER_LEN};
+use crate::ops::Activation;
+use crate::tensor::Tensor;
+
+/// An activation ready to evaluate (PWLU packed once).
+pub struct ActivationFn<'a> {
+    activation: &'a Activation,
+    table: Option<PwluTable>,
+}
+
+impl<'a> ActivationFn<'a> {
+    /// Prepares `activation`.
+    pub fn new(activation: &'a Activation) -> Self {
+        let table = match activation {
+            Activation::Pwlu(p) => Some(p.table()),
+            _ => None,
+        };
+        ActivationFn { activation, table }
+    }
+
+    /// `activation(x)` for an element of channel `channel`.
+    pub fn eval(&self, x: f32, channel: usize) -> f32 {
+        let xd = f64::from(x);
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let relu6 = |v: f64| {
+            if v < 0.0 {
+                0.0
+            } else if v > 6.0 {
+                6.0
+            } else {
+                v
+            }
+        };
+        let y = match self.activation {
+            Activation::Identity => xd,
+            // `if` chains rather than max/min so that NaN passes through.
+            Activation::Relu => {
+                if xd < 0.0 {
+                    0.0
+                } else {
+                    xd
+                }
+            }
+            Activation::Relu6 => relu6(xd),
+            Activation::LeakyRelu { negative_slope } => {
+                if xd < 0.0 {
+                    xd * f64::from(*negative_slope)
+                } else {
+                    xd
+                }
+            }
+            Activation::Sigmoid => sigmoid(xd),
+            Activation::Silu => xd * sigmoid(xd),
+            Activation::Hardsigmoid => relu6(xd + 3.0) / 6.0,
+            Activation::Hardswish => xd * relu6(xd + 3.0) / 6.0,
+            Activation::Gelu => 0.5 * xd * (1.0 + libm::erf(xd / std::f64::consts::SQRT_2)),
+            Activation::GeluTanh => {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * xd * (1.0 + (k * (xd + 0.044715 * xd * xd * xd)).tanh())
+            }
+            Activation::Pwlu(p) => match &self.table {
+                Some(table) => return pwlu_lookup(table, p.unit_for_channel(channel), x),
+                None => f64::NAN,
+            },
+        };
+        y as f32
+    }
+
+    /// Applies the activation to an NCHW tensor in place.
+    pub fn apply(&self, tensor: &mut Tensor) {
+        let shape = tensor.shape();
+        let plane = shape.h * shape.w;
+        for (i, v) in tensor.data_mut().iter_mut().enumerate() {
+            *v = self.eval(*v, (i / plane.max(1)) % shape.c.max(1));
+        }
+    }
+}
+
+/// The twin of `pwlu()` in `shaders/shared/activation.wgsl`: evaluates unit `unit` of a packed table.
+pub fn pwlu_lookup(table: &PwluTable, unit: usize, x: f32) -> f32 {
+    let n = table.intervals();
+    let record = &table.data()[unit * table.stride()..][..table.stride()];
+    let (left, right, inv_d) = (record[0], record[1], record[2]);
+    let segment = if x < left {
+        0
+    } else if x >= right {
+        n + 1
+    } else if table.is_uniform() {
+        // `as` saturates and maps NaN to 0; the shader's conversion may differ for NaN, but any in-range
+        // segment gives NaN for a NaN input.
+        1 + (((x - left) * inv_d) as usize).min(n - 1)
+    } else {
+        let breakpoints = &record[PWLU_HEADER_LEN + 2 * (n + 2)..];
+        let (mut lo, mut hi) = (0, n);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if breakpoints[mid] <= x {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        1 + lo
+    };
+    let slope = record[PWLU_HEADER_LEN + 2 * segment];
+    let intercept = record[PWLU_HEADER_LEN + 2 * segment + 1];
+    if slope == 0.0 && x.is_infinite() {
+        intercept
+    } else {
+        slope.mul_add(x, intercept)
+    }
+}

@@ -1,0 +1,12 @@
+//! Plain-Rust references, one per GPU kernel. They define what the kernels must compute and are what the
+//! conformance tests hold every backend against; they favour clarity (NCHW loops, f64 accumulation) over speed.
+
+pub mod activation;
+pub mod conv;
+pub mod elementwise;
+pub mod pool;
+
+pub use activation::{pwlu_lookup, ActivationFn};
+pub use conv::conv2d;
+pub use elementwise::{activation, batch_norm, binary, flatten, linear, softmax};
+pub use pool::{global_avg_pool, pool2d};

@@ -1,0 +1,409 @@
+//! The GPU runtime: adapter selection, the device with the adapter's real limits, submission and read-back.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use super::dispatch::Dispatch;
+use super::pipelines::{Constants, Pipeline, PipelineCache};
+use super::shaders::Shader;
+use crate::error::{Error, Result};
+
+/// Environment variable that selects the backend when the options leave it on `Auto`.
+pub const BACKEND_ENV: &str = "PWLU_BACKEND";
+
+/// Which graphics API wgpu should use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// `PWLU_BACKEND` if set, otherwise whatever wgpu finds best.
+    #[default]
+    Auto,
+    /// Vulkan (Linux, Windows, Android; Mesa's lavapipe without a GPU).
+    Vulkan,
+    /// Metal (macOS, iOS).
+    Metal,
+    /// Direct3D 12 (Windows).
+    Dx12,
+    /// OpenGL / OpenGL ES (Mesa's llvmpipe without a GPU).
+    Gl,
+    /// The browser's WebGPU (wasm32 only).
+    WebGpu,
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Backend::Auto),
+            "vulkan" | "vk" => Ok(Backend::Vulkan),
+            "metal" | "mtl" => Ok(Backend::Metal),
+            "dx12" | "d3d12" => Ok(Backend::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Backend::Gl),
+            "webgpu" | "browser" => Ok(Backend::WebGpu),
+            _ => Err(Error::UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Backend::Auto => "auto",
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::Dx12 => "dx12",
+            Backend::Gl => "gl",
+            Backend::WebGpu => "webgpu",
+        };
+        f.write_str(name)
+    }
+}
+
+impl Backend {
+    /// `Auto` resolved through `PWLU_BACKEND`; an unparsable variable is an error rather than ignored.
+    pub fn resolve(self) -> Result<Backend> {
+        if self != Backend::Auto {
+            return Ok(self);
+        }
+        match std::env::var(BACKEND_ENV) {
+            Ok(value) => value.parse(),
+            Err(_) => Ok(Backend::Auto),
+        }
+    }
+
+    fn wgpu_backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Auto => wgpu::Backends::all(),
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+            Backend::WebGpu => wgpu::Backends::BROWSER_WEBGPU,
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        if cfg!(target_arch = "wasm32") {
+            return "this browser exposes no WebGPU adapter; use a recent Chrome or Edge, or Firefox / Safari \
+                    with WebGPU enabled (Chromium on Linux: --enable-unsafe-webgpu)";
+        }
+        match self {
+            Backend::Vulkan | Backend::Auto => {
+                "install a Vulkan driver (without a GPU, Mesa's lavapipe: apt-get install mesa-vulkan-drivers)"
+            }
+            Backend::Gl => "install an OpenGL driver with EGL (Mesa: apt-get install libegl-mesa0 libgl1-mesa-dri)",
+            Backend::Metal => "Metal is available on macOS and iOS only",
+            Backend::Dx12 => "Direct3D 12 is available on Windows 10 and later only",
+            Backend::WebGpu => "the browser's WebGPU exists only in wasm32 builds",
+        }
+    }
+}
+
+/// How to choose the GPU.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Graphics API; `Auto` consults `PWLU_BACKEND`.
+    pub backend: Backend,
+    /// Prefer the discrete GPU (the default) or the integrated one.
+    pub power_preference: wgpu::PowerPreference,
+    /// Pick the n-th adapter of [`list_adapters`] instead of letting wgpu choose (native only).
+    pub adapter_index: Option<usize>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            backend: Backend::Auto,
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            adapter_index: None,
+        }
+    }
+}
+
+/// What a context runs on.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// e.g. Vulkan.
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, CPU, ...
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version as reported.
+    pub driver: String,
+}
+
+impl From<&wgpu::AdapterInfo> for AdapterSummary {
+    fn from(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?}, {:?})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// The adapters wgpu can see for `backend` (native only; the browser exposes one).
+pub async fn list_adapters(backend: Backend) -> Result<Vec<wgpu::Adapter>> {
+    let instance = make_instance(backend.resolve()?);
+    Ok(instance.enumerate_adapters(backend.resolve()?.wgpu_backends()).await)
+}
+
+fn make_instance(backend: Backend) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backend.wgpu_backends();
+    wgpu::Instance::new(desc)
+}
+
+/// A device and queue with everything created on them: the entry point of the GPU side.
+///
+/// Cheap to share: clone the `Arc` it usually lives in. Pipelines are cached per shader and specialisation,
+/// so two layers of the same shape share one.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    pipelines: PipelineCache,
+    errors: Arc<Mutex<Vec<String>>>,
+    placeholder: wgpu::Buffer,
+}
+
+impl GpuContext {
+    /// Finds an adapter and creates a device with the adapter's own limits.
+    pub async fn new(options: &GpuOptions) -> Result<Self> {
+        let backend = options.backend.resolve()?;
+        if backend == Backend::WebGpu && !cfg!(target_arch = "wasm32") {
+            return Err(Error::NoAdapter {
+                backend: backend.to_string(),
+                hint: backend.install_hint().into(),
+            });
+        }
+        let instance = make_instance(backend);
+        let no_adapter = |detail: String| Error::NoAdapter {
+            backend: backend.to_string(),
+            hint: format!("{}; {detail}", backend.install_hint()),
+        };
+        let adapter = match options.adapter_index {
+            Some(index) => {
+                let adapters = instance.enumerate_adapters(backend.wgpu_backends()).await;
+                let count = adapters.len();
+                adapters
+                    .into_iter()
+                    .nth(index)
+                    .ok_or_else(|| no_adapter(format!("adapter {index} asked for, {count} found")))?
+            }
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: options.power_preference,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| no_adapter(e.to_string()))?,
+        };
+        let info = adapter.get_info();
+        if !adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        {
+            return Err(no_adapter(format!("{} has no compute shaders", info.name)));
+        }
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("pwlu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+
+        // Errors not caught elsewhere are kept and returned by the next submission instead of panicking.
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&errors);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut list) = sink.lock() {
+                list.push(e.to_string());
+            }
+        }));
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuContext {
+            pipelines: PipelineCache::default(),
+            adapter: AdapterSummary::from(&info),
+            device,
+            queue,
+            limits,
+            errors,
+            placeholder,
+        })
+    }
+
+    /// [`GpuContext::new`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The device's limits (the adapter's own, not wgpu's defaults).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The pipeline of `shader` specialised by `constants`, created on first use.
+    pub(crate) fn pipeline(&self, shader: &Shader, constants: &Constants) -> Result<Arc<Pipeline>> {
+        self.pipelines
+            .get(&self.device, shader, constants, || self.take_errors())
+    }
+
+    /// Number of distinct pipelines this context has created.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// A tiny buffer to bind where a kernel's binding is unused (no residual, no PWLU table).
+    pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
+        &self.placeholder
+    }
+
+    /// Checks `bytes` against the storage-binding and buffer-size limits.
+    pub(crate) fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let checks = [
+            (u64::from(self.limits.max_storage_buffer_binding_size), "max_storage_buffer_binding_size"),
+            (self.limits.max_buffer_size, "max_buffer_size"),
+        ];
+        for (limit, limit_name) in checks {
+            if bytes > limit {
+                return Err(Error::ExceedsLimit {
+                    what: what.to_string(),
+                    bytes,
+                    limit_name,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A storage buffer initialised with `data` (at least 16 bytes, as bindings must not be empty).
+    pub(crate) fn storage_buffer(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+        let bytes = (data.len() as u64) * 4;
+        self.check_buffer_size(label, bytes)?;
+        let size = bytes.max(16).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        if !data.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(buffer)
+    }
+
+    /// Records `dispatches` in one compute pass and submits them as one command buffer.
+    pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("pwlu") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("pwlu"),
+                timestamp_writes: None,
+            });
+            for dispatch in dispatches {
+                dispatch.record(&mut pass);
+            }
+        }
+        let index = self.queue.submit([encoder.finish()]);
+        self.take_errors()?;
+        Ok(index)
+    }
+
+    /// Returns (and clears) the errors wgpu reported since the last check.
+    pub fn take_errors(&self) -> Result<()> {
+        let mut list = self.errors.lock().map_err(|_| Error::Gpu("error list poisoned".into()))?;
+        if list.is_empty() {
+            return Ok(());
+        }
+        let message = list.join("; ");
+        list.clear();
+        Err(Error::Gpu(message))
+    }
+
+    /// Copies the first `bytes` of `buffer` back to the host.
+    pub async fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver only disappears if the caller stopped waiting; nothing to report then.
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        let mapped = receiver
+            .await
+            .map_err(|_| Error::Gpu("the read-back was cancelled".into()))?;
+        mapped.map_err(|e| Error::Gpu(format!("mapping the read-back buffer failed: {e}")))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading the read-back buffer failed: {e}")))?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        self.take_errors()?;
+        Ok(data)
+    }
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext").field("adapter", &self.adapter).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,100 @@
+//! A dispatch: a pipeline, its bind group and its grid, created once and recorded any number of times.
+
+use std::sync::Arc;
+
+use super::context::GpuContext;
+use super::pipelines::Pipeline;
+use crate::error::{Error, Result};
+
+/// One kernel launch with its buffers bound.
+#[derive(Debug)]
+pub struct Dispatch {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Binds `buffers` (by binding number) to `pipeline` and sizes the grid for `workgroups` workgroups.
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        pipeline: Arc<Pipeline>,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: u64,
+    ) -> Result<Self> {
+        let expected: Vec<u32> = pipeline.shader.bindings.iter().map(|&(b, _)| b).collect();
+        let given: Vec<u32> = buffers.iter().map(|&(b, _)| b).collect();
+        if expected != given {
+            return Err(Error::Gpu(format!(
+                "{} binds {expected:?}, the launcher supplied {given:?}",
+                pipeline.shader.name
+            )));
+        }
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(pipeline.shader.name),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let workgroups = grid(workgroups, ctx.limits().max_compute_workgroups_per_dimension)?;
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            workgroups,
+        })
+    }
+
+    /// Records the launch into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// The kernel's file name.
+    pub fn label(&self) -> &'static str {
+        self.pipeline.shader.name
+    }
+
+    /// The dispatch grid.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+}
+
+/// Spreads `count` workgroups over x and y so that neither exceeds `max_per_dimension`; kernels fold the grid
+/// back with `linear_index` and ignore the excess.
+pub(crate) fn grid(count: u64, max_per_dimension: u32) -> Result<[u32; 3]> {
+    let max = u64::from(max_per_dimension.max(1));
+    let count = count.max(1);
+    if count <= max {
+        return Ok([count as u32, 1, 1]);
+    }
+    let y = count.div_ceil(max);
+    if y > max {
+        return Err(Error::Gpu(format!(
+            "{count} workgroups exceed the device's {max} x {max} grid"
+        )));
+    }
+    Ok([max as u32, y as u32, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid;
+
+    #[test]
+    fn grid_covers_the_count_within_the_limit() {
+        assert_eq!(grid(10, 65535).ok(), Some([10, 1, 1]));
+        assert_eq!(grid(0, 65535).ok(), Some([1, 1, 1]));
+        assert_eq!(grid(65536, 65535).ok(), Some([65535, 2, 1]));
+        assert!(grid(65535u64 * 65535 + 1, 65535).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! How an [`Activation`] reaches a kernel: override constants plus, for PWLU, the packed table at binding 7.
+
+use crate::error::Result;
+use crate::gpu::context::GpuContext;
+use crate::gpu::pipelines::Constants;
+use crate::ops::Activation;
+
+/// Activation codes of `shaders/shared/activation.wgsl`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ActivationCode {
+    Identity = 0,
+    Relu = 1,
+    Relu6 = 2,
+    LeakyRelu = 3,
+    Sigmoid = 4,
+    Silu = 5,
+    Hardsigmoid = 6,
+    Hardswish = 7,
+    Gelu = 8,
+    GeluTanh = 9,
+    Pwlu = 10,
+}
+
+/// An activation prepared for one kernel: its constants and, for PWLU, its table on the GPU.
+#[derive(Debug)]
+pub(crate) struct ActivationBinding {
+    constants: Constants,
+    table: Option<wgpu::Buffer>,
+}
+
+impl ActivationBinding {
+    /// Prepares `activation` for a tensor of `channels` channels.
+    pub(crate) fn new(ctx: &GpuContext, activation: &Activation, channels: usize) -> Result<Self> {
+        activation.check_channels(channels)?;
+        let mut constants: Constants = vec![("CHANNELS", channels as f64)];
+        let mut table = None;
+        let code = match activation {
+            Activation::Identity => ActivationCode::Identity,
+            Activation::Relu => ActivationCode::Relu,
+            Activation::Relu6 => ActivationCode::Relu6,
+            Activation::LeakyRelu { negative_slope } => {
+                constants.push(("ACT_ALPHA", f64::from(*negative_slope)));
+                ActivationCode::LeakyRelu
+            }
+            Activation::Sigmoid => ActivationCode::Sigmoid,
+            Activation::Silu => ActivationCode::Silu,
+            Activation::Hardsigmoid => ActivationCode::Hardsigmoid,
+            Activation::Hardswish => ActivationCode::Hardswish,
+            Activation::Gelu => ActivationCode::Gelu,
+            Activation::GeluTanh => ActivationCode::GeluTanh,
+            Activation::Pwlu(pwlu) => {
+                let packed = pwlu.table();
+                constants.extend([
+                    ("PWLU_N", packed.intervals() as f64),
+                    ("PWLU_PER_CHANNEL", if pwlu.is_layer_wise() { 0.0 } else { 1.0 }),
+                    ("PWLU_UNIFORM", if packed.is_uniform() { 1.0 } else { 0.0 }),
+                ]);
+                table = Some(ctx.storage_buffer("pwlu table", packed.data())?);
+                ActivationCode::Pwlu
+            }
+        };
+        constants.push(("ACTIVATION", code as u32 as f64));
+        Ok(ActivationBinding { constants, table })
+    }
+
+    /// The override constants to add to the kernel's.
+    pub(crate) fn constants(&self) -> &Constants {
+        &self.constants
+    }
+
+    /// The buffer for binding 7.
+    pub(crate) fn buffer<'a>(&'a self, ctx: &'a GpuContext) -> &'a wgpu::Buffer {
+        self.table.as_ref().unwrap_or(ctx.placeholder())
+    }
+}

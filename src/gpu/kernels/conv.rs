@@ -1,0 +1,248 @@
+//! Launcher of the convolution kernels: `conv2d.wgsl` (dense), `conv2d_depthwise.wgsl` and
+//! `conv2d_grouped.wgsl`. Weights are repacked once, here, into the layout each kernel reads.
+
+use std::sync::Arc;
+
+use super::activation::ActivationBinding;
+use super::{check_input, check_invocations, run_single};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::dispatch::Dispatch;
+use crate::gpu::pipelines::{Constants, Pipeline};
+use crate::gpu::shaders::{self, Shader};
+use crate::gpu::tensor::{channel_vec4s, GpuTensor};
+use crate::ops::{Conv2d, Conv2dLayer, Linear, ResidualAdd};
+use crate::tensor::Shape;
+
+/// Output channels per invocation of the dense kernel, in vec4s (`TILE_OC4` in conv2d.wgsl).
+const DENSE_TILE_OC4: usize = 2;
+/// Output pixels per invocation of the dense kernel (`TILE_PIXELS` in conv2d.wgsl).
+const DENSE_TILE_PIXELS: usize = 4;
+
+/// Which kernel a convolution runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// groups = 1: register-tiled implicit GEMM.
+    Dense,
+    /// groups = in = out channels.
+    Depthwise,
+    /// Anything else.
+    Grouped,
+}
+
+impl ConvVariant {
+    /// The kernel for `conv`.
+    pub fn of(conv: &Conv2d) -> Self {
+        if conv.groups == 1 {
+            ConvVariant::Dense
+        } else if conv.is_depthwise() {
+            ConvVariant::Depthwise
+        } else {
+            ConvVariant::Grouped
+        }
+    }
+
+    fn shader(self) -> Shader {
+        match self {
+            ConvVariant::Dense => shaders::CONV2D,
+            ConvVariant::Depthwise => shaders::CONV2D_DEPTHWISE,
+            ConvVariant::Grouped => shaders::CONV2D_GROUPED,
+        }
+    }
+}
+
+/// A convolution layer on the GPU for one input shape: pipeline, packed weights, bias and activation table.
+#[derive(Debug)]
+pub struct Conv2dKernel {
+    variant: ConvVariant,
+    pipeline: Arc<Pipeline>,
+    weights: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    activation: ActivationBinding,
+    residual: ResidualAdd,
+    input_shape: Shape,
+    output_shape: Shape,
+    invocations: u64,
+}
+
+impl Conv2dKernel {
+    /// Prepares `layer` for inputs of `input_shape`.
+    pub fn new(ctx: &GpuContext, layer: &Conv2dLayer, input_shape: Shape) -> Result<Self> {
+        let conv = &layer.conv;
+        if input_shape.c != conv.in_channels {
+            return Err(Error::invalid_op(
+                "conv2d",
+                format!("input {input_shape} has {} channels, the layer expects {}", input_shape.c, conv.in_channels),
+            ));
+        }
+        let [oh, ow] = conv.output_size([input_shape.h, input_shape.w])?;
+        let output_shape = Shape::new(input_shape.n, conv.out_channels, oh, ow);
+        let variant = ConvVariant::of(conv);
+        let (ic4, oc4) = (channel_vec4s(conv.in_channels), channel_vec4s(conv.out_channels));
+        let pixels = (input_shape.n * oh * ow) as u64;
+
+        let (weights, bias_len, invocations, mut constants): (Vec<f32>, usize, u64, Constants) = match variant {
+            ConvVariant::Dense => {
+                let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
+                let invocations = (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
+                let constants = vec![("IN_C4", ic4 as f64), ("OUT_C4", oc4 as f64), ("W_OC4", w_oc4 as f64)];
+                (pack_dense(layer, ic4, w_oc4), w_oc4 * 4, invocations, constants)
+            }
+            ConvVariant::Depthwise => {
+                let constants = vec![("C4", oc4 as f64)];
+                (pack_depthwise(layer, oc4), oc4 * 4, pixels * oc4 as u64, constants)
+            }
+            ConvVariant::Grouped => {
+                let constants = vec![
+                    ("IN_C4", ic4 as f64),
+                    ("OUT_C4", oc4 as f64),
+                    ("IN_PER_GROUP", (conv.in_channels / conv.groups) as f64),
+                    ("OUT_PER_GROUP", (conv.out_channels / conv.groups) as f64),
+                ];
+                (layer.weight.clone(), oc4 * 4, pixels * oc4 as u64, constants)
+            }
+        };
+        check_invocations("conv2d", invocations)?;
+        let mut bias = vec![0.0; bias_len];
+        if let Some(b) = &layer.bias {
+            bias[..b.len()].copy_from_slice(b);
+        }
+
+        let activation = ActivationBinding::new(ctx, &layer.epilogue.activation, conv.out_channels)?;
+        constants.extend([
+            ("BATCH", input_shape.n as f64),
+            ("IN_H", input_shape.h as f64),
+            ("IN_W", input_shape.w as f64),
+            ("OUT_H", oh as f64),
+            ("OUT_W", ow as f64),
+            ("KERNEL_H", conv.kernel[0] as f64),
+            ("KERNEL_W", conv.kernel[1] as f64),
+            ("STRIDE_H", conv.stride[0] as f64),
+            ("STRIDE_W", conv.stride[1] as f64),
+            ("DILATION_H", conv.dilation[0] as f64),
+            ("DILATION_W", conv.dilation[1] as f64),
+            ("PAD_TOP", conv.padding.top as f64),
+            ("PAD_LEFT", conv.padding.left as f64),
+            ("RESIDUAL", residual_code(layer.epilogue.residual)),
+        ]);
+        constants.extend(activation.constants().iter().copied());
+        let pipeline = ctx.pipeline(&variant.shader(), &constants)?;
+        Ok(Conv2dKernel {
+            variant,
+            pipeline,
+            weights: ctx.storage_buffer("conv weights", &weights)?,
+            bias: ctx.storage_buffer("conv bias", &bias)?,
+            activation,
+            residual: layer.epilogue.residual,
+            input_shape,
+            output_shape,
+            invocations,
+        })
+    }
+
+    /// A linear layer as a 1x1 convolution over `[N, in, 1, 1]`.
+    pub fn linear(ctx: &GpuContext, layer: &Linear, batch: usize) -> Result<Self> {
+        Self::new(ctx, &layer.to_conv()?, Shape::new(batch, layer.in_features, 1, 1))
+    }
+
+    /// Which kernel runs this layer.
+    pub fn variant(&self) -> ConvVariant {
+        self.variant
+    }
+
+    /// The input shape this kernel was prepared for.
+    pub fn input_shape(&self) -> Shape {
+        self.input_shape
+    }
+
+    /// The output shape.
+    pub fn output_shape(&self) -> Shape {
+        self.output_shape
+    }
+
+    /// Binds input, residual (when the epilogue adds one) and output.
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        residual: Option<&GpuTensor>,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
+        check_input("conv2d input", input, self.input_shape)?;
+        check_input("conv2d output", output, self.output_shape)?;
+        let residual = match (self.residual, residual) {
+            (ResidualAdd::None, None) => ctx.placeholder(),
+            (ResidualAdd::None, Some(_)) => {
+                return Err(Error::invalid_op("conv2d", "a residual was given but the epilogue adds none"))
+            }
+            (_, None) => return Err(Error::invalid_op("conv2d", "the epilogue adds a residual but none was given")),
+            (_, Some(r)) => {
+                check_input("conv2d residual", r, self.output_shape)?;
+                r.buffer()
+            }
+        };
+        Dispatch::new(
+            ctx,
+            Arc::clone(&self.pipeline),
+            &[
+                (0, input.buffer()),
+                (1, &self.weights),
+                (2, &self.bias),
+                (3, residual),
+                (4, output.buffer()),
+                (shaders::ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+            ],
+            self.invocations.div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
+        )
+    }
+
+    /// Allocates the output, runs the kernel and returns the output (for one-off use; a model binds once).
+    pub fn run(&self, ctx: &GpuContext, input: &GpuTensor, residual: Option<&GpuTensor>) -> Result<GpuTensor> {
+        let dims = if self.output_shape.h * self.output_shape.w == 1 && input.dims().len() == 2 {
+            vec![self.output_shape.n, self.output_shape.c]
+        } else {
+            vec![self.output_shape.n, self.output_shape.c, self.output_shape.h, self.output_shape.w]
+        };
+        let output = GpuTensor::zeros_with_dims(ctx, self.output_shape, dims)?;
+        run_single(ctx, self.bind(ctx, input, residual, &output)?, output)
+    }
+}
+
+fn residual_code(residual: ResidualAdd) -> f64 {
+    match residual {
+        ResidualAdd::None => 0.0,
+        ResidualAdd::BeforeActivation => 1.0,
+        ResidualAdd::AfterActivation => 2.0,
+    }
+}
+
+/// `[OC][IC][KH][KW]` to `[KH][KW][IC4 * 4][W_OC4]` vec4s of output channels, zero-padded.
+fn pack_dense(layer: &Conv2dLayer, ic4: usize, w_oc4: usize) -> Vec<f32> {
+    let conv = &layer.conv;
+    let [kh, kw] = conv.kernel;
+    let mut packed = vec![0.0; kh * kw * ic4 * 4 * w_oc4 * 4];
+    for oc in 0..conv.out_channels {
+        for ic in 0..conv.in_channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = (ky * kw + kx) * ic4 * 4 + ic;
+                    packed[(row * w_oc4 + oc / 4) * 4 + oc % 4] =
+                        layer.weight[((oc * conv.in_channels + ic) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// `[C][1][KH][KW]` to `[KH][KW][C4]` vec4s.
+fn pack_depthwise(layer: &Conv2dLayer, c4: usize) -> Vec<f32> {
+    let [kh, kw] = layer.conv.kernel;
+    let mut packed = vec![0.0; kh * kw * c4 * 4];
+    for c in 0..layer.conv.out_channels {
+        for k in 0..kh * kw {
+            packed[k * c4 * 4 + c] = layer.weight[c * kh * kw + k];
+        }
+    }
+    packed
+}

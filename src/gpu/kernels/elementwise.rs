@@ -1,0 +1,267 @@
+//! Launchers of `elementwise_unary.wgsl`, `elementwise_binary.wgsl`, `flatten.wgsl` and `softmax.wgsl`.
+
+use std::sync::Arc;
+
+use super::activation::ActivationBinding;
+use super::{check_input, check_invocations, run_single};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::dispatch::Dispatch;
+use crate::gpu::pipelines::{Constants, Pipeline};
+use crate::gpu::shaders::{self, ACTIVATION_PARAMS_BINDING};
+use crate::gpu::tensor::{channel_vec4s, nhwc4_len, GpuTensor};
+use crate::ops::{Activation, BatchNorm, BinaryOp};
+use crate::tensor::Shape;
+
+fn vec4_count(shape: Shape) -> Result<u64> {
+    let len = nhwc4_len(shape).ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
+    Ok(len as u64 / 4)
+}
+
+fn groups(pipeline: &Pipeline, invocations: u64) -> u64 {
+    invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
+}
+
+/// `activation(x * scale + shift)` per channel: a standalone activation or batch norm.
+#[derive(Debug)]
+pub struct UnaryKernel {
+    pipeline: Arc<Pipeline>,
+    affine: Option<wgpu::Buffer>,
+    activation: ActivationBinding,
+    shape: Shape,
+    invocations: u64,
+}
+
+impl UnaryKernel {
+    /// A standalone activation over tensors of `shape`.
+    pub fn activation(ctx: &GpuContext, activation: &Activation, shape: Shape) -> Result<Self> {
+        Self::new(ctx, None, activation, shape)
+    }
+
+    /// Batch norm in inference form (folded to a per-channel scale and shift), then `activation`.
+    pub fn batch_norm(ctx: &GpuContext, bn: &BatchNorm, activation: &Activation, shape: Shape) -> Result<Self> {
+        if bn.channels() != shape.c {
+            return Err(Error::invalid_op(
+                "batch_norm",
+                format!("{} channels, input has {}", bn.channels(), shape.c),
+            ));
+        }
+        let (scale, shift) = bn.scale_shift()?;
+        let c4 = channel_vec4s(shape.c) * 4;
+        let mut affine = vec![0.0f32; 2 * c4];
+        for c in 0..shape.c {
+            affine[c] = scale[c] as f32;
+            affine[c4 + c] = shift[c] as f32;
+        }
+        Self::new(ctx, Some(affine), activation, shape)
+    }
+
+    fn new(ctx: &GpuContext, affine: Option<Vec<f32>>, activation: &Activation, shape: Shape) -> Result<Self> {
+        let invocations = vec4_count(shape)?;
+        check_invocations("elementwise", invocations)?;
+        let activation = ActivationBinding::new(ctx, activation, shape.c)?;
+        let mut constants: Constants = vec![
+            ("TOTAL", invocations as f64),
+            ("C4", channel_vec4s(shape.c) as f64),
+            ("AFFINE", if affine.is_some() { 1.0 } else { 0.0 }),
+        ];
+        constants.extend(activation.constants().iter().copied());
+        Ok(UnaryKernel {
+            pipeline: ctx.pipeline(&shaders::ELEMENTWISE_UNARY, &constants)?,
+            affine: affine.map(|a| ctx.storage_buffer("batch norm", &a)).transpose()?,
+            activation,
+            shape,
+            invocations,
+        })
+    }
+
+    /// Binds input and output (both of the prepared shape).
+    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+        check_input("elementwise input", input, self.shape)?;
+        check_input("elementwise output", output, self.shape)?;
+        Dispatch::new(
+            ctx,
+            Arc::clone(&self.pipeline),
+            &[
+                (0, input.buffer()),
+                (1, self.affine.as_ref().unwrap_or(ctx.placeholder())),
+                (4, output.buffer()),
+                (ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+            ],
+            groups(&self.pipeline, self.invocations),
+        )
+    }
+
+    /// Allocates the output and runs once.
+    pub fn run(&self, ctx: &GpuContext, input: &GpuTensor) -> Result<GpuTensor> {
+        let output = GpuTensor::zeros_with_dims(ctx, self.shape, input.dims().to_vec())?;
+        run_single(ctx, self.bind(ctx, input, &output)?, output)
+    }
+}
+
+/// `activation(a + b)` or `activation(a * b[n, c])`.
+#[derive(Debug)]
+pub struct BinaryKernel {
+    pipeline: Arc<Pipeline>,
+    activation: ActivationBinding,
+    op: BinaryOp,
+    shape: Shape,
+    invocations: u64,
+}
+
+impl BinaryKernel {
+    /// `op` over tensors of `shape` (the first operand's and the output's).
+    pub fn new(ctx: &GpuContext, op: BinaryOp, activation: &Activation, shape: Shape) -> Result<Self> {
+        let invocations = vec4_count(shape)?;
+        check_invocations("binary", invocations)?;
+        let activation = ActivationBinding::new(ctx, activation, shape.c)?;
+        let mut constants: Constants = vec![
+            ("OP", if op == BinaryOp::MulChannels { 1.0 } else { 0.0 }),
+            ("TOTAL", invocations as f64),
+            ("C4", channel_vec4s(shape.c) as f64),
+            ("PIXELS", (shape.h * shape.w) as f64),
+        ];
+        constants.extend(activation.constants().iter().copied());
+        Ok(BinaryKernel {
+            pipeline: ctx.pipeline(&shaders::ELEMENTWISE_BINARY, &constants)?,
+            activation,
+            op,
+            shape,
+            invocations,
+        })
+    }
+
+    fn second_shape(&self) -> Shape {
+        match self.op {
+            BinaryOp::Add => self.shape,
+            BinaryOp::MulChannels => Shape::new(self.shape.n, self.shape.c, 1, 1),
+        }
+    }
+
+    /// Binds both operands and the output.
+    pub fn bind(&self, ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+        check_input("binary first operand", a, self.shape)?;
+        check_input("binary second operand", b, self.second_shape())?;
+        check_input("binary output", output, self.shape)?;
+        Dispatch::new(
+            ctx,
+            Arc::clone(&self.pipeline),
+            &[
+                (0, a.buffer()),
+                (1, b.buffer()),
+                (4, output.buffer()),
+                (ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+            ],
+            groups(&self.pipeline, self.invocations),
+        )
+    }
+
+    /// Allocates the output and runs once.
+    pub fn run(&self, ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let output = GpuTensor::zeros_with_dims(ctx, self.shape, a.dims().to_vec())?;
+        run_single(ctx, self.bind(ctx, a, b, &output)?, output)
+    }
+}
+
+/// `[N, C, H, W] -> [N, C * H * W]` in PyTorch's element order.
+#[derive(Debug)]
+pub struct FlattenKernel {
+    pipeline: Arc<Pipeline>,
+    input_shape: Shape,
+    output_shape: Shape,
+    invocations: u64,
+}
+
+impl FlattenKernel {
+    /// Prepares for inputs of `input_shape`.
+    pub fn new(ctx: &GpuContext, input_shape: Shape) -> Result<Self> {
+        let features = input_shape
+            .c
+            .checked_mul(input_shape.h * input_shape.w)
+            .ok_or_else(|| Error::invalid_op("flatten", format!("{input_shape} overflows")))?;
+        let output_shape = Shape::new(input_shape.n, features, 1, 1);
+        let invocations = vec4_count(output_shape)?;
+        check_invocations("flatten", invocations)?;
+        let constants: Constants = vec![
+            ("BATCH", input_shape.n as f64),
+            ("IN_C4", channel_vec4s(input_shape.c) as f64),
+            ("PIXELS", (input_shape.h * input_shape.w) as f64),
+            ("FEATURES", features as f64),
+            ("OUT_C4", channel_vec4s(features) as f64),
+        ];
+        Ok(FlattenKernel {
+            pipeline: ctx.pipeline(&shaders::FLATTEN, &constants)?,
+            input_shape,
+            output_shape,
+            invocations,
+        })
+    }
+
+    /// `[N, C * H * W, 1, 1]`.
+    pub fn output_shape(&self) -> Shape {
+        self.output_shape
+    }
+
+    /// Binds input and output.
+    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+        check_input("flatten input", input, self.input_shape)?;
+        check_input("flatten output", output, self.output_shape)?;
+        Dispatch::new(
+            ctx,
+            Arc::clone(&self.pipeline),
+            &[(0, input.buffer()), (4, output.buffer())],
+            groups(&self.pipeline, self.invocations),
+        )
+    }
+
+    /// Allocates the output (`[N, F]`) and runs once.
+    pub fn run(&self, ctx: &GpuContext, input: &GpuTensor) -> Result<GpuTensor> {
+        let s = self.output_shape;
+        let output = GpuTensor::zeros_with_dims(ctx, s, vec![s.n, s.c])?;
+        run_single(ctx, self.bind(ctx, input, &output)?, output)
+    }
+}
+
+/// Softmax over channels.
+#[derive(Debug)]
+pub struct SoftmaxKernel {
+    pipeline: Arc<Pipeline>,
+    shape: Shape,
+    rows: u64,
+}
+
+impl SoftmaxKernel {
+    /// Prepares for tensors of `shape`.
+    pub fn new(ctx: &GpuContext, shape: Shape) -> Result<Self> {
+        let rows = (shape.n * shape.h * shape.w) as u64;
+        check_invocations("softmax", rows)?;
+        let constants: Constants = vec![
+            ("ROWS", rows as f64),
+            ("C4", channel_vec4s(shape.c) as f64),
+            ("CHANNELS", shape.c as f64),
+        ];
+        Ok(SoftmaxKernel {
+            pipeline: ctx.pipeline(&shaders::SOFTMAX, &constants)?,
+            shape,
+            rows,
+        })
+    }
+
+    /// Binds input and output.
+    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+        check_input("softmax input", input, self.shape)?;
+        check_input("softmax output", output, self.shape)?;
+        Dispatch::new(
+            ctx,
+            Arc::clone(&self.pipeline),
+            &[(0, input.buffer()), (4, output.buffer())],
+            groups(&self.pipeline, self.rows),
+        )
+    }
+
+    /// Allocates the output and runs once.
+    pub fn run(&self, ctx: &GpuContext, input: &GpuTensor) -> Result<GpuTensor> {
+        let output = GpuTensor::zeros_with_dims(ctx, self.shape, input.dims().to_vec())?;
+        run_single(ctx, self.bind(ctx, input, &output)?, output)
+    }
+}

@@ -1,0 +1,121 @@
+//! Shader modules, bind group layouts and compute pipelines, each created once and cached.
+//!
+//! A pipeline is a shader specialised by its override constants (shapes, kernel size, activation), so the
+//! driver compiles every layer with its loop bounds and divisors known.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::shaders::{Access, Shader};
+use crate::error::{Error, Result};
+
+/// A specialised kernel, ready to dispatch.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub(crate) shader: Shader,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// Override constants by name; values are f64, as WebGPU passes them.
+pub type Constants = Vec<(&'static str, f64)>;
+
+type Key = (&'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, (wgpu::ShaderModule, wgpu::PipelineLayout, wgpu::BindGroupLayout)>>,
+    pipelines: Mutex<HashMap<Key, Arc<Pipeline>>>,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Gpu("a pipeline cache lock was poisoned by a panic on another thread".into())
+}
+
+impl PipelineCache {
+    /// The pipeline of `shader` specialised by `constants`; `check` runs after creation and before caching, to
+    /// catch errors the device reported.
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        shader: &Shader,
+        constants: &Constants,
+        check: impl FnOnce() -> Result<()>,
+    ) -> Result<Arc<Pipeline>> {
+        let key: Key = (shader.name, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect());
+        if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let (module, pipeline_layout, layout) = {
+            let mut modules = self.modules.lock().map_err(poisoned)?;
+            let entry = modules
+                .entry(shader.name)
+                .or_insert_with(|| create_module(device, shader));
+            (entry.0.clone(), entry.1.clone(), entry.2.clone())
+        };
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(shader.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Kernels initialise the workgroup memory they read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        check()?;
+        let pipeline = Arc::new(Pipeline {
+            shader: *shader,
+            pipeline,
+            layout,
+        });
+        self.pipelines
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, Arc::clone(&pipeline));
+        Ok(pipeline)
+    }
+
+    /// Number of distinct pipelines created so far.
+    pub(crate) fn len(&self) -> usize {
+        self.pipelines.lock().map(|p| p.len()).unwrap_or(0)
+    }
+}
+
+fn create_module(
+    device: &wgpu::Device,
+    shader: &Shader,
+) -> (wgpu::ShaderModule, wgpu::PipelineLayout, wgpu::BindGroupLayout) {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(shader.compose().into()),
+    });
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
+        .bindings
+        .iter()
+        .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: access == Access::Read,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(shader.name),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(shader.name),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    (module, pipeline_layout, layout)
+}

@@ -1,0 +1,120 @@
+//! The WGSL sources: one file per kernel in `shaders/`, shared modules in `shaders/shared/`, and the declared
+//! interface of each (its bindings), from which bind group layouts are made. `tests/shaders.rs` checks the
+//! declarations against what naga reads from the sources.
+
+/// How a kernel accesses one binding. All bindings are storage buffers in group 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// A WGSL kernel: its file, entry point `main`, and bindings.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    /// File name under `shaders/`, also the pipeline label.
+    pub name: &'static str,
+    /// The file's text, before includes are resolved.
+    pub source: &'static str,
+    /// `(binding, access)` of every binding in group 0.
+    pub bindings: &'static [(u32, Access)],
+    /// `@workgroup_size` of `main` (one-dimensional).
+    pub workgroup_size: u32,
+}
+
+/// Binding that every kernel with an activation uses for the PWLU table.
+pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
+
+use Access::{Read, ReadWrite};
+
+const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
+    (0, Read),
+    (1, Read),
+    (2, Read),
+    (3, Read),
+    (4, ReadWrite),
+    (ACTIVATION_PARAMS_BINDING, Read),
+];
+
+macro_rules! shader {
+    ($name:literal, $bindings:expr) => {
+        Shader {
+            name: $name,
+            source: include_str!(concat!("../../shaders/", $name)),
+            bindings: $bindings,
+            workgroup_size: 64,
+        }
+    };
+}
+
+/// Dense convolution (implicit GEMM).
+pub const CONV2D: Shader = shader!("conv2d.wgsl", EPILOGUE_BINDINGS);
+/// Depthwise convolution.
+pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", EPILOGUE_BINDINGS);
+/// Any other grouped convolution.
+pub const CONV2D_GROUPED: Shader = shader!("conv2d_grouped.wgsl", EPILOGUE_BINDINGS);
+/// Activation or batch norm, element-wise.
+pub const ELEMENTWISE_UNARY: Shader = shader!(
+    "elementwise_unary.wgsl",
+    &[(0, Read), (1, Read), (4, ReadWrite), (ACTIVATION_PARAMS_BINDING, Read)]
+);
+/// Add or channel-broadcast multiply, element-wise.
+pub const ELEMENTWISE_BINARY: Shader = shader!(
+    "elementwise_binary.wgsl",
+    &[(0, Read), (1, Read), (4, ReadWrite), (ACTIVATION_PARAMS_BINDING, Read)]
+);
+/// Max and average pooling.
+pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, Read), (4, ReadWrite)]);
+/// Global average pooling.
+pub const GLOBAL_AVG_POOL: Shader = shader!("global_avg_pool.wgsl", &[(0, Read), (4, ReadWrite)]);
+/// NCHW-ordered flatten.
+pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, Read), (4, ReadWrite)]);
+/// Softmax over channels.
+pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, Read), (4, ReadWrite)]);
+
+/// Every kernel, for tests and tools that check them all.
+pub const ALL: &[Shader] = &[
+    CONV2D,
+    CONV2D_DEPTHWISE,
+    CONV2D_GROUPED,
+    ELEMENTWISE_UNARY,
+    ELEMENTWISE_BINARY,
+    POOL2D,
+    GLOBAL_AVG_POOL,
+    FLATTEN,
+    SOFTMAX,
+];
+
+/// The shared modules that kernels `#include`.
+const INCLUDES: &[(&str, &str)] = &[
+    ("shared/indexing.wgsl", include_str!("../../shaders/shared/indexing.wgsl")),
+    ("shared/activation.wgsl", include_str!("../../shaders/shared/activation.wgsl")),
+    ("shared/epilogue.wgsl", include_str!("../../shaders/shared/epilogue.wgsl")),
+];
+
+impl Shader {
+    /// The complete WGSL: each `#include "shared/x.wgsl"` line replaced by that module's text.
+    pub fn compose(&self) -> String {
+        let mut out = String::with_capacity(self.source.len() * 4);
+        for line in self.source.lines() {
+            let included = line
+                .trim()
+                .strip_prefix("#include \"")
+                .and_then(|rest| rest.strip_suffix('"'))
+                .and_then(|path| INCLUDES.iter().find(|(name, _)| *name == path));
+            match included {
+                Some((name, text)) => {
+                    out.push_str(&format!("// ---- begin {name}\n"));
+                    out.push_str(text);
+                    out.push_str(&format!("// ---- end {name}\n"));
+                }
+                // An unknown include is left in place, where the WGSL parser reports it with its line.
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

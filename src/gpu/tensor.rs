@@ -1,0 +1,137 @@
+//! Tensors on the GPU.
+//!
+//! Layout: NHWC with the channels padded to a multiple of 4 ("NHWC4"), so every kernel reads and writes whole
+//! `vec4<f32>`s of 4 channels. Padding lanes are always 0. Conversion from and to PyTorch's NCHW happens here,
+//! at upload and download.
+
+use super::context::GpuContext;
+use crate::error::{Error, Result};
+use crate::tensor::{Shape, Tensor};
+
+/// A tensor in a GPU storage buffer, NHWC4 layout.
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    shape: Shape,
+    dims: Vec<usize>,
+}
+
+/// `ceil(c / 4)`.
+pub fn channel_vec4s(c: usize) -> usize {
+    c.div_ceil(4)
+}
+
+/// Number of f32 values an NHWC4 tensor of `shape` occupies, or `None` on overflow.
+pub fn nhwc4_len(shape: Shape) -> Option<usize> {
+    shape
+        .n
+        .checked_mul(shape.h)?
+        .checked_mul(shape.w)?
+        .checked_mul(channel_vec4s(shape.c).checked_mul(4)?)
+}
+
+/// NCHW data to NHWC4.
+pub fn to_nhwc4(tensor: &Tensor) -> Vec<f32> {
+    let s = tensor.shape();
+    let c4 = channel_vec4s(s.c) * 4;
+    let mut out = vec![0.0; s.n * s.h * s.w * c4];
+    for n in 0..s.n {
+        for c in 0..s.c {
+            for y in 0..s.h {
+                for x in 0..s.w {
+                    out[((n * s.h + y) * s.w + x) * c4 + c] = tensor.data()[s.index(n, c, y, x)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// NHWC4 data back to NCHW.
+pub fn from_nhwc4(shape: Shape, data: &[f32]) -> Vec<f32> {
+    let c4 = channel_vec4s(shape.c) * 4;
+    let mut out = vec![0.0; shape.len()];
+    for n in 0..shape.n {
+        for c in 0..shape.c {
+            for y in 0..shape.h {
+                for x in 0..shape.w {
+                    out[shape.index(n, c, y, x)] = data[((n * shape.h + y) * shape.w + x) * c4 + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+impl GpuTensor {
+    /// Uploads a host tensor.
+    pub fn upload(ctx: &GpuContext, tensor: &Tensor) -> Result<Self> {
+        let shape = tensor.shape();
+        Self::check_shape(shape)?;
+        let buffer = ctx.storage_buffer("tensor", &to_nhwc4(tensor))?;
+        Ok(GpuTensor {
+            buffer,
+            shape,
+            dims: tensor.dims().to_vec(),
+        })
+    }
+
+    /// A zero-filled tensor of `shape`, to be written by a kernel.
+    pub fn zeros(ctx: &GpuContext, shape: Shape) -> Result<Self> {
+        Self::zeros_with_dims(ctx, shape, vec![shape.n, shape.c, shape.h, shape.w])
+    }
+
+    /// A zero-filled tensor that downloads with `dims` (e.g. `[N, F]` for a `[N, F, 1, 1]` shape).
+    pub fn zeros_with_dims(ctx: &GpuContext, shape: Shape, dims: Vec<usize>) -> Result<Self> {
+        Self::check_shape(shape)?;
+        let len = nhwc4_len(shape).ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
+        let bytes = (len as u64).saturating_mul(4);
+        ctx.check_buffer_size(&format!("tensor {shape}"), bytes)?;
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor { buffer, shape, dims })
+    }
+
+    fn check_shape(shape: Shape) -> Result<()> {
+        if shape.is_empty() || nhwc4_len(shape).is_none() {
+            return Err(Error::invalid_op("tensor", format!("cannot place {shape} on the GPU")));
+        }
+        Ok(())
+    }
+
+    /// The logical NCHW shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The dims a download returns.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// The storage buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Copies the tensor back to the host, in NCHW order.
+    pub async fn download(&self, ctx: &GpuContext) -> Result<Tensor> {
+        let len = nhwc4_len(self.shape).unwrap_or(0);
+        let bytes = ctx.read_buffer(&self.buffer, len as u64 * 4).await?;
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Tensor::new(self.dims.clone(), from_nhwc4(self.shape, &values))
+    }
+
+    /// [`GpuTensor::download`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_blocking(&self, ctx: &GpuContext) -> Result<Tensor> {
+        pollster::block_on(self.download(ctx))
+    }
+}

@@ -1,0 +1,38 @@
+//! # pwlu
+//!
+//! Portable WebGPU inference for convolutional classifiers whose activations are Piecewise Linear Units
+//! (Zhou, Zhu, Zhong, "Learning specialized activation functions with the Piecewise Linear Unit", ICCV 2021).
+//!
+//! Data flows one way: model file, graph, optimised plan, GPU dispatches, logits. The modules follow it:
+//!
+//! - [`ops`]: what each operator is (hyper-parameters, weights, shape inference), independent of any backend;
+//!   [`ops::pwlu`] holds the unit itself and its lookup form.
+//! - [`cpu`]: a plain-Rust reference for every GPU kernel, the ground truth of the tests.
+//! - [`gpu`]: the wgpu runtime and one launcher per WGSL kernel in `shaders/`.
+//! - [`tensor`]: host tensors in PyTorch's NCHW order.
+//!
+//! ```no_run
+//! use pwlu::gpu::{kernels::UnaryKernel, GpuContext, GpuOptions, GpuTensor};
+//! use pwlu::ops::{Activation, Pwlu};
+//! use pwlu::Tensor;
+//! use std::sync::Arc;
+//!
+//! # fn main() -> pwlu::Result<()> {
+//! let ctx = GpuContext::new_blocking(&GpuOptions::default())?;
+//! let unit = Arc::new(Pwlu::relu6(1)?);
+//! let x = Tensor::new(vec![1, 1, 1, 4], vec![-1.0, 0.5, 3.0, 9.0])?;
+//! let kernel = UnaryKernel::activation(&ctx, &Activation::Pwlu(unit), x.shape())?;
+//! let y = kernel.run(&ctx, &GpuTensor::upload(&ctx, &x)?)?.download_blocking(&ctx)?;
+//! assert_eq!(y.data(), &[0.0, 0.5, 3.0, 6.0]);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Shape, Tensor};

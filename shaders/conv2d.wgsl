@@ -6,7 +6,7 @@
 // CPU-emulated adapters, and the tile reuse comes from registers). Weights are laid out
 // [KH][KW][IC4 * 4][W_OC4] as vec4s of 4 output channels, so one input vec4 meets 4 x TILE_OC4 weight vec4s.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 

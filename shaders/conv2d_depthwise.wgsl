@@ -3,7 +3,7 @@
 //
 // One invocation per output vec4 (4 channels of one pixel); weights are [KH][KW][C4] vec4s.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 

@@ -4,7 +4,7 @@
 // The fallback for groupings that neither conv2d.wgsl (groups = 1) nor conv2d_depthwise.wgsl covers: one
 // invocation per output vec4, each lane its own group, scalar weights in PyTorch's [OC][IC/g][KH][KW] order.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 

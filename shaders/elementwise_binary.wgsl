@@ -2,7 +2,7 @@
 // channel-broadcast multiply (b is [N, C, 1, 1]).
 // CPU twin: `binary` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 #include "shared/activation.wgsl"
 
 const OP_ADD: u32 = 0u;

@@ -2,7 +2,7 @@
 // off) or a batch norm in inference form that no convolution precedes (AFFINE on).
 // CPU twin: `activation` and `batch_norm` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 #include "shared/activation.wgsl"
 
 override TOTAL: u32 = 1u;

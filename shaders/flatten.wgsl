@@ -2,7 +2,7 @@
 // features in NCHW order (c * H * W + y * W + x).
 // CPU twin: `flatten` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 
 override BATCH: u32 = 1u;
 override IN_C4: u32 = 1u;

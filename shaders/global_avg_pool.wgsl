@@ -4,7 +4,7 @@
 // One workgroup per (image, channel vec4): 64 strided partial sums, then a tree reduction in workgroup memory
 // (6 barriers), so large feature maps (squeeze-and-excitation on 112 x 112) are spread over 64 invocations.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 
 override BATCH: u32 = 1u;
 override PIXELS: u32 = 1u;

@@ -1,7 +1,7 @@
 // Max and average pooling over NHWC4 tensors, PyTorch's semantics (see src/ops/pool.rs).
 // CPU twin: `pool2d` in src/cpu/pool.rs. Launcher: src/gpu/kernels/pool.rs.
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 
 const MODE_MAX: u32 = 0u;
 const MODE_AVERAGE: u32 = 1u;
@@ -63,8 +63,8 @@ fn main(
                 }
                 let v = input[((n * IN_H + u32(y)) * IN_W + u32(x)) * C4 + c4];
                 // NaN wins and then stays, as in PyTorch.
-                let take = (v > best) | (v != v) | vec4<bool>(first);
-                best = select(best, v, take & (best == best));
+                let take = (v > best) | is_nan4(v) | vec4<bool>(first);
+                best = select(best, v, take & !is_nan4(best));
                 first = false;
             }
         }

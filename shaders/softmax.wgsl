@@ -3,7 +3,7 @@
 //
 // One invocation per row: rows are few (one per image for a classifier) and short (1000 classes).
 
-#include "shared/indexing.wgsl"
+#include "shared/common.wgsl"
 
 override ROWS: u32 = 1u;
 override C4: u32 = 1u;

@@ -1,4 +1,5 @@
 // Activations, applied to 4 consecutive channels at once. CPU twin: src/cpu/activation.rs.
+// Needs shared/common.wgsl.
 //
 // The kernel that includes this file binds the PWLU table (or any small buffer when ACTIVATION is not PWLU)
 // at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
@@ -90,7 +91,15 @@ fn erf4(v: vec4<f32>) -> vec4<f32> {
     return sign(v) * (1.0 - poly * exp(-a * a));
 }
 
+// NaN in gives NaN out for every activation, whatever the driver does with NaN in comparisons.
 fn activate(v: vec4<f32>, c4: u32) -> vec4<f32> {
+    if (ACTIVATION == ACT_IDENTITY) {
+        return v;
+    }
+    return select(activate_finite_rules(v, c4), v, is_nan4(v));
+}
+
+fn activate_finite_rules(v: vec4<f32>, c4: u32) -> vec4<f32> {
     switch ACTIVATION {
         case ACT_RELU: {
             return relu4(v);

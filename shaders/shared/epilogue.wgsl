@@ -1,7 +1,7 @@
 // The fused epilogue of producing kernels: residual add and activation, then the store.
 // CPU twin: `epilogue` in src/cpu/conv.rs.
 //
-// Needs shared/activation.wgsl and shared/indexing.wgsl, and the including kernel's `residual` and `output`
+// Needs shared/activation.wgsl and shared/common.wgsl, and the including kernel's `residual` and `output`
 // bindings.
 
 // 0: no residual; 1: act(value + residual) (ResNet); 2: act(value) + residual.

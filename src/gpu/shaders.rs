@@ -89,7 +89,7 @@ pub const ALL: &[Shader] = &[
 
 /// The shared modules that kernels `#include`.
 const INCLUDES: &[(&str, &str)] = &[
-    ("shared/indexing.wgsl", include_str!("../../shaders/shared/indexing.wgsl")),
+    ("shared/common.wgsl", include_str!("../../shaders/shared/common.wgsl")),
     ("shared/activation.wgsl", include_str!("../../shaders/shared/activation.wgsl")),
     ("shared/epilogue.wgsl", include_str!("../../shaders/shared/epilogue.wgsl")),
 ];

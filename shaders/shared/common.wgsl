@@ -1,4 +1,4 @@
-// Shared indexing helpers.
+// Helpers shared by every kernel: indexing, channel padding, NaN tests.
 //
 // Every kernel treats its work as a 1-D range of invocations. A dispatch dimension holds at most 65535
 // workgroups (WebGPU's default limit), so the host spreads the range over x and y and kernels fold it back.
@@ -12,4 +12,10 @@ fn linear_index(workgroup: vec3<u32>, workgroups: vec3<u32>, local: u32, workgro
 fn zero_padding_lanes(value: vec4<f32>, c4: u32, channels: u32) -> vec4<f32> {
     let lanes = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     return select(value, vec4<f32>(0.0), lanes >= vec4<u32>(channels));
+}
+
+// NaN from the bits. Comparisons cannot be trusted for this: naga emits an ordered `!=` (false for NaN), and
+// GLSL drivers need not follow IEEE rules for NaN at all.
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
 }

@@ -1,0 +1,94 @@
+//! Shared test helpers: the GPU contexts to test on, random data, and the agreement check.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu::ops::Pwlu;
+use pwlu::{Shape, Tensor};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Environment variable listing the backends to run the GPU tests on, e.g. `vulkan,gl` (default: `auto`).
+pub const TEST_BACKENDS_ENV: &str = "PWLU_TEST_BACKENDS";
+
+/// One context per backend under test. A missing adapter fails the test: GPU tests never pass by skipping.
+pub fn contexts() -> Vec<GpuContext> {
+    let list = std::env::var(TEST_BACKENDS_ENV).unwrap_or_else(|_| "auto".into());
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|name| {
+            let backend: Backend = name.parse().unwrap_or_else(|e| panic!("{TEST_BACKENDS_ENV}: {e}"));
+            let options = GpuOptions {
+                backend,
+                ..Default::default()
+            };
+            GpuContext::new_blocking(&options)
+                .unwrap_or_else(|e| panic!("GPU tests need an adapter for backend '{name}': {e}"))
+        })
+        .collect()
+}
+
+pub fn rng(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
+
+pub fn random_vec(rng: &mut SmallRng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+}
+
+pub fn random_tensor(rng: &mut SmallRng, shape: Shape) -> Tensor {
+    let data = random_vec(rng, shape.len(), 1.0);
+    Tensor::from_shape(shape, data).expect("shape and data agree")
+}
+
+/// A channel-wise PWLU near ReLU with perturbed points, bounds around the data's range: what training
+/// produces, with slopes that stay moderate.
+pub fn random_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pwlu> {
+    let mut bounds = Vec::new();
+    let mut points = Vec::new();
+    let mut slopes = Vec::new();
+    for _ in 0..units {
+        let center = rng.random_range(-0.5f32..0.5);
+        let half = rng.random_range(1.0f32..3.0);
+        let (left, right) = (center - half, center + half);
+        bounds.push([left, right]);
+        for i in 0..=intervals {
+            let x = left + (right - left) * i as f32 / intervals as f32;
+            points.push(x.max(0.0) + rng.random_range(-0.2f32..0.2));
+        }
+        slopes.push([rng.random_range(-0.2f32..0.3), rng.random_range(0.5f32..1.5)]);
+    }
+    Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("valid random PWLU"))
+}
+
+/// `max |gpu - cpu| <= tol * max(1, |cpu|)` element-wise; NaN must meet NaN and infinities must be equal.
+pub fn assert_close(gpu: &Tensor, cpu: &Tensor, tol: f32, what: &str) {
+    assert_eq!(gpu.dims(), cpu.dims(), "{what}: dims");
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&g, &c)) in gpu.data().iter().zip(cpu.data()).enumerate() {
+        if c.is_nan() || g.is_nan() {
+            assert!(c.is_nan() && g.is_nan(), "{what}: element {i}: gpu {g}, cpu {c}");
+            continue;
+        }
+        if c.is_infinite() || g.is_infinite() {
+            assert_eq!(g, c, "{what}: element {i}");
+            continue;
+        }
+        let err = (g - c).abs() / c.abs().max(1.0);
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    assert!(
+        worst.0 <= tol,
+        "{what}: element {} differs by {:e} (relative), gpu {} cpu {}",
+        worst.1,
+        worst.0,
+        gpu.data()[worst.1],
+        cpu.data()[worst.1]
+    );
+}
+
+/// The agreement every kernel must reach (issue 2).
+pub const TOLERANCE: f32 = 1e-4;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use common::{assert_close, contexts, random_pwlu, random_tensor, random_vec, rng, TOLERANCE};
 use pwlu::gpu::kernels::{
-    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel, SoftmaxKernel,
-    UnaryKernel,
+    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel,
+    SoftmaxKernel, UnaryKernel,
 };
 use pwlu::gpu::{GpuContext, GpuTensor};
 use pwlu::ops::{
-    Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d, PoolKind, Pwlu,
-    ResidualAdd,
+    Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d,
+    PoolKind, Pwlu, ResidualAdd,
 };
 use pwlu::{cpu, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -24,7 +24,9 @@ fn all_activations(rng: &mut SmallRng, channels: usize) -> Vec<Activation> {
         Activation::Identity,
         Activation::Relu,
         Activation::Relu6,
-        Activation::LeakyRelu { negative_slope: 0.1 },
+        Activation::LeakyRelu {
+            negative_slope: 0.1,
+        },
         Activation::Sigmoid,
         Activation::Silu,
         Activation::Hardsigmoid,
@@ -37,22 +39,37 @@ fn all_activations(rng: &mut SmallRng, channels: usize) -> Vec<Activation> {
 }
 
 /// Runs `layer` on both sides and compares.
-fn check_conv(ctx: &GpuContext, layer: &Conv2dLayer, input: &Tensor, residual: Option<&Tensor>, what: &str) {
-    let expected = cpu::conv2d(layer, input, residual).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
-    let kernel = Conv2dKernel::new(ctx, layer, input.shape()).unwrap_or_else(|e| panic!("{what}: {e}"));
+fn check_conv(
+    ctx: &GpuContext,
+    layer: &Conv2dLayer,
+    input: &Tensor,
+    residual: Option<&Tensor>,
+    what: &str,
+) {
+    let expected =
+        cpu::conv2d(layer, input, residual).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let kernel =
+        Conv2dKernel::new(ctx, layer, input.shape()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let x = GpuTensor::upload(ctx, input).expect("upload");
     let r = residual.map(|r| GpuTensor::upload(ctx, r).expect("upload residual"));
     let got = kernel
         .run(ctx, &x, r.as_ref())
         .and_then(|y| y.download_blocking(ctx))
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_close(&got, &expected, TOLERANCE, &format!("{what} on {}", ctx.adapter()));
+    assert_close(
+        &got,
+        &expected,
+        TOLERANCE,
+        &format!("{what} on {}", ctx.adapter()),
+    );
 }
 
 fn random_layer(rng: &mut SmallRng, conv: Conv2d, epilogue: Epilogue) -> Conv2dLayer {
     let fan_in = (conv.in_channels / conv.groups * conv.kernel[0] * conv.kernel[1]) as f32;
     let weight = random_vec(rng, conv.weight_len(), 1.0 / fan_in.sqrt());
-    let bias = rng.random_bool(0.7).then(|| random_vec(rng, conv.out_channels, 0.5));
+    let bias = rng
+        .random_bool(0.7)
+        .then(|| random_vec(rng, conv.out_channels, 0.5));
     Conv2dLayer::new(conv, weight, bias, epilogue).expect("valid layer")
 }
 
@@ -108,8 +125,12 @@ fn conv2d_random_shapes_agree_with_cpu() {
                 padding,
                 groups,
             };
-            let min_h = (dilation[0] * (kernel[0] - 1) + 1).saturating_sub(padding.top + padding.bottom).max(1);
-            let min_w = (dilation[1] * (kernel[1] - 1) + 1).saturating_sub(padding.left + padding.right).max(1);
+            let min_h = (dilation[0] * (kernel[0] - 1) + 1)
+                .saturating_sub(padding.top + padding.bottom)
+                .max(1);
+            let min_w = (dilation[1] * (kernel[1] - 1) + 1)
+                .saturating_sub(padding.left + padding.right)
+                .max(1);
             let input = Shape::new(
                 rng.random_range(1..4),
                 in_channels,
@@ -118,10 +139,26 @@ fn conv2d_random_shapes_agree_with_cpu() {
             );
             let activations = all_activations(&mut rng, out_channels);
             let activation = activations[rng.random_range(0..activations.len())].clone();
-            let residual = [ResidualAdd::None, ResidualAdd::BeforeActivation, ResidualAdd::AfterActivation]
-                [rng.random_range(0..3)];
-            let what = format!("case {case}: {conv:?} on {input}, {} {residual:?}", activation.name());
-            conv_case(&ctx, &mut rng, conv, input, Epilogue { activation, residual }, &what);
+            let residual = [
+                ResidualAdd::None,
+                ResidualAdd::BeforeActivation,
+                ResidualAdd::AfterActivation,
+            ][rng.random_range(0..3)];
+            let what = format!(
+                "case {case}: {conv:?} on {input}, {} {residual:?}",
+                activation.name()
+            );
+            conv_case(
+                &ctx,
+                &mut rng,
+                conv,
+                input,
+                Epilogue {
+                    activation,
+                    residual,
+                },
+                &what,
+            );
         }
     }
 }
@@ -130,7 +167,11 @@ fn conv2d_random_shapes_agree_with_cpu() {
 fn conv2d_edge_cases_agree_with_cpu() {
     let base = |ic, oc, k| Conv2d::new(ic, oc, [k, k]);
     let cases: Vec<(&str, Conv2d, Shape)> = vec![
-        ("1x1 spatial input, 1x1 kernel", base(5, 7, 1), Shape::new(2, 5, 1, 1)),
+        (
+            "1x1 spatial input, 1x1 kernel",
+            base(5, 7, 1),
+            Shape::new(2, 5, 1, 1),
+        ),
         (
             "1x1 spatial input, 3x3 kernel padded",
             Conv2d {
@@ -218,8 +259,16 @@ fn conv2d_edge_cases_agree_with_cpu() {
             },
             Shape::new(2, 9, 6, 6),
         ),
-        ("one input and one output channel", base(1, 1, 3), Shape::new(1, 1, 5, 5)),
-        ("batch 5, channels 3 -> 33", base(3, 33, 1), Shape::new(5, 3, 4, 3)),
+        (
+            "one input and one output channel",
+            base(1, 1, 3),
+            Shape::new(1, 1, 5, 5),
+        ),
+        (
+            "batch 5, channels 3 -> 33",
+            base(3, 33, 1),
+            Shape::new(5, 3, 4, 3),
+        ),
         (
             "kernel as large as the padded input",
             Conv2d {
@@ -232,7 +281,10 @@ fn conv2d_edge_cases_agree_with_cpu() {
     for ctx in contexts() {
         let mut rng = rng(2);
         for (what, conv, input) in &cases {
-            for activation in [Activation::Identity, Activation::Pwlu(random_pwlu(&mut rng, conv.out_channels, 16))] {
+            for activation in [
+                Activation::Identity,
+                Activation::Pwlu(random_pwlu(&mut rng, conv.out_channels, 16)),
+            ] {
                 let epilogue = Epilogue::activation(activation);
                 conv_case(&ctx, &mut rng, *conv, *input, epilogue, what);
             }
@@ -258,7 +310,8 @@ fn conv2d_picks_the_specialised_kernels() {
         (multiplier, ConvVariant::Grouped),
     ] {
         let layer = random_layer(&mut rng, conv, Epilogue::default());
-        let kernel = Conv2dKernel::new(ctx, &layer, Shape::new(1, conv.in_channels, 5, 5)).expect("kernel");
+        let kernel =
+            Conv2dKernel::new(ctx, &layer, Shape::new(1, conv.in_channels, 5, 5)).expect("kernel");
         assert_eq!(kernel.variant(), variant, "{conv:?}");
     }
 }
@@ -276,7 +329,14 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
         };
         for residual in [ResidualAdd::BeforeActivation, ResidualAdd::AfterActivation] {
             let activation = Activation::Pwlu(random_pwlu(&mut rng, channels, 16));
-            let fused = random_layer(&mut rng, conv, Epilogue { activation: activation.clone(), residual });
+            let fused = random_layer(
+                &mut rng,
+                conv,
+                Epilogue {
+                    activation: activation.clone(),
+                    residual,
+                },
+            );
             let plain = Conv2dLayer {
                 epilogue: Epilogue::default(),
                 ..fused.clone()
@@ -284,7 +344,8 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
             let y = cpu::conv2d(&plain, &input, None).expect("cpu conv");
             let expected = match residual {
                 ResidualAdd::BeforeActivation => {
-                    let sum = cpu::binary(BinaryOp::Add, &Activation::Identity, &y, &input).expect("add");
+                    let sum =
+                        cpu::binary(BinaryOp::Add, &Activation::Identity, &y, &input).expect("add");
                     cpu::activation(&activation, &sum).expect("act")
                 }
                 _ => {
@@ -294,7 +355,10 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
             };
             let kernel = Conv2dKernel::new(&ctx, &fused, input.shape()).expect("kernel");
             let x = GpuTensor::upload(&ctx, &input).expect("upload");
-            let got = kernel.run(&ctx, &x, Some(&x)).and_then(|t| t.download_blocking(&ctx)).expect("run");
+            let got = kernel
+                .run(&ctx, &x, Some(&x))
+                .and_then(|t| t.download_blocking(&ctx))
+                .expect("run");
             assert_close(&got, &expected, TOLERANCE, &format!("{residual:?}"));
         }
     }
@@ -303,8 +367,12 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
 fn random_batch_norm(rng: &mut SmallRng, channels: usize) -> BatchNorm {
     BatchNorm {
         mean: random_vec(rng, channels, 0.5),
-        var: (0..channels).map(|_| rng.random_range(0.2f32..2.0)).collect(),
-        gamma: (0..channels).map(|_| rng.random_range(0.5f32..1.5)).collect(),
+        var: (0..channels)
+            .map(|_| rng.random_range(0.2f32..2.0))
+            .collect(),
+        gamma: (0..channels)
+            .map(|_| rng.random_range(0.5f32..1.5))
+            .collect(),
         beta: random_vec(rng, channels, 0.5),
         eps: 1e-5,
     }
@@ -335,8 +403,12 @@ fn batch_norm_folded_into_conv_agrees_with_conv_then_batch_norm() {
             let bn = random_batch_norm(&mut rng, conv.out_channels);
             let plain = random_layer(&mut rng, conv, Epilogue::default());
             let x = random_tensor(&mut rng, input);
-            let expected = cpu::batch_norm(&bn, &activation, &cpu::conv2d(&plain, &x, None).expect("conv"))
-                .expect("batch norm");
+            let expected = cpu::batch_norm(
+                &bn,
+                &activation,
+                &cpu::conv2d(&plain, &x, None).expect("conv"),
+            )
+            .expect("batch norm");
             let mut folded = Conv2dLayer {
                 epilogue: Epilogue::activation(activation),
                 ..plain
@@ -356,17 +428,31 @@ fn batch_norm_folded_into_conv_agrees_with_conv_then_batch_norm() {
 fn standalone_batch_norm_agrees_with_cpu() {
     for ctx in contexts() {
         let mut rng = rng(6);
-        for shape in [Shape::new(1, 3, 5, 5), Shape::new(2, 17, 3, 4), Shape::new(1, 8, 1, 1)] {
+        for shape in [
+            Shape::new(1, 3, 5, 5),
+            Shape::new(2, 17, 3, 4),
+            Shape::new(1, 8, 1, 1),
+        ] {
             let bn = random_batch_norm(&mut rng, shape.c);
             let x = random_tensor(&mut rng, shape);
-            for activation in [Activation::Identity, Activation::Relu, Activation::Pwlu(random_pwlu(&mut rng, shape.c, 8))] {
+            for activation in [
+                Activation::Identity,
+                Activation::Relu,
+                Activation::Pwlu(random_pwlu(&mut rng, shape.c, 8)),
+            ] {
                 let expected = cpu::batch_norm(&bn, &activation, &x).expect("cpu");
-                let kernel = UnaryKernel::batch_norm(&ctx, &bn, &activation, shape).expect("kernel");
+                let kernel =
+                    UnaryKernel::batch_norm(&ctx, &bn, &activation, shape).expect("kernel");
                 let got = kernel
                     .run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload"))
                     .and_then(|t| t.download_blocking(&ctx))
                     .expect("run");
-                assert_close(&got, &expected, TOLERANCE, &format!("batch norm {shape} {}", activation.name()));
+                assert_close(
+                    &got,
+                    &expected,
+                    TOLERANCE,
+                    &format!("batch norm {shape} {}", activation.name()),
+                );
             }
         }
     }
@@ -422,11 +508,21 @@ fn activations_agree_with_cpu_including_nan_and_infinities() {
                 .run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload"))
                 .and_then(|t| t.download_blocking(&ctx))
                 .expect("run");
-            assert_close(&got, &expected, TOLERANCE, &format!("{} on {}", activation.name(), ctx.adapter()));
+            assert_close(
+                &got,
+                &expected,
+                TOLERANCE,
+                &format!("{} on {}", activation.name(), ctx.adapter()),
+            );
             // NaN in gives NaN out, whatever the activation.
             for (i, &v) in x.data().iter().enumerate() {
                 if v.is_nan() {
-                    assert!(got.data()[i].is_nan(), "{}: NaN became {}", activation.name(), got.data()[i]);
+                    assert!(
+                        got.data()[i].is_nan(),
+                        "{}: NaN became {}",
+                        activation.name(),
+                        got.data()[i]
+                    );
                 }
             }
         }
@@ -450,7 +546,9 @@ fn pwlu_probe_inputs(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
 }
 
 fn check_pwlu(ctx: &GpuContext, pwlu: Arc<Pwlu>, channels: usize, what: &str) {
-    let per_channel: Vec<Vec<f32>> = (0..channels).map(|c| pwlu_probe_inputs(&pwlu, pwlu.unit_for_channel(c))).collect();
+    let per_channel: Vec<Vec<f32>> = (0..channels)
+        .map(|c| pwlu_probe_inputs(&pwlu, pwlu.unit_for_channel(c)))
+        .collect();
     let width = per_channel.iter().map(Vec::len).max().unwrap_or(1);
     let shape = Shape::new(1, channels, 1, width);
     let data: Vec<f32> = per_channel
@@ -472,11 +570,31 @@ fn pwlu_agrees_with_cpu_at_breakpoints_bounds_tails_and_non_finite_inputs() {
     for ctx in contexts() {
         let mut rng = rng(8);
         for intervals in [1, 2, 16, 255, 256] {
-            check_pwlu(&ctx, random_pwlu(&mut rng, 5, intervals), 5, &format!("channel-wise N={intervals}"));
-            check_pwlu(&ctx, random_pwlu(&mut rng, 1, intervals), 6, &format!("layer-wise N={intervals}"));
+            check_pwlu(
+                &ctx,
+                random_pwlu(&mut rng, 5, intervals),
+                5,
+                &format!("channel-wise N={intervals}"),
+            );
+            check_pwlu(
+                &ctx,
+                random_pwlu(&mut rng, 1, intervals),
+                6,
+                &format!("layer-wise N={intervals}"),
+            );
         }
-        check_pwlu(&ctx, Arc::new(Pwlu::relu6(3).expect("relu6")), 3, "ReLU6 as PWLU");
-        check_pwlu(&ctx, Arc::new(Pwlu::relu(2, 16, 4.0).expect("relu")), 2, "ReLU as PWLU");
+        check_pwlu(
+            &ctx,
+            Arc::new(Pwlu::relu6(3).expect("relu6")),
+            3,
+            "ReLU6 as PWLU",
+        );
+        check_pwlu(
+            &ctx,
+            Arc::new(Pwlu::relu(2, 16, 4.0).expect("relu")),
+            2,
+            "ReLU as PWLU",
+        );
     }
 }
 
@@ -495,9 +613,16 @@ fn non_uniform_pwlu_agrees_with_cpu() {
                 }
             }
             let points = random_vec(&mut rng, units * (intervals + 1), 2.0);
-            let slopes = (0..units).map(|_| [rng.random_range(-1.0f32..1.0), 0.0]).collect();
+            let slopes = (0..units)
+                .map(|_| [rng.random_range(-1.0f32..1.0), 0.0])
+                .collect();
             let pwlu = Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("valid");
-            check_pwlu(&ctx, Arc::new(pwlu), units, &format!("non-uniform N={intervals}"));
+            check_pwlu(
+                &ctx,
+                Arc::new(pwlu),
+                units,
+                &format!("non-uniform N={intervals}"),
+            );
         }
     }
 }
@@ -506,7 +631,11 @@ fn non_uniform_pwlu_agrees_with_cpu() {
 fn pwlu_at_infinity_returns_the_flat_tail_value() {
     for ctx in contexts() {
         let relu6 = Arc::new(Pwlu::relu6(1).expect("relu6"));
-        let x = Tensor::new(vec![1, 1, 1, 4], vec![f32::NEG_INFINITY, f32::INFINITY, -1e30, 1e30]).expect("tensor");
+        let x = Tensor::new(
+            vec![1, 1, 1, 4],
+            vec![f32::NEG_INFINITY, f32::INFINITY, -1e30, 1e30],
+        )
+        .expect("tensor");
         let got = UnaryKernel::activation(&ctx, &Activation::Pwlu(relu6), x.shape())
             .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &x)?))
             .and_then(|t| t.download_blocking(&ctx))
@@ -519,7 +648,11 @@ fn pwlu_at_infinity_returns_the_flat_tail_value() {
 fn binary_ops_agree_with_cpu() {
     for ctx in contexts() {
         let mut rng = rng(10);
-        for shape in [Shape::new(2, 7, 5, 3), Shape::new(1, 16, 1, 1), Shape::new(3, 1, 4, 4)] {
+        for shape in [
+            Shape::new(2, 7, 5, 3),
+            Shape::new(1, 16, 1, 1),
+            Shape::new(3, 1, 4, 4),
+        ] {
             let a = random_tensor(&mut rng, shape);
             for op in [BinaryOp::Add, BinaryOp::MulChannels] {
                 let b_shape = match op {
@@ -527,13 +660,28 @@ fn binary_ops_agree_with_cpu() {
                     BinaryOp::MulChannels => Shape::new(shape.n, shape.c, 1, 1),
                 };
                 let b = random_tensor(&mut rng, b_shape);
-                for activation in [Activation::Identity, Activation::Relu6, Activation::Pwlu(random_pwlu(&mut rng, shape.c, 16))] {
+                for activation in [
+                    Activation::Identity,
+                    Activation::Relu6,
+                    Activation::Pwlu(random_pwlu(&mut rng, shape.c, 16)),
+                ] {
                     let expected = cpu::binary(op, &activation, &a, &b).expect("cpu");
                     let got = BinaryKernel::new(&ctx, op, &activation, shape)
-                        .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &a)?, &GpuTensor::upload(&ctx, &b)?))
+                        .and_then(|k| {
+                            k.run(
+                                &ctx,
+                                &GpuTensor::upload(&ctx, &a)?,
+                                &GpuTensor::upload(&ctx, &b)?,
+                            )
+                        })
                         .and_then(|t| t.download_blocking(&ctx))
                         .expect("run");
-                    assert_close(&got, &expected, TOLERANCE, &format!("{op:?} {shape} {}", activation.name()));
+                    assert_close(
+                        &got,
+                        &expected,
+                        TOLERANCE,
+                        &format!("{op:?} {shape} {}", activation.name()),
+                    );
                 }
             }
         }
@@ -543,7 +691,14 @@ fn binary_ops_agree_with_cpu() {
 #[test]
 fn pooling_agrees_with_cpu() {
     let max = |k: usize| Pool2d::new(PoolKind::Max, [k, k]);
-    let avg = |k: usize, include: bool| Pool2d::new(PoolKind::Average { count_include_pad: include }, [k, k]);
+    let avg = |k: usize, include: bool| {
+        Pool2d::new(
+            PoolKind::Average {
+                count_include_pad: include,
+            },
+            [k, k],
+        )
+    };
     let cases: Vec<(&str, Pool2d, Shape)> = vec![
         (
             "ResNet max pool 3x3 s2 p1",
@@ -648,9 +803,19 @@ fn max_pool_propagates_nan_and_handles_infinities() {
             f32::NEG_INFINITY, // window 2: all -inf
         ];
         let x = Tensor::new(vec![1, 1, 2, 4], data).expect("tensor");
-        let x = Tensor::new(vec![1, 2, 2, 2], vec![
-            x.data()[0], x.data()[1], x.data()[2], x.data()[3], x.data()[4], x.data()[5], x.data()[6], x.data()[7],
-        ])
+        let x = Tensor::new(
+            vec![1, 2, 2, 2],
+            vec![
+                x.data()[0],
+                x.data()[1],
+                x.data()[2],
+                x.data()[3],
+                x.data()[4],
+                x.data()[5],
+                x.data()[6],
+                x.data()[7],
+            ],
+        )
         .expect("tensor");
         let pool = Pool2d::new(PoolKind::Max, [2, 2]);
         let expected = cpu::pool2d(&pool, &x).expect("cpu");
@@ -681,7 +846,12 @@ fn global_average_pool_agrees_with_cpu() {
                 .and_then(|t| t.download_blocking(&ctx))
                 .expect("run");
             // Summing 12544 values in f32 (tree order) against f64: still far inside the bound.
-            assert_close(&got, &expected, TOLERANCE, &format!("global avg pool {shape}"));
+            assert_close(
+                &got,
+                &expected,
+                TOLERANCE,
+                &format!("global avg pool {shape}"),
+            );
         }
     }
 }
@@ -690,12 +860,23 @@ fn global_average_pool_agrees_with_cpu() {
 fn flatten_linear_and_softmax_agree_with_cpu() {
     for ctx in contexts() {
         let mut rng = rng(13);
-        for shape in [Shape::new(2, 3, 4, 5), Shape::new(1, 7, 1, 1), Shape::new(3, 10, 2, 1)] {
+        for shape in [
+            Shape::new(2, 3, 4, 5),
+            Shape::new(1, 7, 1, 1),
+            Shape::new(3, 10, 2, 1),
+        ] {
             let x = random_tensor(&mut rng, shape);
             let flat_cpu = cpu::flatten(&x).expect("flatten");
             let flatten = FlattenKernel::new(&ctx, shape).expect("kernel");
-            let flat_gpu = flatten.run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload")).expect("run");
-            assert_close(&flat_gpu.download_blocking(&ctx).expect("download"), &flat_cpu, 0.0, "flatten");
+            let flat_gpu = flatten
+                .run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload"))
+                .expect("run");
+            assert_close(
+                &flat_gpu.download_blocking(&ctx).expect("download"),
+                &flat_cpu,
+                0.0,
+                "flatten",
+            );
 
             let features = shape.c * shape.h * shape.w;
             for out_features in [1, 10, 37] {
@@ -710,7 +891,12 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
                 let kernel = Conv2dKernel::linear(&ctx, &linear, shape.n).expect("kernel");
                 let logits_gpu = kernel.run(&ctx, &flat_gpu, None).expect("run");
                 let got = logits_gpu.download_blocking(&ctx).expect("download");
-                assert_close(&got, &logits_cpu, TOLERANCE, &format!("linear {features} -> {out_features}"));
+                assert_close(
+                    &got,
+                    &logits_cpu,
+                    TOLERANCE,
+                    &format!("linear {features} -> {out_features}"),
+                );
 
                 let probs_cpu = cpu::softmax(&logits_cpu).expect("softmax");
                 let probs_gpu = SoftmaxKernel::new(&ctx, logits_gpu.shape())
@@ -726,8 +912,13 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
 #[test]
 fn softmax_is_stable_for_large_logits() {
     for ctx in contexts() {
-        let x = Tensor::new(vec![2, 5], vec![1000.0, 999.0, -1000.0, 0.0, 998.0, -5.0, -5.0, -5.0, -5.0, -5.0])
-            .expect("tensor");
+        let x = Tensor::new(
+            vec![2, 5],
+            vec![
+                1000.0, 999.0, -1000.0, 0.0, 998.0, -5.0, -5.0, -5.0, -5.0, -5.0,
+            ],
+        )
+        .expect("tensor");
         let expected = cpu::softmax(&x).expect("cpu");
         let got = SoftmaxKernel::new(&ctx, x.shape())
             .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &x)?))
@@ -742,10 +933,17 @@ fn softmax_is_stable_for_large_logits() {
 fn upload_then_download_is_the_identity() {
     for ctx in contexts() {
         let mut rng = rng(14);
-        for dims in [vec![1, 1, 1, 1], vec![2, 5, 3, 7], vec![3, 1000], vec![4, 9, 1, 2]] {
+        for dims in [
+            vec![1, 1, 1, 1],
+            vec![2, 5, 3, 7],
+            vec![3, 1000],
+            vec![4, 9, 1, 2],
+        ] {
             let len = dims.iter().product();
             let t = Tensor::new(dims.clone(), random_vec(&mut rng, len, 10.0)).expect("tensor");
-            let back = GpuTensor::upload(&ctx, &t).and_then(|g| g.download_blocking(&ctx)).expect("round trip");
+            let back = GpuTensor::upload(&ctx, &t)
+                .and_then(|g| g.download_blocking(&ctx))
+                .expect("round trip");
             assert_eq!(back, t, "{dims:?}");
         }
     }

@@ -22,7 +22,10 @@ fn parse(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 }
 
 /// The module with every override at its default value, as backends need.
-fn specialise(module: &naga::Module, info: &naga::valid::ModuleInfo) -> (naga::Module, naga::valid::ModuleInfo) {
+fn specialise(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+) -> (naga::Module, naga::valid::ModuleInfo) {
     let (module, info) = naga::back::pipeline_constants::process_overrides(
         module,
         info,
@@ -49,9 +52,15 @@ fn declared_bindings_match_the_shaders() {
             .iter()
             .filter_map(|(_, var)| {
                 let binding = var.binding.as_ref()?;
-                assert_eq!(binding.group, 0, "{}: everything is bound in group 0", shader.name);
+                assert_eq!(
+                    binding.group, 0,
+                    "{}: everything is bound in group 0",
+                    shader.name
+                );
                 let access = match var.space {
-                    naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+                    naga::AddressSpace::Storage { access }
+                        if access.contains(naga::StorageAccess::STORE) =>
+                    {
                         Access::ReadWrite
                     }
                     naga::AddressSpace::Storage { .. } => Access::Read,
@@ -62,7 +71,11 @@ fn declared_bindings_match_the_shaders() {
             .collect();
         found.sort_by_key(|&(b, _)| b);
         assert_eq!(found, shader.bindings, "{}: bindings", shader.name);
-        assert!(found.len() <= MAX_STORAGE_BUFFERS_PER_STAGE, "{}: too many storage buffers", shader.name);
+        assert!(
+            found.len() <= MAX_STORAGE_BUFFERS_PER_STAGE,
+            "{}: too many storage buffers",
+            shader.name
+        );
     }
 }
 
@@ -78,7 +91,12 @@ fn kernels_stay_within_webgpu_default_limits() {
             .unwrap_or_else(|| panic!("{}: no entry point main", shader.name));
         assert_eq!(entry.stage, naga::ShaderStage::Compute);
         let [x, y, z] = entry.workgroup_size;
-        assert_eq!([x, y, z], [shader.workgroup_size, 1, 1], "{}: workgroup size", shader.name);
+        assert_eq!(
+            [x, y, z],
+            [shader.workgroup_size, 1, 1],
+            "{}: workgroup size",
+            shader.name
+        );
         assert!(x * y * z <= MAX_INVOCATIONS_PER_WORKGROUP);
         let layouter = {
             let mut l = naga::proc::Layouter::default();
@@ -136,7 +154,11 @@ fn kernels_translate_to_hlsl() {
         naga::back::hlsl::Writer::new(&mut out, &options, &pipeline)
             .write(&module, &info, None)
             .unwrap_or_else(|e| panic!("{}: HLSL: {e}", shader.name));
-        assert!(out.contains("numthreads"), "{}: HLSL has no compute entry point", shader.name);
+        assert!(
+            out.contains("numthreads"),
+            "{}: HLSL has no compute entry point",
+            shader.name
+        );
     }
 }
 
@@ -158,15 +180,26 @@ fn kernels_translate_to_glsl() {
             multiview: None,
         };
         let mut out = String::new();
-        naga::back::glsl::Writer::new(&mut out, &module, &info, &options, &pipeline, Default::default())
-            .and_then(|mut w| w.write())
-            .unwrap_or_else(|e| panic!("{}: GLSL: {e}", shader.name));
+        naga::back::glsl::Writer::new(
+            &mut out,
+            &module,
+            &info,
+            &options,
+            &pipeline,
+            Default::default(),
+        )
+        .and_then(|mut w| w.write())
+        .unwrap_or_else(|e| panic!("{}: GLSL: {e}", shader.name));
     }
 }
 
 #[test]
 fn includes_are_all_resolved() {
     for shader in shaders::ALL {
-        assert!(!shader.compose().contains("#include"), "{}: unresolved include", shader.name);
+        assert!(
+            !shader.compose().contains("#include"),
+            "{}: unresolved include",
+            shader.name
+        );
     }
 }

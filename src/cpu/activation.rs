@@ -28,15 +28,8 @@ impl<'a> ActivationFn<'a> {
     pub fn eval(&self, x: f32, channel: usize) -> f32 {
         let xd = f64::from(x);
         let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let relu6 = |v: f64| {
-            if v < 0.0 {
-                0.0
-            } else if v > 6.0 {
-                6.0
-            } else {
-                v
-            }
-        };
+        // f64::clamp passes NaN through.
+        let relu6 = |v: f64| v.clamp(0.0, 6.0);
         let y = match self.activation {
             Activation::Identity => xd,
             // `if` chains rather than max/min so that NaN passes through.

@@ -13,7 +13,10 @@ pub fn conv2d(layer: &Conv2dLayer, input: &Tensor, residual: Option<&Tensor>) ->
     if x.c != conv.in_channels {
         return Err(Error::invalid_op(
             "conv2d",
-            format!("input has {} channels, the layer expects {}", x.c, conv.in_channels),
+            format!(
+                "input has {} channels, the layer expects {}",
+                x.c, conv.in_channels
+            ),
         ));
     }
     let [oh, ow] = conv.output_size([x.h, x.w])?;
@@ -42,7 +45,8 @@ pub fn conv2d(layer: &Conv2dLayer, input: &Tensor, residual: Option<&Tensor>) ->
                                 continue;
                             }
                             for kx in 0..kw {
-                                let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize - pl;
+                                let ix =
+                                    (ox * conv.stride[1] + kx * conv.dilation[1]) as isize - pl;
                                 if ix < 0 || ix >= x.w as isize {
                                     continue;
                                 }
@@ -53,8 +57,13 @@ pub fn conv2d(layer: &Conv2dLayer, input: &Tensor, residual: Option<&Tensor>) ->
                         }
                     }
                     let idx = out_shape.index(n, oc, oy, ox);
-                    out.data_mut()[idx] =
-                        epilogue(acc as f32, oc, layer.epilogue.residual, residual.map(|r| r.data()[idx]), &act);
+                    out.data_mut()[idx] = epilogue(
+                        acc as f32,
+                        oc,
+                        layer.epilogue.residual,
+                        residual.map(|r| r.data()[idx]),
+                        &act,
+                    );
                 }
             }
         }
@@ -63,7 +72,13 @@ pub fn conv2d(layer: &Conv2dLayer, input: &Tensor, residual: Option<&Tensor>) ->
 }
 
 /// Residual add and activation, in the order the epilogue says (the twin of `shared/epilogue.wgsl`).
-pub(crate) fn epilogue(value: f32, channel: usize, mode: ResidualAdd, residual: Option<f32>, act: &ActivationFn) -> f32 {
+pub(crate) fn epilogue(
+    value: f32,
+    channel: usize,
+    mode: ResidualAdd,
+    residual: Option<f32>,
+    act: &ActivationFn,
+) -> f32 {
     let r = residual.unwrap_or(0.0);
     match mode {
         ResidualAdd::None => act.eval(value, channel),
@@ -72,17 +87,27 @@ pub(crate) fn epilogue(value: f32, channel: usize, mode: ResidualAdd, residual: 
     }
 }
 
-pub(crate) fn check_residual(mode: ResidualAdd, residual: Option<&Tensor>, out: Shape) -> Result<()> {
+pub(crate) fn check_residual(
+    mode: ResidualAdd,
+    residual: Option<&Tensor>,
+    out: Shape,
+) -> Result<()> {
     match (mode, residual) {
         (ResidualAdd::None, None) => Ok(()),
         (ResidualAdd::None, Some(_)) => Err(Error::invalid_op(
             "epilogue",
             "a residual tensor was given but the epilogue adds none",
         )),
-        (_, None) => Err(Error::invalid_op("epilogue", "the epilogue adds a residual but none was given")),
+        (_, None) => Err(Error::invalid_op(
+            "epilogue",
+            "the epilogue adds a residual but none was given",
+        )),
         (_, Some(r)) if r.shape() != out => Err(Error::invalid_op(
             "epilogue",
-            format!("residual shape {} differs from the output shape {out}", r.shape()),
+            format!(
+                "residual shape {} differs from the output shape {out}",
+                r.shape()
+            ),
         )),
         _ => Ok(()),
     }

@@ -53,7 +53,10 @@ pub fn binary(op: BinaryOp, act: &Activation, a: &Tensor, b: &Tensor) -> Result<
     if b.shape() != expected_b {
         return Err(Error::invalid_op(
             "binary",
-            format!("{op:?} of {x} needs a second operand of {expected_b}, got {}", b.shape()),
+            format!(
+                "{op:?} of {x} needs a second operand of {expected_b}, got {}",
+                b.shape()
+            ),
         ));
     }
     act.check_channels(x.c)?;
@@ -99,7 +102,11 @@ pub fn linear(layer: &Linear, input: &Tensor) -> Result<Tensor> {
     for row in input.data().chunks(layer.in_features) {
         for o in 0..layer.out_features {
             let w = &layer.weight[o * layer.in_features..][..layer.in_features];
-            let dot: f64 = w.iter().zip(row).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let dot: f64 = w
+                .iter()
+                .zip(row)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
             let b = layer.bias.as_ref().map_or(0.0, |b| f64::from(b[o]));
             data.push(f.eval((dot + b) as f32, o));
         }
@@ -115,10 +122,15 @@ pub fn softmax(input: &Tensor) -> Result<Tensor> {
     for n in 0..x.n {
         for p in 0..plane {
             let idx = |c: usize| (n * x.c + c) * plane + p;
-            let max = (0..x.c).map(|c| f64::from(input.data()[idx(c)])).fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = (0..x.c).map(|c| (f64::from(input.data()[idx(c)]) - max).exp()).sum();
+            let max = (0..x.c)
+                .map(|c| f64::from(input.data()[idx(c)]))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = (0..x.c)
+                .map(|c| (f64::from(input.data()[idx(c)]) - max).exp())
+                .sum();
             for c in 0..x.c {
-                out.data_mut()[idx(c)] = ((f64::from(input.data()[idx(c)]) - max).exp() / sum) as f32;
+                out.data_mut()[idx(c)] =
+                    ((f64::from(input.data()[idx(c)]) - max).exp() / sum) as f32;
             }
         }
     }

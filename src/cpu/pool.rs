@@ -24,7 +24,8 @@ pub fn pool2d(pool: &Pool2d, input: &Tensor) -> Result<Tensor> {
                                 for kx in 0..pool.kernel[1] {
                                     let iy = y0 + (ky * pool.dilation[0]) as isize;
                                     let ix = x0 + (kx * pool.dilation[1]) as isize;
-                                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize
+                                    {
                                         continue;
                                     }
                                     let v = input.data()[x.index(n, c, iy as usize, ix as usize)];
@@ -40,8 +41,10 @@ pub fn pool2d(pool: &Pool2d, input: &Tensor) -> Result<Tensor> {
                         }
                         PoolKind::Average { count_include_pad } => {
                             // PyTorch: the divisor counts the window clipped to the padded input...
-                            let y1 = (y0 + pool.kernel[0] as isize).min((x.h + pool.padding.bottom) as isize);
-                            let x1 = (x0 + pool.kernel[1] as isize).min((x.w + pool.padding.right) as isize);
+                            let y1 = (y0 + pool.kernel[0] as isize)
+                                .min((x.h + pool.padding.bottom) as isize);
+                            let x1 = (x0 + pool.kernel[1] as isize)
+                                .min((x.w + pool.padding.right) as isize);
                             let padded_count = (y1 - y0) * (x1 - x0);
                             // ...or, without count_include_pad, clipped to the input itself.
                             let (cy0, cx0) = (y0.max(0), x0.max(0));
@@ -49,7 +52,9 @@ pub fn pool2d(pool: &Pool2d, input: &Tensor) -> Result<Tensor> {
                             let mut sum = 0.0f64;
                             for iy in cy0..cy1 {
                                 for ix in cx0..cx1 {
-                                    sum += f64::from(input.data()[x.index(n, c, iy as usize, ix as usize)]);
+                                    sum += f64::from(
+                                        input.data()[x.index(n, c, iy as usize, ix as usize)],
+                                    );
                                 }
                             }
                             let count = if count_include_pad {
@@ -77,5 +82,6 @@ pub fn global_avg_pool(input: &Tensor) -> Tensor {
         .chunks(plane.max(1))
         .map(|p| (p.iter().map(|&v| f64::from(v)).sum::<f64>() / plane as f64) as f32)
         .collect();
-    Tensor::new(vec![x.n, x.c, 1, 1], data).unwrap_or_else(|_| Tensor::zeros(Shape::new(x.n, x.c, 1, 1)))
+    Tensor::new(vec![x.n, x.c, 1, 1], data)
+        .unwrap_or_else(|_| Tensor::zeros(Shape::new(x.n, x.c, 1, 1)))
 }

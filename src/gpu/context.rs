@@ -139,21 +139,29 @@ impl From<&wgpu::AdapterInfo> for AdapterSummary {
             name: info.name.clone(),
             backend: info.backend,
             device_type: info.device_type,
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({:?}, {:?})", self.name, self.backend, self.device_type)
+        write!(
+            f,
+            "{} ({:?}, {:?})",
+            self.name, self.backend, self.device_type
+        )
     }
 }
 
 /// The adapters wgpu can see for `backend` (native only; the browser exposes one).
 pub async fn list_adapters(backend: Backend) -> Result<Vec<wgpu::Adapter>> {
     let instance = make_instance(backend.resolve()?);
-    Ok(instance.enumerate_adapters(backend.resolve()?.wgpu_backends()).await)
+    Ok(instance
+        .enumerate_adapters(backend.resolve()?.wgpu_backends())
+        .await)
 }
 
 fn make_instance(backend: Backend) -> wgpu::Instance {
@@ -195,10 +203,9 @@ impl GpuContext {
             Some(index) => {
                 let adapters = instance.enumerate_adapters(backend.wgpu_backends()).await;
                 let count = adapters.len();
-                adapters
-                    .into_iter()
-                    .nth(index)
-                    .ok_or_else(|| no_adapter(format!("adapter {index} asked for, {count} found")))?
+                adapters.into_iter().nth(index).ok_or_else(|| {
+                    no_adapter(format!("adapter {index} asked for, {count} found"))
+                })?
             }
             None => instance
                 .request_adapter(&wgpu::RequestAdapterOptions {
@@ -301,7 +308,10 @@ impl GpuContext {
     /// Checks `bytes` against the storage-binding and buffer-size limits.
     pub(crate) fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
         let checks = [
-            (u64::from(self.limits.max_storage_buffer_binding_size), "max_storage_buffer_binding_size"),
+            (
+                self.limits.max_storage_buffer_binding_size,
+                "max_storage_buffer_binding_size",
+            ),
             (self.limits.max_buffer_size, "max_buffer_size"),
         ];
         for (limit, limit_name) in checks {
@@ -325,11 +335,14 @@ impl GpuContext {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         if !data.is_empty() {
-            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(buffer)
     }
@@ -338,7 +351,9 @@ impl GpuContext {
     pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("pwlu") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("pwlu"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("pwlu"),
@@ -355,7 +370,10 @@ impl GpuContext {
 
     /// Returns (and clears) the errors wgpu reported since the last check.
     pub fn take_errors(&self) -> Result<()> {
-        let mut list = self.errors.lock().map_err(|_| Error::Gpu("error list poisoned".into()))?;
+        let mut list = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error list poisoned".into()))?;
         if list.is_empty() {
             return Ok(());
         }
@@ -375,14 +393,18 @@ impl GpuContext {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read-back"),
+            });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            // The receiver only disappears if the caller stopped waiting; nothing to report then.
-            let _ = sender.send(result);
-        });
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                // The receiver only disappears if the caller stopped waiting; nothing to report then.
+                let _ = sender.send(result);
+            });
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -394,7 +416,8 @@ impl GpuContext {
         let data = staging
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading the read-back buffer failed: {e}")))?[..bytes as usize]
+            .map_err(|e| Error::Gpu(format!("reading the read-back buffer failed: {e}")))?
+            [..bytes as usize]
             .to_vec();
         staging.unmap();
         self.take_errors()?;
@@ -404,6 +427,8 @@ impl GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext").field("adapter", &self.adapter).finish_non_exhaustive()
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
     }
 }

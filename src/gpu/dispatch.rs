@@ -42,7 +42,10 @@ impl Dispatch {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let workgroups = grid(workgroups, ctx.limits().max_compute_workgroups_per_dimension)?;
+        let workgroups = grid(
+            workgroups,
+            ctx.limits().max_compute_workgroups_per_dimension,
+        )?;
         Ok(Dispatch {
             pipeline,
             bind_group,

@@ -24,7 +24,16 @@ type Key = (&'static str, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, (wgpu::ShaderModule, wgpu::PipelineLayout, wgpu::BindGroupLayout)>>,
+    modules: Mutex<
+        HashMap<
+            &'static str,
+            (
+                wgpu::ShaderModule,
+                wgpu::PipelineLayout,
+                wgpu::BindGroupLayout,
+            ),
+        >,
+    >,
     pipelines: Mutex<HashMap<Key, Arc<Pipeline>>>,
 }
 
@@ -42,7 +51,10 @@ impl PipelineCache {
         constants: &Constants,
         check: impl FnOnce() -> Result<()>,
     ) -> Result<Arc<Pipeline>> {
-        let key: Key = (shader.name, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect());
+        let key: Key = (
+            shader.name,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
         if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&key) {
             return Ok(Arc::clone(p));
         }
@@ -87,7 +99,11 @@ impl PipelineCache {
 fn create_module(
     device: &wgpu::Device,
     shader: &Shader,
-) -> (wgpu::ShaderModule, wgpu::PipelineLayout, wgpu::BindGroupLayout) {
+) -> (
+    wgpu::ShaderModule,
+    wgpu::PipelineLayout,
+    wgpu::BindGroupLayout,
+) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(shader.name),
         source: wgpu::ShaderSource::Wgsl(shader.compose().into()),

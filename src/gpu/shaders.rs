@@ -58,12 +58,22 @@ pub const CONV2D_GROUPED: Shader = shader!("conv2d_grouped.wgsl", EPILOGUE_BINDI
 /// Activation or batch norm, element-wise.
 pub const ELEMENTWISE_UNARY: Shader = shader!(
     "elementwise_unary.wgsl",
-    &[(0, Read), (1, Read), (4, ReadWrite), (ACTIVATION_PARAMS_BINDING, Read)]
+    &[
+        (0, Read),
+        (1, Read),
+        (4, ReadWrite),
+        (ACTIVATION_PARAMS_BINDING, Read)
+    ]
 );
 /// Add or channel-broadcast multiply, element-wise.
 pub const ELEMENTWISE_BINARY: Shader = shader!(
     "elementwise_binary.wgsl",
-    &[(0, Read), (1, Read), (4, ReadWrite), (ACTIVATION_PARAMS_BINDING, Read)]
+    &[
+        (0, Read),
+        (1, Read),
+        (4, ReadWrite),
+        (ACTIVATION_PARAMS_BINDING, Read)
+    ]
 );
 /// Max and average pooling.
 pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, Read), (4, ReadWrite)]);
@@ -89,9 +99,18 @@ pub const ALL: &[Shader] = &[
 
 /// The shared modules that kernels `#include`.
 const INCLUDES: &[(&str, &str)] = &[
-    ("shared/common.wgsl", include_str!("../../shaders/shared/common.wgsl")),
-    ("shared/activation.wgsl", include_str!("../../shaders/shared/activation.wgsl")),
-    ("shared/epilogue.wgsl", include_str!("../../shaders/shared/epilogue.wgsl")),
+    (
+        "shared/common.wgsl",
+        include_str!("../../shaders/shared/common.wgsl"),
+    ),
+    (
+        "shared/activation.wgsl",
+        include_str!("../../shaders/shared/activation.wgsl"),
+    ),
+    (
+        "shared/epilogue.wgsl",
+        include_str!("../../shaders/shared/epilogue.wgsl"),
+    ),
 ];
 
 impl Shader {

@@ -84,21 +84,31 @@ impl GpuTensor {
     /// A zero-filled tensor that downloads with `dims` (e.g. `[N, F]` for a `[N, F, 1, 1]` shape).
     pub fn zeros_with_dims(ctx: &GpuContext, shape: Shape, dims: Vec<usize>) -> Result<Self> {
         Self::check_shape(shape)?;
-        let len = nhwc4_len(shape).ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
+        let len = nhwc4_len(shape)
+            .ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
         let bytes = (len as u64).saturating_mul(4);
         ctx.check_buffer_size(&format!("tensor {shape}"), bytes)?;
         let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: bytes.max(16),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor { buffer, shape, dims })
+        Ok(GpuTensor {
+            buffer,
+            shape,
+            dims,
+        })
     }
 
     fn check_shape(shape: Shape) -> Result<()> {
         if shape.is_empty() || nhwc4_len(shape).is_none() {
-            return Err(Error::invalid_op("tensor", format!("cannot place {shape} on the GPU")));
+            return Err(Error::invalid_op(
+                "tensor",
+                format!("cannot place {shape} on the GPU"),
+            ));
         }
         Ok(())
     }

@@ -60,9 +60,12 @@ impl Activation {
     /// Checks that the activation can be applied to a tensor of `channels` channels.
     pub fn check_channels(&self, channels: usize) -> Result<()> {
         match self {
-            Activation::Pwlu(p) if !p.is_layer_wise() && p.units() != channels => Err(Error::InvalidPwlu(
-                format!("a channel-wise PWLU with {} units cannot apply to {channels} channels", p.units()),
-            )),
+            Activation::Pwlu(p) if !p.is_layer_wise() && p.units() != channels => {
+                Err(Error::InvalidPwlu(format!(
+                    "a channel-wise PWLU with {} units cannot apply to {channels} channels",
+                    p.units()
+                )))
+            }
             Activation::LeakyRelu { negative_slope } if !negative_slope.is_finite() => Err(
                 Error::invalid_op("leaky_relu", format!("negative_slope is {negative_slope}")),
             ),

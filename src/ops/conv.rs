@@ -30,10 +30,16 @@ impl Padding {
 
     /// TensorFlow's "SAME" padding for an input of `size = [h, w]`: output `ceil(size / stride)`, the odd pixel
     /// of padding going to the bottom and right.
-    pub fn same(size: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> Self {
+    pub fn same(
+        size: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Self {
         let total = |i: usize| {
             let out = size[i].div_ceil(stride[i].max(1));
-            let needed = (out.saturating_sub(1)) * stride[i] + dilation[i] * (kernel[i].max(1) - 1) + 1;
+            let needed =
+                (out.saturating_sub(1)) * stride[i] + dilation[i] * (kernel[i].max(1) - 1) + 1;
             needed.saturating_sub(size[i])
         };
         let (th, tw) = (total(0), total(1));
@@ -95,8 +101,8 @@ impl Conv2d {
             ));
         }
         if self.groups == 0
-            || self.in_channels % self.groups != 0
-            || self.out_channels % self.groups != 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
         {
             return fail(format!(
                 "groups = {} must divide in_channels = {} and out_channels = {}",
@@ -105,8 +111,16 @@ impl Conv2d {
         }
         let limit = 1 << 16;
         let dims = [self.kernel, self.stride, self.dilation].concat();
-        let pads = [self.padding.top, self.padding.left, self.padding.bottom, self.padding.right];
-        if dims.iter().chain(&pads).any(|&v| v > limit) || self.out_channels > limit * 4 || self.in_channels > limit * 4 {
+        let pads = [
+            self.padding.top,
+            self.padding.left,
+            self.padding.bottom,
+            self.padding.right,
+        ];
+        if dims.iter().chain(&pads).any(|&v| v > limit)
+            || self.out_channels > limit * 4
+            || self.in_channels > limit * 4
+        {
             return fail(format!("hyper-parameters out of range: {self:?}"));
         }
         Ok(())
@@ -140,7 +154,10 @@ impl Conv2d {
 
     /// Number of weights, `OC * IC / groups * KH * KW`.
     pub fn weight_len(&self) -> usize {
-        self.out_channels * (self.in_channels / self.groups.max(1)) * self.kernel[0] * self.kernel[1]
+        self.out_channels
+            * (self.in_channels / self.groups.max(1))
+            * self.kernel[0]
+            * self.kernel[1]
     }
 
     /// True when every input channel has its own filter (groups == in == out channels).
@@ -195,12 +212,21 @@ pub struct Conv2dLayer {
 
 impl Conv2dLayer {
     /// Builds a layer and checks that weights, bias and epilogue fit the hyper-parameters.
-    pub fn new(conv: Conv2d, weight: Vec<f32>, bias: Option<Vec<f32>>, epilogue: Epilogue) -> Result<Self> {
+    pub fn new(
+        conv: Conv2d,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        epilogue: Epilogue,
+    ) -> Result<Self> {
         conv.validate()?;
         if weight.len() != conv.weight_len() {
             return Err(Error::invalid_op(
                 "conv2d",
-                format!("expected {} weights for {conv:?}, got {}", conv.weight_len(), weight.len()),
+                format!(
+                    "expected {} weights for {conv:?}, got {}",
+                    conv.weight_len(),
+                    weight.len()
+                ),
             ));
         }
         if let Some(b) = &bias {
@@ -235,7 +261,9 @@ impl Conv2dLayer {
         let (scale, shift) = bn.scale_shift()?;
         let per_filter = self.weight.len() / self.conv.out_channels;
         for (oc, filter) in self.weight.chunks_mut(per_filter).enumerate() {
-            filter.iter_mut().for_each(|w| *w = (f64::from(*w) * scale[oc]) as f32);
+            filter
+                .iter_mut()
+                .for_each(|w| *w = (f64::from(*w) * scale[oc]) as f32);
         }
         let bias = (0..self.conv.out_channels)
             .map(|oc| {
@@ -284,11 +312,16 @@ impl BatchNorm {
                 ),
             ));
         }
-        if !(self.eps >= 0.0) {
-            return Err(Error::invalid_op("batch_norm", format!("eps is {}", self.eps)));
+        if self.eps.is_nan() || self.eps < 0.0 {
+            return Err(Error::invalid_op(
+                "batch_norm",
+                format!("eps is {}", self.eps),
+            ));
         }
         let scale: Vec<f64> = (0..c)
-            .map(|i| f64::from(self.gamma[i]) / (f64::from(self.var[i]) + f64::from(self.eps)).sqrt())
+            .map(|i| {
+                f64::from(self.gamma[i]) / (f64::from(self.var[i]) + f64::from(self.eps)).sqrt()
+            })
             .collect();
         let shift = (0..c)
             .map(|i| f64::from(self.beta[i]) - f64::from(self.mean[i]) * scale[i])

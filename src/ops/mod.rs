@@ -34,7 +34,10 @@ impl Linear {
         if self.in_features == 0 || self.out_features == 0 {
             return Err(Error::invalid_op(
                 "linear",
-                format!("features must be positive, got {} -> {}", self.in_features, self.out_features),
+                format!(
+                    "features must be positive, got {} -> {}",
+                    self.in_features, self.out_features
+                ),
             ));
         }
         Conv2dLayer::new(

@@ -70,9 +70,16 @@ impl Pool2d {
             }
             let padded = input[i] + before[i] + after[i];
             if input[i] == 0 || padded < span {
-                return fail(format!("input {input:?} is smaller than the kernel {:?}", self.kernel));
+                return fail(format!(
+                    "input {input:?} is smaller than the kernel {:?}",
+                    self.kernel
+                ));
             }
-            let round_up = if self.ceil_mode { self.stride[i] - 1 } else { 0 };
+            let round_up = if self.ceil_mode {
+                self.stride[i] - 1
+            } else {
+                0
+            };
             let mut o = (padded - span + round_up) / self.stride[i] + 1;
             // PyTorch: the last window must start inside the input or its leading padding.
             if self.ceil_mode && (o - 1) * self.stride[i] >= input[i] + before[i] {

@@ -88,12 +88,14 @@ impl Pwlu {
 
     /// The paper's initialisation: ReLU on `[-bound, bound]` with `N` (even) intervals, exact.
     pub fn relu(units: usize, intervals: usize, bound: f32) -> Result<Self> {
-        if intervals % 2 != 0 {
+        if !intervals.is_multiple_of(2) {
             return Err(Error::InvalidPwlu(format!(
                 "ReLU needs an even number of intervals so that 0 is a grid point, got {intervals}"
             )));
         }
-        Self::from_fn(units, intervals, [-bound, bound], [0.0, 1.0], |x| x.max(0.0))
+        Self::from_fn(units, intervals, [-bound, bound], [0.0, 1.0], |x| {
+            x.max(0.0)
+        })
     }
 
     /// ReLU6 as an exact PWLU: 16 intervals on `[-2, 6]` (both kinks on grid points), flat tails.
@@ -114,7 +116,12 @@ impl Pwlu {
         let row: Vec<f32> = (0..=intervals)
             .map(|i| f(left + i as f64 * d) as f32)
             .collect();
-        let points = row.iter().copied().cycle().take(row.len() * units).collect();
+        let points = row
+            .iter()
+            .copied()
+            .cycle()
+            .take(row.len() * units)
+            .collect();
         Self::uniform(intervals, vec![bounds; units], points, vec![slopes; units])
     }
 
@@ -147,7 +154,11 @@ impl Pwlu {
                 self.points[i]
             )));
         }
-        if let Some(u) = self.slopes.iter().position(|s| !s.iter().all(|v| v.is_finite())) {
+        if let Some(u) = self
+            .slopes
+            .iter()
+            .position(|s| !s.iter().all(|v| v.is_finite()))
+        {
             return Err(Error::InvalidPwlu(format!(
                 "tail slopes of unit {u} are {:?}",
                 self.slopes[u]
@@ -162,7 +173,9 @@ impl Pwlu {
                             "unit {u} needs finite bounds with B_L < B_R, got B_L = {left}, B_R = {right}"
                         )));
                     }
-                    if !((width / n as f64) as f32).is_normal() || !((n as f64 / width) as f32).is_finite() {
+                    if !((width / n as f64) as f32).is_normal()
+                        || !((n as f64 / width) as f32).is_finite()
+                    {
                         return Err(Error::InvalidPwlu(format!(
                             "unit {u}: interval width ({right} - {left}) / {n} is not representable in f32"
                         )));
@@ -348,9 +361,7 @@ impl PwluTable {
                 .extend([left as f32, right as f32, inv_d as f32, 0.0]);
             let [k_left, k_right] = p.slopes.map(f64::from);
             let mut segment = |slope: f64, x0: f64, y0: f64| {
-                table
-                    .data
-                    .extend([slope as f32, (y0 - slope * x0) as f32]);
+                table.data.extend([slope as f32, (y0 - slope * x0) as f32]);
             };
             segment(k_left, left, y[0]);
             for i in 0..n {
@@ -381,7 +392,9 @@ impl PwluTable {
 
     /// Floats per unit.
     pub fn stride(&self) -> usize {
-        PWLU_HEADER_LEN + 2 * (self.intervals + 2) + if self.uniform { 0 } else { self.intervals + 1 }
+        PWLU_HEADER_LEN
+            + 2 * (self.intervals + 2)
+            + if self.uniform { 0 } else { self.intervals + 1 }
     }
 
     /// The packed floats, `units * stride()` of them.

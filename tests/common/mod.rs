@@ -18,7 +18,9 @@ pub fn contexts() -> Vec<GpuContext> {
     list.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|name| {
-            let backend: Backend = name.parse().unwrap_or_else(|e| panic!("{TEST_BACKENDS_ENV}: {e}"));
+            let backend: Backend = name
+                .parse()
+                .unwrap_or_else(|e| panic!("{TEST_BACKENDS_ENV}: {e}"));
             let options = GpuOptions {
                 backend,
                 ..Default::default()
@@ -34,7 +36,9 @@ pub fn rng(seed: u64) -> SmallRng {
 }
 
 pub fn random_vec(rng: &mut SmallRng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    (0..len)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
 }
 
 pub fn random_tensor(rng: &mut SmallRng, shape: Shape) -> Tensor {
@@ -57,7 +61,10 @@ pub fn random_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pw
             let x = left + (right - left) * i as f32 / intervals as f32;
             points.push(x.max(0.0) + rng.random_range(-0.2f32..0.2));
         }
-        slopes.push([rng.random_range(-0.2f32..0.3), rng.random_range(0.5f32..1.5)]);
+        slopes.push([
+            rng.random_range(-0.2f32..0.3),
+            rng.random_range(0.5f32..1.5),
+        ]);
     }
     Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("valid random PWLU"))
 }
@@ -68,7 +75,10 @@ pub fn assert_close(gpu: &Tensor, cpu: &Tensor, tol: f32, what: &str) {
     let mut worst = (0.0f32, 0usize);
     for (i, (&g, &c)) in gpu.data().iter().zip(cpu.data()).enumerate() {
         if c.is_nan() || g.is_nan() {
-            assert!(c.is_nan() && g.is_nan(), "{what}: element {i}: gpu {g}, cpu {c}");
+            assert!(
+                c.is_nan() && g.is_nan(),
+                "{what}: element {i}: gpu {g}, cpu {c}"
+            );
             continue;
         }
         if c.is_infinite() || g.is_infinite() {

@@ -53,7 +53,10 @@ impl ActivationBinding {
                 let packed = pwlu.table();
                 constants.extend([
                     ("PWLU_N", packed.intervals() as f64),
-                    ("PWLU_PER_CHANNEL", if pwlu.is_layer_wise() { 0.0 } else { 1.0 }),
+                    (
+                        "PWLU_PER_CHANNEL",
+                        if pwlu.is_layer_wise() { 0.0 } else { 1.0 },
+                    ),
                     ("PWLU_UNIFORM", if packed.is_uniform() { 1.0 } else { 0.0 }),
                 ]);
                 table = Some(ctx.storage_buffer("pwlu table", packed.data())?);

@@ -72,43 +72,71 @@ impl Conv2dKernel {
         if input_shape.c != conv.in_channels {
             return Err(Error::invalid_op(
                 "conv2d",
-                format!("input {input_shape} has {} channels, the layer expects {}", input_shape.c, conv.in_channels),
+                format!(
+                    "input {input_shape} has {} channels, the layer expects {}",
+                    input_shape.c, conv.in_channels
+                ),
             ));
         }
         let [oh, ow] = conv.output_size([input_shape.h, input_shape.w])?;
         let output_shape = Shape::new(input_shape.n, conv.out_channels, oh, ow);
         let variant = ConvVariant::of(conv);
-        let (ic4, oc4) = (channel_vec4s(conv.in_channels), channel_vec4s(conv.out_channels));
+        let (ic4, oc4) = (
+            channel_vec4s(conv.in_channels),
+            channel_vec4s(conv.out_channels),
+        );
         let pixels = (input_shape.n * oh * ow) as u64;
 
-        let (weights, bias_len, invocations, mut constants): (Vec<f32>, usize, u64, Constants) = match variant {
-            ConvVariant::Dense => {
-                let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
-                let invocations = (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
-                let constants = vec![("IN_C4", ic4 as f64), ("OUT_C4", oc4 as f64), ("W_OC4", w_oc4 as f64)];
-                (pack_dense(layer, ic4, w_oc4), w_oc4 * 4, invocations, constants)
-            }
-            ConvVariant::Depthwise => {
-                let constants = vec![("C4", oc4 as f64)];
-                (pack_depthwise(layer, oc4), oc4 * 4, pixels * oc4 as u64, constants)
-            }
-            ConvVariant::Grouped => {
-                let constants = vec![
-                    ("IN_C4", ic4 as f64),
-                    ("OUT_C4", oc4 as f64),
-                    ("IN_PER_GROUP", (conv.in_channels / conv.groups) as f64),
-                    ("OUT_PER_GROUP", (conv.out_channels / conv.groups) as f64),
-                ];
-                (layer.weight.clone(), oc4 * 4, pixels * oc4 as u64, constants)
-            }
-        };
+        let (weights, bias_len, invocations, mut constants): (Vec<f32>, usize, u64, Constants) =
+            match variant {
+                ConvVariant::Dense => {
+                    let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
+                    let invocations =
+                        (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
+                    let constants = vec![
+                        ("IN_C4", ic4 as f64),
+                        ("OUT_C4", oc4 as f64),
+                        ("W_OC4", w_oc4 as f64),
+                    ];
+                    (
+                        pack_dense(layer, ic4, w_oc4),
+                        w_oc4 * 4,
+                        invocations,
+                        constants,
+                    )
+                }
+                ConvVariant::Depthwise => {
+                    let constants = vec![("C4", oc4 as f64)];
+                    (
+                        pack_depthwise(layer, oc4),
+                        oc4 * 4,
+                        pixels * oc4 as u64,
+                        constants,
+                    )
+                }
+                ConvVariant::Grouped => {
+                    let constants = vec![
+                        ("IN_C4", ic4 as f64),
+                        ("OUT_C4", oc4 as f64),
+                        ("IN_PER_GROUP", (conv.in_channels / conv.groups) as f64),
+                        ("OUT_PER_GROUP", (conv.out_channels / conv.groups) as f64),
+                    ];
+                    (
+                        layer.weight.clone(),
+                        oc4 * 4,
+                        pixels * oc4 as u64,
+                        constants,
+                    )
+                }
+            };
         check_invocations("conv2d", invocations)?;
         let mut bias = vec![0.0; bias_len];
         if let Some(b) = &layer.bias {
             bias[..b.len()].copy_from_slice(b);
         }
 
-        let activation = ActivationBinding::new(ctx, &layer.epilogue.activation, conv.out_channels)?;
+        let activation =
+            ActivationBinding::new(ctx, &layer.epilogue.activation, conv.out_channels)?;
         constants.extend([
             ("BATCH", input_shape.n as f64),
             ("IN_H", input_shape.h as f64),
@@ -142,7 +170,11 @@ impl Conv2dKernel {
 
     /// A linear layer as a 1x1 convolution over `[N, in, 1, 1]`.
     pub fn linear(ctx: &GpuContext, layer: &Linear, batch: usize) -> Result<Self> {
-        Self::new(ctx, &layer.to_conv()?, Shape::new(batch, layer.in_features, 1, 1))
+        Self::new(
+            ctx,
+            &layer.to_conv()?,
+            Shape::new(batch, layer.in_features, 1, 1),
+        )
     }
 
     /// Which kernel runs this layer.
@@ -173,9 +205,17 @@ impl Conv2dKernel {
         let residual = match (self.residual, residual) {
             (ResidualAdd::None, None) => ctx.placeholder(),
             (ResidualAdd::None, Some(_)) => {
-                return Err(Error::invalid_op("conv2d", "a residual was given but the epilogue adds none"))
+                return Err(Error::invalid_op(
+                    "conv2d",
+                    "a residual was given but the epilogue adds none",
+                ))
             }
-            (_, None) => return Err(Error::invalid_op("conv2d", "the epilogue adds a residual but none was given")),
+            (_, None) => {
+                return Err(Error::invalid_op(
+                    "conv2d",
+                    "the epilogue adds a residual but none was given",
+                ))
+            }
             (_, Some(r)) => {
                 check_input("conv2d residual", r, self.output_shape)?;
                 r.buffer()
@@ -190,18 +230,32 @@ impl Conv2dKernel {
                 (2, &self.bias),
                 (3, residual),
                 (4, output.buffer()),
-                (shaders::ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+                (
+                    shaders::ACTIVATION_PARAMS_BINDING,
+                    self.activation.buffer(ctx),
+                ),
             ],
-            self.invocations.div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
+            self.invocations
+                .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
         )
     }
 
     /// Allocates the output, runs the kernel and returns the output (for one-off use; a model binds once).
-    pub fn run(&self, ctx: &GpuContext, input: &GpuTensor, residual: Option<&GpuTensor>) -> Result<GpuTensor> {
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        residual: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
         let dims = if self.output_shape.h * self.output_shape.w == 1 && input.dims().len() == 2 {
             vec![self.output_shape.n, self.output_shape.c]
         } else {
-            vec![self.output_shape.n, self.output_shape.c, self.output_shape.h, self.output_shape.w]
+            vec![
+                self.output_shape.n,
+                self.output_shape.c,
+                self.output_shape.h,
+                self.output_shape.w,
+            ]
         };
         let output = GpuTensor::zeros_with_dims(ctx, self.output_shape, dims)?;
         run_single(ctx, self.bind(ctx, input, residual, &output)?, output)

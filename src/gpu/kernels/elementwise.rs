@@ -14,7 +14,8 @@ use crate::ops::{Activation, BatchNorm, BinaryOp};
 use crate::tensor::Shape;
 
 fn vec4_count(shape: Shape) -> Result<u64> {
-    let len = nhwc4_len(shape).ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
+    let len = nhwc4_len(shape)
+        .ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
     Ok(len as u64 / 4)
 }
 
@@ -39,7 +40,12 @@ impl UnaryKernel {
     }
 
     /// Batch norm in inference form (folded to a per-channel scale and shift), then `activation`.
-    pub fn batch_norm(ctx: &GpuContext, bn: &BatchNorm, activation: &Activation, shape: Shape) -> Result<Self> {
+    pub fn batch_norm(
+        ctx: &GpuContext,
+        bn: &BatchNorm,
+        activation: &Activation,
+        shape: Shape,
+    ) -> Result<Self> {
         if bn.channels() != shape.c {
             return Err(Error::invalid_op(
                 "batch_norm",
@@ -56,7 +62,12 @@ impl UnaryKernel {
         Self::new(ctx, Some(affine), activation, shape)
     }
 
-    fn new(ctx: &GpuContext, affine: Option<Vec<f32>>, activation: &Activation, shape: Shape) -> Result<Self> {
+    fn new(
+        ctx: &GpuContext,
+        affine: Option<Vec<f32>>,
+        activation: &Activation,
+        shape: Shape,
+    ) -> Result<Self> {
         let invocations = vec4_count(shape)?;
         check_invocations("elementwise", invocations)?;
         let activation = ActivationBinding::new(ctx, activation, shape.c)?;
@@ -68,7 +79,9 @@ impl UnaryKernel {
         constants.extend(activation.constants().iter().copied());
         Ok(UnaryKernel {
             pipeline: ctx.pipeline(&shaders::ELEMENTWISE_UNARY, &constants)?,
-            affine: affine.map(|a| ctx.storage_buffer("batch norm", &a)).transpose()?,
+            affine: affine
+                .map(|a| ctx.storage_buffer("batch norm", &a))
+                .transpose()?,
             activation,
             shape,
             invocations,
@@ -76,7 +89,12 @@ impl UnaryKernel {
     }
 
     /// Binds input and output (both of the prepared shape).
-    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("elementwise input", input, self.shape)?;
         check_input("elementwise output", output, self.shape)?;
         Dispatch::new(
@@ -111,12 +129,24 @@ pub struct BinaryKernel {
 
 impl BinaryKernel {
     /// `op` over tensors of `shape` (the first operand's and the output's).
-    pub fn new(ctx: &GpuContext, op: BinaryOp, activation: &Activation, shape: Shape) -> Result<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        op: BinaryOp,
+        activation: &Activation,
+        shape: Shape,
+    ) -> Result<Self> {
         let invocations = vec4_count(shape)?;
         check_invocations("binary", invocations)?;
         let activation = ActivationBinding::new(ctx, activation, shape.c)?;
         let mut constants: Constants = vec![
-            ("OP", if op == BinaryOp::MulChannels { 1.0 } else { 0.0 }),
+            (
+                "OP",
+                if op == BinaryOp::MulChannels {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
             ("TOTAL", invocations as f64),
             ("C4", channel_vec4s(shape.c) as f64),
             ("PIXELS", (shape.h * shape.w) as f64),
@@ -139,7 +169,13 @@ impl BinaryKernel {
     }
 
     /// Binds both operands and the output.
-    pub fn bind(&self, ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("binary first operand", a, self.shape)?;
         check_input("binary second operand", b, self.second_shape())?;
         check_input("binary output", output, self.shape)?;
@@ -203,7 +239,12 @@ impl FlattenKernel {
     }
 
     /// Binds input and output.
-    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("flatten input", input, self.input_shape)?;
         check_input("flatten output", output, self.output_shape)?;
         Dispatch::new(
@@ -248,7 +289,12 @@ impl SoftmaxKernel {
     }
 
     /// Binds input and output.
-    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("softmax input", input, self.shape)?;
         check_input("softmax output", output, self.shape)?;
         Dispatch::new(

@@ -29,7 +29,10 @@ fn check_input(what: &'static str, tensor: &GpuTensor, expected: Shape) -> Resul
 /// Kernels index invocations with u32.
 fn check_invocations(op: &'static str, invocations: u64) -> Result<()> {
     if invocations > u64::from(u32::MAX) - 4096 {
-        return Err(Error::invalid_op(op, format!("{invocations} invocations exceed the u32 index range")));
+        return Err(Error::invalid_op(
+            op,
+            format!("{invocations} invocations exceed the u32 index range"),
+        ));
     }
     Ok(())
 }

@@ -31,7 +31,9 @@ impl Pool2dKernel {
         check_invocations("pool2d", invocations)?;
         let (mode, count_include_pad) = match pool.kind {
             PoolKind::Max => (0.0, 0.0),
-            PoolKind::Average { count_include_pad } => (1.0, if count_include_pad { 1.0 } else { 0.0 }),
+            PoolKind::Average { count_include_pad } => {
+                (1.0, if count_include_pad { 1.0 } else { 0.0 })
+            }
         };
         let constants: Constants = vec![
             ("MODE", mode),
@@ -67,14 +69,20 @@ impl Pool2dKernel {
     }
 
     /// Binds input and output.
-    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("pool2d input", input, self.input_shape)?;
         check_input("pool2d output", output, self.output_shape)?;
         Dispatch::new(
             ctx,
             Arc::clone(&self.pipeline),
             &[(0, input.buffer()), (4, output.buffer())],
-            self.invocations.div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
+            self.invocations
+                .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
         )
     }
 
@@ -117,7 +125,12 @@ impl GlobalAvgPoolKernel {
     }
 
     /// Binds input and output.
-    pub fn bind(&self, ctx: &GpuContext, input: &GpuTensor, output: &GpuTensor) -> Result<Dispatch> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Dispatch> {
         check_input("global_avg_pool input", input, self.input_shape)?;
         check_input("global_avg_pool output", output, self.output_shape())?;
         Dispatch::new(

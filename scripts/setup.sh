@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and running pwlu needs on a fresh Debian machine without a GPU: Mesa's software
+# Vulkan (lavapipe) and OpenGL/EGL (llvmpipe) drivers, and the Rust components the checks use.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+echo "setup: system packages and Rust components ready"

@@ -36,3 +36,8 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use tensor::{Shape, Tensor};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

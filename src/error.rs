@@ -67,6 +67,23 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A model file that is malformed or inconsistent; the message names the node or tensor.
+    #[error("invalid model: {0}")]
+    Model(String),
+
+    /// A file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS's message.
+        reason: String,
+    },
+
+    /// An image that cannot be decoded or used.
+    #[error("image: {0}")]
+    Image(String),
+
     /// wgpu reported an error (validation, out of memory, device lost) or a read-back failed.
     #[error("GPU error: {0}")]
     Gpu(String),

@@ -5,6 +5,10 @@
 //!
 //! Data flows one way: model file, graph, optimised plan, GPU dispatches, logits. The modules follow it:
 //!
+//! - [`model`]: reading model files (safetensors with a JSON graph, see `docs/format.md`) and running them.
+//! - [`graph`]: the validated graph and its optimisation passes (batch-norm folding, epilogue fusion).
+//! - [`plan`]: the optimised graph as GPU dispatches, buffers reused by lifetime, created once per batch size.
+//! - [`preprocess`]: image decoding, PIL-compatible resizing, cropping and normalisation.
 //! - [`ops`]: what each operator is (hyper-parameters, weights, shape inference), independent of any backend;
 //!   [`ops::pwlu`] holds the unit itself and its lookup form.
 //! - [`cpu`]: a plain-Rust reference for every GPU kernel, the ground truth of the tests.
@@ -31,10 +35,15 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod graph;
+pub mod model;
 pub mod ops;
+pub mod plan;
+pub mod preprocess;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use model::{Class, Model};
 pub use tensor::{Shape, Tensor};
 
 /// The README's examples, compiled as doctests so they stay true.

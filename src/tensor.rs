@@ -24,6 +24,11 @@ impl Shape {
         Shape { n, c, h, w }
     }
 
+    /// The same shape with batch size `n`.
+    pub const fn with_batch(self, n: usize) -> Self {
+        Shape { n, ..self }
+    }
+
     /// Number of elements, or `None` if it overflows `usize`.
     pub fn checked_len(&self) -> Option<usize> {
         self.n

@@ -349,12 +349,19 @@ impl GpuContext {
 
     /// Records `dispatches` in one compute pass and submits them as one command buffer.
     pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
+        let encoder = self.encode(dispatches);
+        let index = self.queue.submit([encoder.finish()]);
+        self.take_errors()?;
+        Ok(index)
+    }
+
+    fn encode(&self, dispatches: &[&Dispatch]) -> wgpu::CommandEncoder {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("pwlu"),
             });
-        {
+        if !dispatches.is_empty() {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("pwlu"),
                 timestamp_writes: None,
@@ -363,9 +370,30 @@ impl GpuContext {
                 dispatch.record(&mut pass);
             }
         }
-        let index = self.queue.submit([encoder.finish()]);
+        encoder
+    }
+
+    /// Submits `dispatches` followed by a copy of the first `bytes` of `buffer` into a fresh staging buffer,
+    /// in one command buffer. Once this returns, `buffer` may be overwritten by later submissions; the copy
+    /// is read with [`ReadBack::read`].
+    pub fn submit_and_read_back(
+        &self,
+        dispatches: &[&Dispatch],
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<ReadBack> {
+        let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.encode(dispatches);
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
         self.take_errors()?;
-        Ok(index)
+        Ok(ReadBack { staging, bytes })
     }
 
     /// Returns (and clears) the errors wgpu reported since the last check.
@@ -384,43 +412,46 @@ impl GpuContext {
 
     /// Copies the first `bytes` of `buffer` back to the host.
     pub async fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("read-back"),
-            });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
+        self.submit_and_read_back(&[], buffer, bytes)?
+            .read(self)
+            .await
+    }
+}
+
+/// A copy on its way back to the host.
+#[derive(Debug)]
+pub struct ReadBack {
+    staging: wgpu::Buffer,
+    bytes: u64,
+}
+
+impl ReadBack {
+    /// Waits for the GPU and returns the bytes.
+    pub async fn read(self, ctx: &GpuContext) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging
+        self.staging
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |result| {
                 // The receiver only disappears if the caller stopped waiting; nothing to report then.
                 let _ = sender.send(result);
             });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
+        ctx.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         let mapped = receiver
             .await
             .map_err(|_| Error::Gpu("the read-back was cancelled".into()))?;
         mapped.map_err(|e| Error::Gpu(format!("mapping the read-back buffer failed: {e}")))?;
-        let data = staging
+        let data = self
+            .staging
             .slice(..)
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading the read-back buffer failed: {e}")))?
-            [..bytes as usize]
+            [..self.bytes as usize]
             .to_vec();
-        staging.unmap();
-        self.take_errors()?;
+        self.staging.unmap();
+        ctx.take_errors()?;
         Ok(data)
     }
 }

@@ -103,6 +103,15 @@ impl GpuTensor {
         })
     }
 
+    /// A tensor view of an existing buffer (at least the NHWC4 size of `shape`).
+    pub(crate) fn from_buffer(buffer: wgpu::Buffer, shape: Shape, dims: Vec<usize>) -> Self {
+        GpuTensor {
+            buffer,
+            shape,
+            dims,
+        }
+    }
+
     fn check_shape(shape: Shape) -> Result<()> {
         if shape.is_empty() || nhwc4_len(shape).is_none() {
             return Err(Error::invalid_op(
@@ -130,8 +139,17 @@ impl GpuTensor {
 
     /// Copies the tensor back to the host, in NCHW order.
     pub async fn download(&self, ctx: &GpuContext) -> Result<Tensor> {
-        let len = nhwc4_len(self.shape).unwrap_or(0);
-        let bytes = ctx.read_buffer(&self.buffer, len as u64 * 4).await?;
+        let bytes = ctx.read_buffer(&self.buffer, self.byte_len()).await?;
+        self.decode_read_back(&bytes)
+    }
+
+    /// Bytes of the NHWC4 data.
+    pub(crate) fn byte_len(&self) -> u64 {
+        nhwc4_len(self.shape).unwrap_or(0) as u64 * 4
+    }
+
+    /// NHWC4 bytes read back from this tensor's buffer, as an NCHW host tensor.
+    pub(crate) fn decode_read_back(&self, bytes: &[u8]) -> Result<Tensor> {
         let values: Vec<f32> = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

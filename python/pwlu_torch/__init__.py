@@ -1,0 +1,16 @@
+"""pwlu_torch: Piecewise Linear Units for PyTorch, and export of PWLU classifiers to the pwlu engine."""
+
+from .convert import SiteReport, convert, trace
+from .export import FORMAT_VERSION, ExportError, export
+from .pwlu import PWLU, NonUniformPWLU
+
+__all__ = [
+    "PWLU",
+    "NonUniformPWLU",
+    "convert",
+    "trace",
+    "SiteReport",
+    "export",
+    "ExportError",
+    "FORMAT_VERSION",
+]

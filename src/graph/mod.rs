@@ -1,0 +1,326 @@
+//! The computation graph: ops with their weights, in topological order, each with its inferred shape.
+//!
+//! [`Graph::from_spec`] builds and validates it from a model file; [`passes::optimize`] folds and fuses it
+//! into the form the planner turns into GPU dispatches; [`Graph::run_cpu`] evaluates it with the CPU
+//! references (the ground truth for any graph).
+
+pub mod build;
+pub mod passes;
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::ops::{Activation, BatchNorm, BinaryOp, Conv2dLayer, Linear, Padding, Pool2d};
+use crate::tensor::{Shape, Tensor};
+
+pub use build::GraphSpec;
+
+/// A value in the graph: the input, or the output of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Value {
+    /// The graph's input.
+    Input,
+    /// The output of node `i`.
+    Node(usize),
+}
+
+/// What a node computes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Convolution with its fused epilogue; a second input is the residual when the epilogue adds one.
+    Conv(Conv2dLayer),
+    /// Inference batch norm, then an activation.
+    BatchNorm(BatchNorm, Activation),
+    /// A standalone activation.
+    Activation(Activation),
+    /// `act(a + b)` or `act(a * b[n, c])`.
+    Binary(BinaryOp, Activation),
+    /// Max or average pooling.
+    Pool(Pool2d),
+    /// Mean over height and width, keeping `[N, C, 1, 1]`.
+    GlobalAvgPool,
+    /// `[N, C, H, W] -> [N, C * H * W]`.
+    Flatten,
+    /// Fully connected layer with its activation.
+    Linear(Linear),
+    /// Zero padding (folded into the next convolution by the optimiser).
+    Pad(Padding),
+}
+
+impl Op {
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv(_) => "conv2d",
+            Op::BatchNorm(..) => "batch_norm",
+            Op::Activation(_) => "activation",
+            Op::Binary(BinaryOp::Add, _) => "add",
+            Op::Binary(BinaryOp::MulChannels, _) => "mul",
+            Op::Pool(_) => "pool2d",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Flatten => "flatten",
+            Op::Linear(_) => "linear",
+            Op::Pad(_) => "pad",
+        }
+    }
+
+    /// Output shape for the given input shapes.
+    pub fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let first = *inputs
+            .first()
+            .ok_or_else(|| Error::invalid_op(self.name(), "no input"))?;
+        let want_inputs = |n: usize| -> Result<()> {
+            if inputs.len() != n {
+                return Err(Error::invalid_op(
+                    self.name(),
+                    format!("takes {n} inputs, got {}", inputs.len()),
+                ));
+            }
+            Ok(())
+        };
+        let need_channels = |c: usize| -> Result<()> {
+            if first.c != c {
+                return Err(Error::invalid_op(
+                    self.name(),
+                    format!("expects {c} channels, the input {first} has {}", first.c),
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            Op::Conv(layer) => {
+                let residual = layer.epilogue.residual != crate::ops::ResidualAdd::None;
+                want_inputs(if residual { 2 } else { 1 })?;
+                need_channels(layer.conv.in_channels)?;
+                let [h, w] = layer.conv.output_size([first.h, first.w])?;
+                let out = Shape::new(first.n, layer.conv.out_channels, h, w);
+                if residual && inputs[1] != out {
+                    return Err(Error::invalid_op(
+                        "conv2d",
+                        format!("residual {} is not the output {out}", inputs[1]),
+                    ));
+                }
+                Ok(out)
+            }
+            Op::BatchNorm(bn, act) => {
+                want_inputs(1)?;
+                need_channels(bn.channels())?;
+                act.check_channels(first.c)?;
+                Ok(first)
+            }
+            Op::Activation(act) => {
+                want_inputs(1)?;
+                act.check_channels(first.c)?;
+                Ok(first)
+            }
+            Op::Binary(op, act) => {
+                want_inputs(2)?;
+                let expected = match op {
+                    BinaryOp::Add => first,
+                    BinaryOp::MulChannels => Shape::new(first.n, first.c, 1, 1),
+                };
+                if inputs[1] != expected {
+                    return Err(Error::invalid_op(
+                        self.name(),
+                        format!("second operand {} should be {expected}", inputs[1]),
+                    ));
+                }
+                act.check_channels(first.c)?;
+                Ok(first)
+            }
+            Op::Pool(pool) => {
+                want_inputs(1)?;
+                let [h, w] = pool.output_size([first.h, first.w])?;
+                Ok(Shape::new(first.n, first.c, h, w))
+            }
+            Op::GlobalAvgPool => {
+                want_inputs(1)?;
+                Ok(Shape::new(first.n, first.c, 1, 1))
+            }
+            Op::Flatten => {
+                want_inputs(1)?;
+                let features = first
+                    .c
+                    .checked_mul(first.h)
+                    .and_then(|v| v.checked_mul(first.w))
+                    .ok_or_else(|| Error::invalid_op("flatten", format!("{first} overflows")))?;
+                Ok(Shape::new(first.n, features, 1, 1))
+            }
+            Op::Linear(linear) => {
+                want_inputs(1)?;
+                if first.h * first.w != 1 || first.c != linear.in_features {
+                    return Err(Error::invalid_op(
+                        "linear",
+                        format!("expects [N, {}], got {first}", linear.in_features),
+                    ));
+                }
+                linear.activation.check_channels(linear.out_features)?;
+                Ok(Shape::new(first.n, linear.out_features, 1, 1))
+            }
+            Op::Pad(p) => {
+                want_inputs(1)?;
+                Ok(Shape::new(
+                    first.n,
+                    first.c,
+                    first.h + p.top + p.bottom,
+                    first.w + p.left + p.right,
+                ))
+            }
+        }
+    }
+}
+
+/// One node: its name in the model file, its op, its inputs and its output shape (for batch 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// Name from the model file (fused nodes keep the producer's name).
+    pub name: String,
+    /// What it computes.
+    pub op: Op,
+    /// Its operands.
+    pub inputs: Vec<Value>,
+    /// Output shape at batch size 1.
+    pub shape: Shape,
+}
+
+/// A validated graph in topological order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    /// Input shape at batch size 1, `[1, C, H, W]`.
+    pub input: Shape,
+    /// The nodes; a node's inputs are the graph input or earlier nodes.
+    pub nodes: Vec<Node>,
+    /// The value the graph returns.
+    pub output: Value,
+}
+
+impl Graph {
+    /// Shape of `value` at batch size 1.
+    pub fn shape(&self, value: Value) -> Shape {
+        match value {
+            Value::Input => self.input,
+            Value::Node(i) => self.nodes[i].shape,
+        }
+    }
+
+    /// How many nodes read each node's output (the graph output counts as a reader).
+    pub fn consumers(&self) -> Vec<usize> {
+        let mut count = vec![0; self.nodes.len()];
+        for node in &self.nodes {
+            for input in &node.inputs {
+                if let Value::Node(i) = input {
+                    count[*i] += 1;
+                }
+            }
+        }
+        if let Value::Node(i) = self.output {
+            count[i] += 1;
+        }
+        count
+    }
+
+    /// Checks the topological order and the shapes; every constructor and pass upholds this.
+    pub fn validate(&self) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let shapes = node
+                .inputs
+                .iter()
+                .map(|&v| match v {
+                    Value::Node(j) if j >= i => Err(Error::Model(format!(
+                        "node '{}' reads node {j}, which does not precede it",
+                        node.name
+                    ))),
+                    v => Ok(self.shape(v)),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let shape = node
+                .op
+                .output_shape(&shapes)
+                .map_err(|e| Error::Model(format!("node '{}': {e}", node.name)))?;
+            if shape != node.shape {
+                return Err(Error::Model(format!(
+                    "node '{}' produces {shape}, recorded as {}",
+                    node.name, node.shape
+                )));
+            }
+        }
+        match self.output {
+            Value::Node(i) if i >= self.nodes.len() => {
+                Err(Error::Model("the output is not a node".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Evaluates the graph with the CPU references: slow, exact, and independent of the GPU path.
+    pub fn run_cpu(&self, input: &Tensor) -> Result<Tensor> {
+        let shape = input.shape();
+        if shape.with_batch(1) != self.input {
+            return Err(Error::invalid_op(
+                "graph input",
+                format!(
+                    "expected [N, {}, {}, {}], got {shape}",
+                    self.input.c, self.input.h, self.input.w
+                ),
+            ));
+        }
+        let mut values: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
+        let get = |values: &Vec<Tensor>, v: Value| -> Tensor {
+            match v {
+                Value::Input => input.clone(),
+                Value::Node(i) => values[i].clone(),
+            }
+        };
+        for node in &self.nodes {
+            let a = get(&values, node.inputs[0]);
+            let out = match &node.op {
+                Op::Conv(layer) => {
+                    let residual = node.inputs.get(1).map(|&v| get(&values, v));
+                    cpu::conv2d(layer, &a, residual.as_ref())?
+                }
+                Op::BatchNorm(bn, act) => cpu::batch_norm(bn, act, &a)?,
+                Op::Activation(act) => cpu::activation(act, &a)?,
+                Op::Binary(op, act) => cpu::binary(*op, act, &a, &get(&values, node.inputs[1]))?,
+                Op::Pool(pool) => cpu::pool2d(pool, &a)?,
+                Op::GlobalAvgPool => cpu::global_avg_pool(&a),
+                Op::Flatten => {
+                    let s = a.shape();
+                    a.reshape(vec![s.n, s.c * s.h * s.w, 1, 1])?
+                }
+                Op::Linear(linear) => {
+                    let s = a.shape();
+                    cpu::linear(linear, &a.reshape(vec![s.n, s.c])?)?.reshape(vec![
+                        s.n,
+                        linear.out_features,
+                        1,
+                        1,
+                    ])?
+                }
+                Op::Pad(p) => pad_cpu(&a, *p)?,
+            };
+            values.push(out);
+        }
+        let out = get(&values, self.output);
+        let s = out.shape();
+        if s.h * s.w == 1 {
+            return out.reshape(vec![s.n, s.c]);
+        }
+        Ok(out)
+    }
+}
+
+fn pad_cpu(x: &Tensor, p: Padding) -> Result<Tensor> {
+    let s = x.shape();
+    let out_shape = Shape::new(s.n, s.c, s.h + p.top + p.bottom, s.w + p.left + p.right);
+    let mut out = Tensor::zeros(out_shape);
+    for n in 0..s.n {
+        for c in 0..s.c {
+            for y in 0..s.h {
+                for xx in 0..s.w {
+                    out.data_mut()[out_shape.index(n, c, y + p.top, xx + p.left)] =
+                        x.data()[s.index(n, c, y, xx)];
+                }
+            }
+        }
+    }
+    Ok(out)
+}

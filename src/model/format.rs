@@ -1,0 +1,121 @@
+//! Reading the model file format (docs/format.md): a safetensors file whose metadata holds the graph, the
+//! preprocessing and the labels. Everything is validated before use; nothing here trusts the file.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::graph::build::StoredTensor;
+use crate::graph::GraphSpec;
+use crate::preprocess::Preprocess;
+
+/// The format version this engine reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A parsed, not yet built, model file.
+#[derive(Clone, Debug)]
+pub struct ModelFile {
+    /// The graph as written.
+    pub graph: GraphSpec,
+    /// How images become input tensors; `None` for models that take tensors only.
+    pub preprocess: Option<Preprocess>,
+    /// Class names, one per output.
+    pub labels: Option<Vec<String>>,
+    /// A display name.
+    pub name: Option<String>,
+    /// Every tensor, as f32.
+    pub tensors: HashMap<String, StoredTensor>,
+}
+
+fn meta_json<T: for<'de> Deserialize<'de>>(
+    metadata: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>> {
+    metadata
+        .get(key)
+        .map(|text| {
+            serde_json::from_str(text)
+                .map_err(|e| Error::Model(format!("metadata '{key}' is not valid: {e}")))
+        })
+        .transpose()
+}
+
+/// Parses and validates the bytes of a model file.
+pub fn parse(bytes: &[u8]) -> Result<ModelFile> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Model(format!("not a safetensors file: {e}")))?;
+    let metadata = header.metadata().as_ref().ok_or_else(|| {
+        Error::Model("not a pwlu model: the safetensors file has no metadata".into())
+    })?;
+    match metadata.get("format").map(String::as_str) {
+        Some("pwlu") => {}
+        Some(other) => {
+            return Err(Error::Model(format!(
+                "not a pwlu model: its format is '{other}'"
+            )))
+        }
+        None => {
+            return Err(Error::Model(
+                "not a pwlu model: no 'format' entry in the metadata".into(),
+            ))
+        }
+    }
+    let version: u32 = metadata
+        .get("format_version")
+        .ok_or_else(|| Error::Model("no 'format_version' in the metadata".into()))?
+        .parse()
+        .map_err(|_| Error::Model("'format_version' is not a number".into()))?;
+    if version != FORMAT_VERSION {
+        return Err(Error::Model(format!(
+            "format version {version} is not supported (this engine reads version {FORMAT_VERSION})"
+        )));
+    }
+    let graph: GraphSpec = meta_json(metadata, "graph")?
+        .ok_or_else(|| Error::Model("no 'graph' in the metadata".into()))?;
+    let preprocess: Option<Preprocess> = meta_json(metadata, "preprocess")?;
+    if let Some(p) = &preprocess {
+        p.validate()?;
+    }
+    let labels: Option<Vec<String>> = meta_json(metadata, "labels")?;
+
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Model(format!("not a valid safetensors file: {e}")))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.iter() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Model(format!(
+                    "tensor '{name}' is {other:?}; weights must be F32, F16 or BF16"
+                )))
+            }
+        };
+        tensors.insert(
+            name.to_string(),
+            StoredTensor {
+                dims: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(ModelFile {
+        graph,
+        preprocess,
+        labels,
+        name: metadata.get("name").cloned(),
+        tensors,
+    })
+}

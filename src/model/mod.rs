@@ -1,0 +1,257 @@
+//! Loading and running models: file -> validated graph -> optimised graph -> a plan per batch size.
+
+pub mod format;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::graph::build::TensorStore;
+use crate::graph::{passes, Graph, Op};
+use crate::ops::Activation;
+use crate::plan::Plan;
+use crate::preprocess::{decode_image, Preprocess};
+use crate::tensor::{Shape, Tensor};
+
+pub use format::FORMAT_VERSION;
+
+/// One class of a classification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Class {
+    /// Index into the model's outputs.
+    pub index: usize,
+    /// The model's label for it (the index as text when the model has no labels).
+    pub label: String,
+    /// Softmax probability.
+    pub prob: f32,
+}
+
+/// A PWLU activation site of a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PwluSite {
+    /// Name of the node it is fused into.
+    pub node: String,
+    /// The unit.
+    pub pwlu: Arc<crate::ops::Pwlu>,
+}
+
+/// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
+/// serialised, and each batch size gets its own plan, built on first use.
+pub struct Model {
+    ctx: Arc<GpuContext>,
+    graph: Graph,
+    source_nodes: usize,
+    name: String,
+    preprocess: Option<Preprocess>,
+    labels: Vec<String>,
+    plans: Mutex<HashMap<usize, Arc<Mutex<Plan>>>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("input", &self.graph.input)
+            .field("nodes", &self.graph.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Gpu("a model lock was poisoned by a panic on another thread".into())
+}
+
+impl Model {
+    /// Loads a model from the bytes of a `.safetensors` model file and prepares its batch-1 plan.
+    pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
+        let file = format::parse(bytes)?;
+        let mut store = TensorStore::new(file.tensors);
+        let graph = Graph::from_spec(&file.graph, &mut store)?;
+        let source_nodes = graph.nodes.len();
+        let output = graph.shape(graph.output);
+        if let Some(labels) = &file.labels {
+            if labels.len() != output.c {
+                return Err(Error::Model(format!(
+                    "{} labels for {} outputs",
+                    labels.len(),
+                    output.c
+                )));
+            }
+        }
+        if let Some(p) = &file.preprocess {
+            if p.channels() != graph.input.c {
+                return Err(Error::Model(format!(
+                    "the preprocessing makes {} channels, the model takes {}",
+                    p.channels(),
+                    graph.input.c
+                )));
+            }
+        }
+        let graph = passes::optimize(graph)?;
+        let model = Model {
+            ctx,
+            graph,
+            source_nodes,
+            name: file.name.unwrap_or_else(|| "model".into()),
+            preprocess: file.preprocess,
+            labels: file
+                .labels
+                .unwrap_or_else(|| (0..output.c).map(|i| i.to_string()).collect()),
+            plans: Mutex::new(HashMap::new()),
+        };
+        model.plan(1)?;
+        Ok(model)
+    }
+
+    /// Loads a model file from disk (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(ctx: Arc<GpuContext>, path: impl AsRef<std::path::Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_bytes(ctx, &bytes)
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Input shape at batch 1.
+    pub fn input_shape(&self) -> Shape {
+        self.graph.input
+    }
+
+    /// Class labels.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// How images become inputs, if the model says.
+    pub fn preprocess(&self) -> Option<&Preprocess> {
+        self.preprocess.as_ref()
+    }
+
+    /// The optimised graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Number of nodes in the file, before optimisation.
+    pub fn source_nodes(&self) -> usize {
+        self.source_nodes
+    }
+
+    /// Every PWLU unit, with the node it runs in.
+    pub fn pwlu_sites(&self) -> Vec<PwluSite> {
+        let mut sites = Vec::new();
+        for node in &self.graph.nodes {
+            let act = match &node.op {
+                Op::Conv(layer) => &layer.epilogue.activation,
+                Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => act,
+                Op::Linear(linear) => &linear.activation,
+                _ => continue,
+            };
+            if let Activation::Pwlu(pwlu) = act {
+                sites.push(PwluSite {
+                    node: node.name.clone(),
+                    pwlu: Arc::clone(pwlu),
+                });
+            }
+        }
+        sites
+    }
+
+    /// The plan for `batch` images, built on first use.
+    pub fn plan(&self, batch: usize) -> Result<Arc<Mutex<Plan>>> {
+        let mut plans = self.plans.lock().map_err(poisoned)?;
+        if let Some(plan) = plans.get(&batch) {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(Mutex::new(Plan::new(&self.ctx, &self.graph, batch)?));
+        plans.insert(batch, Arc::clone(&plan));
+        Ok(plan)
+    }
+
+    /// Runs the model on an NCHW tensor `[N, C, H, W]`; returns its output (`[N, classes]` for a classifier).
+    pub async fn run(&self, input: &Tensor) -> Result<Tensor> {
+        let shape = input.shape();
+        if shape.with_batch(1) != self.graph.input || input.dims().len() != 4 {
+            return Err(Error::invalid_op(
+                "model input",
+                format!(
+                    "expected [N, {}, {}, {}], got {:?}",
+                    self.graph.input.c,
+                    self.graph.input.h,
+                    self.graph.input.w,
+                    input.dims()
+                ),
+            ));
+        }
+        let plan = self.plan(shape.n)?;
+        // The plan's buffers belong to one run at a time, from writing the input until the output is copied.
+        let pending = plan.lock().map_err(poisoned)?.submit(&self.ctx, input)?;
+        pending.read(&self.ctx).await
+    }
+
+    /// [`Model::run`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_blocking(&self, input: &Tensor) -> Result<Tensor> {
+        pollster::block_on(self.run(input))
+    }
+
+    /// Preprocesses a decoded image as the model file says.
+    pub fn preprocess_image(&self, image: &image::DynamicImage) -> Result<Tensor> {
+        let p = self.preprocess.as_ref().ok_or_else(|| {
+            Error::Model("the model has no preprocessing metadata; run it on tensors".into())
+        })?;
+        let tensor = p.apply(image)?;
+        let s = tensor.shape();
+        if s.with_batch(1) != self.graph.input {
+            return Err(Error::Model(format!(
+                "the preprocessing makes {s}, the model takes {}",
+                self.graph.input
+            )));
+        }
+        Ok(tensor)
+    }
+
+    /// Classifies a decoded image: the `top_k` most probable classes, most probable first.
+    pub async fn classify(&self, image: &image::DynamicImage, top_k: usize) -> Result<Vec<Class>> {
+        let input = self.preprocess_image(image)?;
+        let logits = self.run(&input).await?;
+        Ok(self.top_k(logits.data(), top_k))
+    }
+
+    /// [`Model::classify`] on the bytes of an encoded image (JPEG, PNG), blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_bytes_blocking(&self, bytes: &[u8], top_k: usize) -> Result<Vec<Class>> {
+        let image = decode_image(bytes)?;
+        pollster::block_on(self.classify(&image, top_k))
+    }
+
+    /// Softmax over one row of logits, then the `k` largest with their labels.
+    pub fn top_k(&self, logits: &[f32], k: usize) -> Vec<Class> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|index| Class {
+                index,
+                label: self
+                    .labels
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(|| index.to_string()),
+                prob: (exp[index] / sum) as f32,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,286 @@
+//! The execution plan: an optimised graph turned into GPU dispatches for one batch size.
+//!
+//! Everything is created here, once: kernels (pipelines and packed weights), activation buffers and bind
+//! groups. Buffers are reused by lifetime: a value's buffer returns to a free list after its last reader, and
+//! the next output takes the smallest free buffer that fits. Running the plan writes the input, submits every
+//! dispatch in one command buffer and reads the output back.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::ReadBack;
+use crate::gpu::kernels::{
+    BinaryKernel, Conv2dKernel, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel, UnaryKernel,
+};
+use crate::gpu::tensor::{nhwc4_len, to_nhwc4};
+use crate::gpu::{Dispatch, GpuContext, GpuTensor};
+use crate::graph::{Graph, Op, Value};
+use crate::tensor::Tensor;
+
+/// Where the plan's memory goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Bytes of all activation buffers (input and output included), after reuse.
+    pub activation_bytes: u64,
+    /// Bytes the activations would take without reuse.
+    pub unshared_activation_bytes: u64,
+    /// Number of activation buffers.
+    pub buffers: usize,
+}
+
+/// A graph ready to run on the GPU at one batch size.
+#[derive(Debug)]
+pub struct Plan {
+    batch: usize,
+    input: GpuTensor,
+    output: GpuTensor,
+    /// Each dispatch's bind group keeps its kernel's weights and pipeline alive.
+    dispatches: Vec<Dispatch>,
+    memory: MemoryReport,
+}
+
+impl Plan {
+    /// Plans `graph` (already optimised) for `batch` images.
+    pub fn new(ctx: &GpuContext, graph: &Graph, batch: usize) -> Result<Plan> {
+        if batch == 0 {
+            return Err(Error::invalid_op("plan", "batch size must be positive"));
+        }
+        let n = graph.nodes.len();
+        // A flatten of a [N, C, 1, 1] tensor changes nothing in the NHWC4 layout: it aliases its input.
+        let aliases = |i: usize| {
+            matches!(graph.nodes[i].op, Op::Flatten) && {
+                let s = graph.shape(graph.nodes[i].inputs[0]);
+                s.h * s.w == 1
+            }
+        };
+        let mut source: Vec<Value> = (0..n).map(Value::Node).collect();
+        for i in 0..n {
+            if aliases(i) {
+                source[i] = resolve(&source, graph.nodes[i].inputs[0]);
+            }
+        }
+        let output_value = resolve(&source, graph.output);
+        let mut last_use = vec![0usize; n];
+        for (j, node) in graph.nodes.iter().enumerate() {
+            for &v in &node.inputs {
+                if let Value::Node(k) = resolve(&source, v) {
+                    last_use[k] = last_use[k].max(j);
+                }
+            }
+        }
+
+        let input = GpuTensor::zeros(ctx, graph.input.with_batch(batch))?;
+        let mut values: Vec<Option<GpuTensor>> = vec![None; n];
+        let mut free: Vec<(u64, wgpu::Buffer)> = Vec::new();
+        let mut memory = MemoryReport {
+            activation_bytes: input.buffer().size(),
+            unshared_activation_bytes: input.buffer().size(),
+            buffers: 1,
+        };
+        let mut dispatches = Vec::with_capacity(n);
+
+        for (j, node) in graph.nodes.iter().enumerate() {
+            let context = |e: Error| {
+                Error::Model(format!(
+                    "planning node '{}' ({}): {e}",
+                    node.name,
+                    node.op.name()
+                ))
+            };
+            let tensor_of = |values: &[Option<GpuTensor>], v: Value| -> Result<GpuTensor> {
+                match resolve(&source, v) {
+                    Value::Input => Ok(input.clone()),
+                    Value::Node(k) => values[k].clone().ok_or_else(|| {
+                        Error::Model(format!(
+                            "node '{}' reads a value that is not computed",
+                            node.name
+                        ))
+                    }),
+                }
+            };
+            if aliases(j) {
+                continue;
+            }
+            let shape = node.shape.with_batch(batch);
+            let bytes = nhwc4_len(shape)
+                .map(|len| len as u64 * 4)
+                .ok_or_else(|| context(Error::invalid_op("plan", format!("{shape} overflows"))))?;
+            ctx.check_buffer_size(&format!("activation of node '{}'", node.name), bytes)
+                .map_err(context)?;
+            memory.unshared_activation_bytes += bytes.max(16);
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, (size, _))| *size >= bytes)
+                .min_by_key(|(_, (size, _))| *size)
+                .map(|(index, _)| index);
+            let buffer = match best {
+                Some(index) => free.swap_remove(index).1,
+                None => {
+                    let fresh = GpuTensor::zeros(ctx, shape).map_err(context)?;
+                    memory.activation_bytes += fresh.buffer().size();
+                    memory.buffers += 1;
+                    fresh.buffer().clone()
+                }
+            };
+            let dims = if shape.h * shape.w == 1 && Value::Node(j) == output_value {
+                vec![shape.n, shape.c]
+            } else {
+                vec![shape.n, shape.c, shape.h, shape.w]
+            };
+            let output = GpuTensor::from_buffer(buffer, shape, dims);
+            let inputs: Vec<GpuTensor> = node
+                .inputs
+                .iter()
+                .map(|&v| tensor_of(&values, v))
+                .collect::<Result<_>>()?;
+            let in_shape = inputs[0].shape();
+            let dispatch = match &node.op {
+                Op::Conv(layer) => {
+                    Conv2dKernel::new(ctx, layer, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], inputs.get(1), &output))
+                        .map_err(context)?
+                }
+                Op::Linear(linear) => {
+                    Conv2dKernel::linear(ctx, linear, batch)
+                        .and_then(|k| k.bind(ctx, &inputs[0], None, &output))
+                        .map_err(context)?
+                }
+                Op::BatchNorm(bn, act) => {
+                    UnaryKernel::batch_norm(ctx, bn, act, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &output))
+                        .map_err(context)?
+                }
+                Op::Activation(act) => {
+                    UnaryKernel::activation(ctx, act, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &output))
+                        .map_err(context)?
+                }
+                Op::Binary(op, act) => {
+                    BinaryKernel::new(ctx, *op, act, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &inputs[1], &output))
+                        .map_err(context)?
+                }
+                Op::Pool(pool) => {
+                    Pool2dKernel::new(ctx, pool, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &output))
+                        .map_err(context)?
+                }
+                Op::GlobalAvgPool => {
+                    GlobalAvgPoolKernel::new(ctx, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &output))
+                        .map_err(context)?
+                }
+                Op::Flatten => {
+                    FlattenKernel::new(ctx, in_shape)
+                        .and_then(|k| k.bind(ctx, &inputs[0], &output))
+                        .map_err(context)?
+                }
+                Op::Pad(_) => {
+                    return Err(context(Error::invalid_op(
+                        "pad",
+                        "zero padding is supported where it feeds a convolution (it folds into its padding)",
+                    )))
+                }
+            };
+            dispatches.push(dispatch);
+            values[j] = Some(output);
+            // Inputs whose last reader this was give their buffers back (never the graph input or output).
+            let mut released: Vec<usize> = node
+                .inputs
+                .iter()
+                .filter_map(|&v| match resolve(&source, v) {
+                    Value::Node(k) if last_use[k] == j && Value::Node(k) != output_value => Some(k),
+                    _ => None,
+                })
+                .collect();
+            released.sort_unstable();
+            released.dedup();
+            for k in released {
+                if let Some(t) = &values[k] {
+                    free.push((t.buffer().size(), t.buffer().clone()));
+                }
+            }
+        }
+        let output = match output_value {
+            Value::Input => input.clone(),
+            Value::Node(k) => values[k]
+                .clone()
+                .ok_or_else(|| Error::Model("the graph output is never computed".into()))?,
+        };
+        let output = {
+            let s = output.shape();
+            let dims = if s.h * s.w == 1 {
+                vec![s.n, s.c]
+            } else {
+                vec![s.n, s.c, s.h, s.w]
+            };
+            GpuTensor::from_buffer(output.buffer().clone(), s, dims)
+        };
+        Ok(Plan {
+            batch,
+            input,
+            output,
+            dispatches,
+            memory,
+        })
+    }
+
+    /// The batch size this plan runs.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The dispatches, in order.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+
+    /// Memory use of the activations.
+    pub fn memory(&self) -> MemoryReport {
+        self.memory
+    }
+
+    /// Writes `input` (`[batch, C, H, W]`, NCHW), submits every dispatch and a copy of the output in one
+    /// command buffer. The plan's buffers are free for the next run as soon as this returns.
+    pub fn submit(&self, ctx: &GpuContext, input: &Tensor) -> Result<PendingOutput> {
+        if input.shape() != self.input.shape() {
+            return Err(Error::invalid_op(
+                "model input",
+                format!("expected {}, got {}", self.input.shape(), input.shape()),
+            ));
+        }
+        ctx.queue().write_buffer(
+            self.input.buffer(),
+            0,
+            bytemuck::cast_slice(&to_nhwc4(input)),
+        );
+        let dispatches: Vec<&Dispatch> = self.dispatches.iter().collect();
+        let read_back =
+            ctx.submit_and_read_back(&dispatches, self.output.buffer(), self.output.byte_len())?;
+        Ok(PendingOutput {
+            read_back,
+            output: self.output.clone(),
+        })
+    }
+}
+
+/// The output of a submitted run, on its way back.
+#[derive(Debug)]
+pub struct PendingOutput {
+    read_back: ReadBack,
+    output: GpuTensor,
+}
+
+impl PendingOutput {
+    /// Waits for the GPU and returns the output tensor.
+    pub async fn read(self, ctx: &GpuContext) -> Result<Tensor> {
+        let bytes = self.read_back.read(ctx).await?;
+        self.output.decode_read_back(&bytes)
+    }
+}
+
+fn resolve(source: &[Value], v: Value) -> Value {
+    match v {
+        Value::Node(k) if source[k] != Value::Node(k) => resolve(source, source[k]),
+        v => v,
+    }
+}

@@ -1,0 +1,271 @@
+//! Image preprocessing: decode, orient, resize, crop and normalise into the model's input tensor, as the model
+//! file's metadata says, matching torchvision's `Resize` / `CenterCrop` / `ToTensor` / `Normalize` on PIL images.
+
+mod resize;
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, RgbImage};
+use serde::{Deserialize, Serialize};
+
+pub use resize::{resize, Filter};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Images larger than this in either dimension are refused before decoding (decompression bombs).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Decoder memory limit.
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// Interpolation for the resize step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// PIL's BILINEAR (torchvision's default).
+    Bilinear,
+    /// PIL's BICUBIC.
+    Bicubic,
+}
+
+/// What colour channels the model takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    #[default]
+    Rgb,
+    /// Blue, green, red.
+    Bgr,
+    /// One luminance channel (PIL's "L" conversion).
+    Gray,
+}
+
+/// The `preprocess` entry of a model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// Resize so that the shorter side has this length (torchvision `Resize(int)`), or to exactly
+    /// `[height, width]`.
+    #[serde(default)]
+    pub resize: Option<Size>,
+    /// Center crop to `[height, width]` (or a square side).
+    #[serde(default)]
+    pub crop: Option<Size>,
+    /// Resize filter.
+    #[serde(default = "default_interpolation")]
+    pub interpolation: Interpolation,
+    /// Per-channel mean, on pixel values scaled to [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation, on pixel values scaled to [0, 1].
+    pub std: Vec<f32>,
+    /// Channel order.
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+    /// Use `255 - pixel` (light ink on dark, as in scikit-learn's digits).
+    #[serde(default)]
+    pub invert: bool,
+}
+
+fn default_interpolation() -> Interpolation {
+    Interpolation::Bilinear
+}
+
+/// A side length or `[height, width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// One number: shorter side (resize) or square (crop).
+    Side(u32),
+    /// `[height, width]`.
+    HeightWidth([u32; 2]),
+}
+
+impl Preprocess {
+    /// Checks the values themselves.
+    pub fn validate(&self) -> Result<()> {
+        let channels = self.channels();
+        if self.mean.len() != channels || self.std.len() != channels {
+            return Err(Error::Model(format!(
+                "preprocess: mean and std need {channels} values for {:?} input",
+                self.channel_order
+            )));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(Error::Model(
+                "preprocess: std must be positive and finite, mean finite".into(),
+            ));
+        }
+        for size in [self.resize, self.crop].into_iter().flatten() {
+            let [h, w] = size.height_width();
+            if h == 0 || w == 0 || h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE {
+                return Err(Error::Model(format!(
+                    "preprocess: size {size:?} is out of range"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of input channels.
+    pub fn channels(&self) -> usize {
+        if self.channel_order == ChannelOrder::Gray {
+            1
+        } else {
+            3
+        }
+    }
+
+    /// Turns an image into a `[1, C, H, W]` tensor.
+    pub fn apply(&self, image: &DynamicImage) -> Result<Tensor> {
+        if image.width() == 0 || image.height() == 0 {
+            return Err(Error::Image("the image is empty (0 pixels)".into()));
+        }
+        let filter = match self.interpolation {
+            Interpolation::Bilinear => Filter::Bilinear,
+            Interpolation::Bicubic => Filter::Bicubic,
+        };
+        let (w, h) = (image.width(), image.height());
+        let target = self.resize.map(|size| match size {
+            Size::Side(side) => {
+                // torchvision: the shorter side becomes `side`, the longer one int(side * long / short).
+                if w <= h {
+                    [
+                        ((u64::from(side) * u64::from(h)) / u64::from(w)).max(1) as u32,
+                        side,
+                    ]
+                } else {
+                    [
+                        side,
+                        ((u64::from(side) * u64::from(w)) / u64::from(h)).max(1) as u32,
+                    ]
+                }
+            }
+            Size::HeightWidth(hw) => hw,
+        });
+        let gray = self.channel_order == ChannelOrder::Gray;
+        let (data, width, height) = if gray {
+            let mut img = pil_luma(image);
+            if let Some([th, tw]) = target {
+                img = resize(&img, tw, th, filter);
+            }
+            let (cw, ch) = crop_box(img.width(), img.height(), self.crop)?;
+            let (x0, y0) = crop_origin(img.width(), img.height(), cw, ch);
+            let cropped = image::imageops::crop_imm(&img, x0, y0, cw, ch).to_image();
+            (cropped.into_raw(), cw, ch)
+        } else {
+            let mut img: RgbImage = image.to_rgb8();
+            if let Some([th, tw]) = target {
+                img = resize(&img, tw, th, filter);
+            }
+            let (cw, ch) = crop_box(img.width(), img.height(), self.crop)?;
+            let (x0, y0) = crop_origin(img.width(), img.height(), cw, ch);
+            let cropped = image::imageops::crop_imm(&img, x0, y0, cw, ch).to_image();
+            (cropped.into_raw(), cw, ch)
+        };
+        let channels = self.channels();
+        let plane = (width * height) as usize;
+        let mut out = vec![0.0f32; channels * plane];
+        for (p, pixel) in data.chunks_exact(channels).enumerate() {
+            for c in 0..channels {
+                let source = if self.channel_order == ChannelOrder::Bgr {
+                    2 - c
+                } else {
+                    c
+                };
+                let raw = if self.invert {
+                    255 - pixel[source]
+                } else {
+                    pixel[source]
+                };
+                let v = f32::from(raw) / 255.0;
+                out[c * plane + p] = (v - self.mean[c]) / self.std[c];
+            }
+        }
+        Tensor::new(vec![1, channels, height as usize, width as usize], out)
+    }
+}
+
+/// PIL's "L" conversion (ITU-R 601-2 luma in 16-bit fixed point), not the sRGB luma of `image`'s `to_luma8`.
+fn pil_luma(image: &DynamicImage) -> image::GrayImage {
+    let rgb = image.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let data = rgb
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0.map(u32::from);
+            ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8
+        })
+        .collect();
+    image::GrayImage::from_raw(w, h, data).unwrap_or_else(|| image::GrayImage::new(w, h))
+}
+
+/// Crop size, or the whole image; a crop larger than the image is refused (torchvision would pad).
+fn crop_box(w: u32, h: u32, crop: Option<Size>) -> Result<(u32, u32)> {
+    match crop {
+        None => Ok((w, h)),
+        Some(size) => {
+            let [ch, cw] = size.height_width();
+            if cw > w || ch > h {
+                return Err(Error::Image(format!(
+                    "cannot crop {cw}x{ch} out of a {w}x{h} image"
+                )));
+            }
+            Ok((cw, ch))
+        }
+    }
+}
+
+/// torchvision's CenterCrop: `int(round((size - crop) / 2))`.
+fn crop_origin(w: u32, h: u32, cw: u32, ch: u32) -> (u32, u32) {
+    let half = |total: u32, part: u32| ((f64::from(total - part)) / 2.0).round_ties_even() as u32;
+    (half(w, cw), half(h, ch))
+}
+
+impl Size {
+    /// `[height, width]`.
+    pub fn height_width(self) -> [u32; 2] {
+        match self {
+            Size::Side(s) => [s, s],
+            Size::HeightWidth(hw) => hw,
+        }
+    }
+}
+
+/// Decodes an encoded image (format guessed from its bytes), applies its EXIF orientation, and refuses
+/// images beyond [`MAX_IMAGE_SIDE`] before allocating them.
+pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage> {
+    if bytes.is_empty() {
+        return Err(Error::Image("the file is empty".into()));
+    }
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image(format!("cannot read the image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| Error::Image(describe(e)))?;
+    let orientation = decoder.orientation().ok();
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| Error::Image(describe(e)))?;
+    if let Some(orientation) = orientation {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
+}
+
+fn describe(e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(_) => format!(
+            "the image is too large (the limit is {MAX_IMAGE_SIDE} pixels a side and {} MiB decoded)",
+            MAX_IMAGE_BYTES >> 20
+        ),
+        image::ImageError::Unsupported(u) => format!("unsupported image format: {u}"),
+        other => format!("cannot decode the image: {other}"),
+    }
+}

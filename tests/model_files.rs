@@ -1,0 +1,342 @@
+//! Loading model files: a small model written here runs and agrees with the CPU evaluation of its graph, the
+//! optimiser fuses what it should, and malformed files are refused with an error that names the problem.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pwlu::graph::{Op, Value};
+use pwlu::ops::{Activation, ResidualAdd};
+use pwlu::{Error, Model, Tensor};
+use serde_json::{json, Value as Json};
+
+/// Tensors and metadata of a model file, editable before serialisation.
+#[derive(Clone)]
+struct FileParts {
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+    graph: Json,
+}
+
+impl FileParts {
+    fn bytes(&self) -> Vec<u8> {
+        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(n, d, v)| {
+                (
+                    n.clone(),
+                    d.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = raw
+            .iter()
+            .map(|(n, d, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.clone(), b)
+                        .expect("view"),
+                )
+            })
+            .collect();
+        let mut metadata = self.metadata.clone();
+        metadata.insert("graph".into(), self.graph.to_string());
+        safetensors::serialize(views, Some(metadata)).expect("serialise")
+    }
+
+    fn node(&mut self, name: &str) -> &mut Json {
+        self.graph["nodes"]
+            .as_array_mut()
+            .expect("nodes")
+            .iter_mut()
+            .find(|n| n["name"] == name)
+            .expect("node")
+    }
+
+    fn tensor(&mut self, name: &str) -> &mut (String, Vec<usize>, Vec<f32>) {
+        self.tensors
+            .iter_mut()
+            .find(|t| t.0 == name)
+            .expect("tensor")
+    }
+}
+
+fn pad(p: usize) -> Json {
+    json!({"top": p, "left": p, "bottom": p, "right": p})
+}
+
+/// A residual PWLU block and classifier: conv-bn-pwlu, conv-bn, add, pwlu, max pool, gap, flatten, linear.
+fn small_model() -> FileParts {
+    let mut rng = common::rng(40);
+    let mut tensors = Vec::new();
+    let mut add = |name: &str, dims: Vec<usize>, scale: f32| {
+        let len = dims.iter().product();
+        tensors.push((
+            name.to_string(),
+            dims,
+            common::random_vec(&mut rng, len, scale),
+        ));
+    };
+    add("c1.weight", vec![6, 3, 3, 3], 0.3);
+    add("c1.bias", vec![6], 0.1);
+    add("c2.weight", vec![6, 6, 3, 3], 0.2);
+    for bn in ["bn1", "bn2"] {
+        add(&format!("{bn}.weight"), vec![6], 0.5);
+        add(&format!("{bn}.bias"), vec![6], 0.5);
+        add(&format!("{bn}.running_mean"), vec![6], 0.5);
+    }
+    add("fc.weight", vec![4, 6], 0.5);
+    add("fc.bias", vec![4], 0.1);
+    tensors.push(("bn1.running_var".into(), vec![6], vec![1.5; 6]));
+    tensors.push(("bn2.running_var".into(), vec![6], vec![0.7; 6]));
+    for site in ["p1", "p2"] {
+        let mut points = Vec::new();
+        for c in 0..6 {
+            for i in 0..=8 {
+                let x = -2.0 + 0.5 * i as f32;
+                points.push(x.max(0.0) + 0.05 * ((c * 7 + i) % 5) as f32);
+            }
+        }
+        tensors.push((format!("{site}.points"), vec![6, 9], points));
+        tensors.push((format!("{site}.bounds"), vec![6, 2], [-2.0, 2.0].repeat(6)));
+        tensors.push((format!("{site}.slopes"), vec![6, 2], [0.1, 1.0].repeat(6)));
+    }
+    let conv = |name: &str, input: &str, cin: usize, bias: bool| {
+        let mut params = json!({"weight": format!("{name}.weight")});
+        if bias {
+            params["bias"] = json!(format!("{name}.bias"));
+        }
+        json!({"name": name, "op": "conv2d", "inputs": [input], "params": params,
+               "attrs": {"in_channels": cin, "out_channels": 6, "kernel": [3, 3], "stride": [1, 1],
+                         "dilation": [1, 1], "padding": pad(1), "groups": 1}})
+    };
+    let bn = |name: &str, input: &str| {
+        json!({"name": name, "op": "batch_norm", "inputs": [input],
+               "params": {"weight": format!("{name}.weight"), "bias": format!("{name}.bias"),
+                          "running_mean": format!("{name}.running_mean"), "running_var": format!("{name}.running_var")},
+               "attrs": {"eps": 1e-5}})
+    };
+    let pwlu = |name: &str, input: &str| {
+        json!({"name": name, "op": "pwlu", "inputs": [input],
+               "params": {"points": format!("{name}.points"), "bounds": format!("{name}.bounds"),
+                          "slopes": format!("{name}.slopes")},
+               "attrs": {"intervals": 8, "granularity": "channel"}})
+    };
+    let graph = json!({
+        "inputs": [{"name": "x", "shape": [1, 3, 10, 9]}],
+        "outputs": ["fc"],
+        "nodes": [
+            conv("c1", "x", 3, true), bn("bn1", "c1"), pwlu("p1", "bn1"),
+            conv("c2", "p1", 6, false), bn("bn2", "c2"),
+            {"name": "add", "op": "add", "inputs": ["bn2", "p1"]},
+            pwlu("p2", "add"),
+            {"name": "pool", "op": "max_pool2d", "inputs": ["p2"],
+             "attrs": {"kernel": [3, 3], "stride": [2, 2], "padding": pad(1), "dilation": [1, 1], "ceil_mode": false}},
+            {"name": "gap", "op": "global_avg_pool", "inputs": ["pool"]},
+            {"name": "flat", "op": "flatten", "inputs": ["gap"]},
+            {"name": "fc", "op": "linear", "inputs": ["flat"], "params": {"weight": "fc.weight", "bias": "fc.bias"},
+             "attrs": {"in_features": 6, "out_features": 4}, "shape": [1, 4]}
+        ]
+    });
+    let metadata = HashMap::from([
+        ("format".to_string(), "pwlu".to_string()),
+        ("format_version".to_string(), "1".to_string()),
+        (
+            "labels".to_string(),
+            json!(["a", "b", "c", "d"]).to_string(),
+        ),
+    ]);
+    FileParts {
+        tensors,
+        metadata,
+        graph,
+    }
+}
+
+fn context() -> Arc<pwlu::gpu::GpuContext> {
+    Arc::new(common::contexts().into_iter().next().expect("context"))
+}
+
+#[test]
+fn a_small_model_runs_and_agrees_with_its_unoptimised_cpu_graph() {
+    let ctx = context();
+    let bytes = small_model().bytes();
+    let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
+    // The reference: the file's graph before any pass, on the CPU.
+    let file = pwlu::model::format::parse(&bytes).expect("parse");
+    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
+    let unoptimised = pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph");
+    let mut rng = common::rng(41);
+    for batch in [1, 3] {
+        let x = common::random_tensor(&mut rng, pwlu::Shape::new(batch, 3, 10, 9));
+        let expected = unoptimised.run_cpu(&x).expect("cpu");
+        let got = model.run_blocking(&x).expect("gpu");
+        assert_eq!(got.dims(), &[batch, 4]);
+        common::assert_close(
+            &got,
+            &expected,
+            common::TOLERANCE,
+            &format!("batch {batch}"),
+        );
+    }
+    assert_eq!(model.labels(), &["a", "b", "c", "d"]);
+    assert_eq!(model.pwlu_sites().len(), 2);
+}
+
+#[test]
+fn the_optimiser_folds_and_fuses() {
+    let model = Model::from_bytes(context(), &small_model().bytes()).expect("loads");
+    let graph = model.graph();
+    let ops: Vec<&str> = graph.nodes.iter().map(|n| n.op.name()).collect();
+    // bn1 and p1 fold into c1; bn2, the add and p2 into c2; flatten of [N, C, 1, 1] stays a (free) node.
+    assert_eq!(
+        ops,
+        [
+            "conv2d",
+            "conv2d",
+            "pool2d",
+            "global_avg_pool",
+            "flatten",
+            "linear"
+        ],
+        "{ops:?}"
+    );
+    let Op::Conv(c2) = &graph.nodes[1].op else {
+        panic!("c2")
+    };
+    assert_eq!(c2.epilogue.residual, ResidualAdd::BeforeActivation);
+    assert!(matches!(c2.epilogue.activation, Activation::Pwlu(_)));
+    assert_eq!(graph.nodes[1].inputs, [Value::Node(0), Value::Node(0)]);
+    assert_eq!(model.source_nodes(), 11);
+    // Dispatches: two convolutions, pool, gap, linear (the flatten aliases its input).
+    let plan = model.plan(1).expect("plan");
+    let plan = plan.lock().expect("lock");
+    assert_eq!(plan.dispatches().len(), 5);
+}
+
+fn refuse(parts: &FileParts, needle: &str) {
+    let ctx = context();
+    match Model::from_bytes(ctx, &parts.bytes()) {
+        Ok(_) => panic!("expected an error mentioning '{needle}'"),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(needle),
+                "error '{message}' should mention '{needle}'"
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_files_are_refused_with_a_reason() {
+    let ctx = context();
+    for bytes in [
+        &b""[..],
+        b"12345678",
+        b"\xff\xff\xff\xff\xff\xff\xff\x7f{}",
+        b"\x02\x00\x00\x00\x00\x00\x00\x00{}",
+    ] {
+        assert!(matches!(
+            Model::from_bytes(Arc::clone(&ctx), bytes),
+            Err(Error::Model(_))
+        ));
+    }
+    let good = small_model().bytes();
+    for cut in [8, 100, good.len() / 2, good.len() - 1] {
+        let result = Model::from_bytes(Arc::clone(&ctx), &good[..cut]);
+        assert!(matches!(result, Err(Error::Model(_))), "truncated at {cut}");
+    }
+
+    let base = small_model();
+    let mut p = base.clone();
+    p.metadata.remove("format");
+    refuse(&p, "not a pwlu model");
+    let mut p = base.clone();
+    p.metadata.insert("format_version".into(), "2".into());
+    refuse(&p, "format version 2");
+    let mut p = base.clone();
+    p.metadata
+        .insert("labels".into(), "[\"too\", \"few\"]".into());
+    refuse(&p, "2 labels for 4 outputs");
+    let mut p = base.clone();
+    p.metadata.insert("graph".into(), "{not json".into());
+    p.graph = json!("{not json");
+    refuse(&p, "graph");
+
+    let mut p = base.clone();
+    p.node("c2")["op"] = json!("conv3d");
+    refuse(&p, "unknown op 'conv3d'");
+    let mut p = base.clone();
+    p.node("c2")["inputs"] = json!(["nowhere"]);
+    refuse(&p, "reads 'nowhere'");
+    let mut p = base.clone();
+    p.node("c1")["inputs"] = json!(["p1"]);
+    refuse(&p, "reads 'p1'");
+    let mut p = base.clone();
+    p.node("bn2")["name"] = json!("c1");
+    refuse(&p, "used twice");
+    let mut p = base.clone();
+    p.node("c1")["params"]["weight"] = json!("missing.weight");
+    refuse(&p, "'missing.weight' is not in the file");
+    let mut p = base.clone();
+    p.tensors.push(("stray".into(), vec![1], vec![0.0]));
+    refuse(&p, "not used by any node: stray");
+    let mut p = base.clone();
+    p.tensor("c2.weight").1 = vec![6, 6, 9];
+    refuse(&p, "c2.weight' has shape [6, 6, 9]");
+    let mut p = base.clone();
+    p.node("c2")["attrs"]["in_channels"] = json!(5);
+    refuse(&p, "c2");
+    let mut p = base.clone();
+    p.node("c2")["attrs"]["groups"] = json!(4);
+    refuse(&p, "groups = 4");
+    let mut p = base.clone();
+    p.node("c1")["attrs"]["kernel"] = json!([1_000_000_000, 3]);
+    refuse(&p, "c1");
+    let mut p = base.clone();
+    p.node("c1")["attrs"]["surprise"] = json!(1);
+    refuse(&p, "unknown field `surprise`");
+    let mut p = base.clone();
+    p.node("fc")["shape"] = json!([1, 5]);
+    refuse(&p, "records [1, 5]");
+    let mut p = base.clone();
+    p.graph["outputs"] = json!(["gone"]);
+    refuse(&p, "output 'gone'");
+
+    // PWLU parameters.
+    let mut p = base.clone();
+    p.tensor("p1.bounds").2 = [2.0, -2.0].repeat(6);
+    refuse(&p, "B_L < B_R");
+    let mut p = base.clone();
+    p.tensor("p1.points").2[5] = f32::NAN;
+    refuse(&p, "NaN");
+    let mut p = base.clone();
+    p.node("p1")["attrs"]["intervals"] = json!(0);
+    refuse(&p, "0 intervals");
+    let mut p = base.clone();
+    p.node("p1")["attrs"]["intervals"] = json!(1u64 << 40);
+    refuse(&p, "intervals");
+    let mut p = base.clone();
+    p.node("p1")["attrs"]["granularity"] = json!("pixel");
+    refuse(&p, "granularity 'pixel'");
+    let mut p = base.clone();
+    p.tensor("bn1.running_var").2 = vec![-1.0; 6];
+    refuse(&p, "variance");
+}
+
+#[test]
+fn inputs_of_the_wrong_shape_are_errors() {
+    let model = Model::from_bytes(context(), &small_model().bytes()).expect("loads");
+    for dims in [vec![1, 3, 9, 10], vec![1, 4, 10, 9], vec![3, 10, 9]] {
+        let len = dims.iter().product();
+        let x = Tensor::new(dims.clone(), vec![0.0; len]).expect("tensor");
+        assert!(model.run_blocking(&x).is_err(), "{dims:?}");
+    }
+    // A model without preprocessing metadata classifies no images.
+    let image = image::DynamicImage::new_rgb8(10, 9);
+    assert!(model.preprocess_image(&image).is_err());
+}

@@ -165,8 +165,12 @@ pub async fn list_adapters(backend: Backend) -> Result<Vec<wgpu::Adapter>> {
 }
 
 fn make_instance(backend: Backend) -> wgpu::Instance {
+    make_instance_for(backend.wgpu_backends())
+}
+
+fn make_instance_for(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backend.wgpu_backends();
+    desc.backends = backends;
     wgpu::Instance::new(desc)
 }
 
@@ -194,26 +198,43 @@ impl GpuContext {
                 hint: backend.install_hint().into(),
             });
         }
-        let instance = make_instance(backend);
         let no_adapter = |detail: String| Error::NoAdapter {
             backend: backend.to_string(),
             hint: format!("{}; {detail}", backend.install_hint()),
         };
         let adapter = match options.adapter_index {
             Some(index) => {
+                let instance = make_instance(backend);
                 let adapters = instance.enumerate_adapters(backend.wgpu_backends()).await;
                 let count = adapters.len();
                 adapters.into_iter().nth(index).ok_or_else(|| {
                     no_adapter(format!("adapter {index} asked for, {count} found"))
                 })?
             }
-            None => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
+            None => {
+                let request = wgpu::RequestAdapterOptions {
                     power_preference: options.power_preference,
                     ..Default::default()
-                })
-                .await
-                .map_err(|e| no_adapter(e.to_string()))?,
+                };
+                // `Auto` tries the primary APIs first and starts GL (and its EGL probing) only if they fail.
+                let first = if backend == Backend::Auto && !cfg!(target_arch = "wasm32") {
+                    make_instance_for(wgpu::Backends::PRIMARY)
+                        .request_adapter(&request)
+                        .await
+                } else {
+                    make_instance(backend).request_adapter(&request).await
+                };
+                match first {
+                    Ok(adapter) => adapter,
+                    Err(_) if backend == Backend::Auto && !cfg!(target_arch = "wasm32") => {
+                        make_instance_for(wgpu::Backends::SECONDARY)
+                            .request_adapter(&request)
+                            .await
+                            .map_err(|e| no_adapter(e.to_string()))?
+                    }
+                    Err(e) => return Err(no_adapter(e.to_string())),
+                }
+            }
         };
         let info = adapter.get_info();
         if !adapter

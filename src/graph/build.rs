@@ -529,11 +529,13 @@ impl Graph {
                 }
             }
             names.insert(spec_node.name.as_str(), Value::Node(graph.nodes.len()));
+            let activation_source = matches!(op, Op::Activation(_)).then(|| spec_node.name.clone());
             graph.nodes.push(Node {
                 name: spec_node.name.clone(),
                 op,
                 inputs,
                 shape,
+                activation_source,
             });
         }
         let [output] = spec.outputs.as_slice() else {

@@ -180,6 +180,8 @@ pub struct Node {
     pub inputs: Vec<Value>,
     /// Output shape at batch size 1.
     pub shape: Shape,
+    /// Name of the file node whose activation this node applies (itself, or the activation fused into it).
+    pub activation_source: Option<String>,
 }
 
 /// A validated graph in topological order.
@@ -200,6 +202,22 @@ impl Graph {
             Value::Input => self.input,
             Value::Node(i) => self.nodes[i].shape,
         }
+    }
+
+    /// Floating-point operations per image (2 per multiply-add) of the convolutions and linear layers.
+    pub fn flops(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Conv(layer) => {
+                    let c = &layer.conv;
+                    let per_output = (c.in_channels / c.groups * c.kernel[0] * c.kernel[1]) as u64;
+                    2 * per_output * node.shape.c as u64 * (node.shape.h * node.shape.w) as u64
+                }
+                Op::Linear(l) => 2 * (l.in_features * l.out_features) as u64,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// How many nodes read each node's output (the graph output counts as a reader).

@@ -34,6 +34,10 @@ fn merge(graph: Graph, i: usize, j: usize, op: Op, inputs: Vec<Value>) -> Graph 
                 op: op.clone(),
                 inputs: inputs.iter().map(|&v| remap(v)).collect(),
                 shape: graph.nodes[j].shape,
+                activation_source: graph.nodes[j]
+                    .activation_source
+                    .clone()
+                    .or_else(|| graph.nodes[i].activation_source.clone()),
             });
         } else {
             nodes.push(Node {

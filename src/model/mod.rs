@@ -30,7 +30,9 @@ pub struct Class {
 /// A PWLU activation site of a model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PwluSite {
-    /// Name of the node it is fused into.
+    /// Name of the PWLU node in the model file.
+    pub name: String,
+    /// Name of the node it runs in after fusion (its producer, or itself).
     pub node: String,
     /// The unit.
     pub pwlu: Arc<crate::ops::Pwlu>,
@@ -42,6 +44,7 @@ pub struct Model {
     ctx: Arc<GpuContext>,
     graph: Graph,
     source_nodes: usize,
+    parameters: usize,
     name: String,
     preprocess: Option<Preprocess>,
     labels: Vec<String>,
@@ -66,6 +69,7 @@ impl Model {
     /// Loads a model from the bytes of a `.safetensors` model file and prepares its batch-1 plan.
     pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
         let file = format::parse(bytes)?;
+        let parameters = file.tensors.values().map(|t| t.data.len()).sum();
         let mut store = TensorStore::new(file.tensors);
         let graph = Graph::from_spec(&file.graph, &mut store)?;
         let source_nodes = graph.nodes.len();
@@ -93,6 +97,7 @@ impl Model {
             ctx,
             graph,
             source_nodes,
+            parameters,
             name: file.name.unwrap_or_else(|| "model".into()),
             preprocess: file.preprocess,
             labels: file
@@ -145,6 +150,11 @@ impl Model {
         self.source_nodes
     }
 
+    /// Number of values in the file's tensors (weights, batch-norm statistics, PWLU parameters).
+    pub fn parameter_count(&self) -> usize {
+        self.parameters
+    }
+
     /// Every PWLU unit, with the node it runs in.
     pub fn pwlu_sites(&self) -> Vec<PwluSite> {
         let mut sites = Vec::new();
@@ -157,6 +167,10 @@ impl Model {
             };
             if let Activation::Pwlu(pwlu) = act {
                 sites.push(PwluSite {
+                    name: node
+                        .activation_source
+                        .clone()
+                        .unwrap_or_else(|| node.name.clone()),
                     node: node.name.clone(),
                     pwlu: Arc::clone(pwlu),
                 });

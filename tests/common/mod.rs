@@ -1,6 +1,8 @@
 //! Shared test helpers: the GPU contexts to test on, random data, and the agreement check.
 #![allow(dead_code)]
 
+pub mod model_file;
+
 use std::sync::Arc;
 
 use pwlu::gpu::{Backend, GpuContext, GpuOptions};

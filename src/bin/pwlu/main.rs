@@ -1,0 +1,132 @@
+//! `pwlu`: classify images, run tensors, inspect and plot PWLU models, list GPUs.
+//!
+//! Every failure is one line on stderr and a non-zero exit status: 1 for a failure while working, 2 for a
+//! command line that does not parse.
+
+mod classify;
+mod devices;
+mod info;
+mod npy;
+mod plot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu::Model;
+
+#[derive(Parser)]
+#[command(
+    name = "pwlu",
+    version,
+    about = "WebGPU inference for CNN classifiers with Piecewise Linear Units"
+)]
+struct Cli {
+    /// Graphics API: vulkan, metal, dx12, gl or auto (default: $PWLU_BACKEND, then wgpu's choice).
+    #[arg(long, global = true, default_value = "auto")]
+    backend: String,
+    /// Use the N-th adapter of `pwlu devices` instead of the one wgpu prefers.
+    #[arg(long, global = true, value_name = "N")]
+    adapter: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify images (files or directories, walked recursively) and print the top classes.
+    Classify(classify::Args),
+    /// Run a model on a float32 NCHW tensor from a .npy file and write its output as .npy.
+    Run {
+        /// The model (.safetensors).
+        model: PathBuf,
+        /// Input tensor, float32, [N, C, H, W].
+        #[arg(long, value_name = "IN.npy")]
+        input: PathBuf,
+        /// Where to write the output tensor.
+        #[arg(long, value_name = "OUT.npy")]
+        output: PathBuf,
+    },
+    /// Describe a model: layers, parameters, FLOPs, input, preprocessing and every PWLU site.
+    Info {
+        /// The model (.safetensors).
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the learned activation functions as SVG and PNG.
+    Plot(plot::Args),
+    /// List the GPU adapters with their backend, type, limits and features.
+    Devices {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error for the user: one line, no backtrace.
+pub type CliResult<T = ()> = Result<T, String>;
+
+impl Cli {
+    fn gpu_options(&self) -> CliResult<GpuOptions> {
+        let backend: Backend = self
+            .backend
+            .parse()
+            .map_err(|e: pwlu::Error| e.to_string())?;
+        Ok(GpuOptions {
+            backend,
+            adapter_index: self.adapter,
+            ..Default::default()
+        })
+    }
+
+    fn context(&self) -> CliResult<Arc<GpuContext>> {
+        let ctx = GpuContext::new_blocking(&self.gpu_options()?).map_err(|e| e.to_string())?;
+        Ok(Arc::new(ctx))
+    }
+}
+
+/// Loads a model, with the path in the message when it fails.
+pub fn load_model(ctx: Arc<GpuContext>, path: &std::path::Path) -> CliResult<Model> {
+    Model::load(ctx, path).map_err(|e| match e {
+        pwlu::Error::Io { .. } => e.to_string(),
+        other => format!("{}: {other}", path.display()),
+    })
+}
+
+fn run(cli: &Cli) -> CliResult {
+    match &cli.command {
+        Command::Classify(args) => classify::run(cli.context()?, args),
+        Command::Run {
+            model,
+            input,
+            output,
+        } => {
+            let ctx = cli.context()?;
+            let model = load_model(ctx, model)?;
+            let tensor = npy::read(input)?;
+            let result = model.run_blocking(&tensor).map_err(|e| e.to_string())?;
+            npy::write(output, &result)
+        }
+        Command::Info { model, json } => {
+            let model = load_model(cli.context()?, model)?;
+            info::print(&model, *json)
+        }
+        Command::Plot(args) => plot::run(cli.context()?, args),
+        Command::Devices { json } => devices::print(&cli.gpu_options()?, *json),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `pwlu plot`: the learned activation functions, per site, as SVG and PNG.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use plotters::prelude::*;
+use pwlu::cpu::pwlu_lookup;
+use pwlu::gpu::GpuContext;
+use pwlu::model::PwluSite;
+
+use crate::{load_model, CliResult};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model (.safetensors).
+    model: PathBuf,
+    /// Plot only this site (its name in `pwlu info`); default: every site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Output folder for <site>.svg and <site>.png.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Draw each channel in its own panel (up to --max-panels) instead of overlaying them.
+    #[arg(long)]
+    small_multiples: bool,
+    /// Most panels in small-multiples mode.
+    #[arg(long, default_value_t = 16)]
+    max_panels: usize,
+}
+
+const SIZE: (u32, u32) = (900, 640);
+const SAMPLES: usize = 400;
+
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// x range covering every unit's breakpoints with a margin on both tails.
+fn x_range(site: &PwluSite) -> (f32, f32) {
+    let table = site.pwlu.table();
+    let mut lo = f32::INFINITY;
+    let mut hi = f32::NEG_INFINITY;
+    for unit in table.data().chunks(table.stride()) {
+        lo = lo.min(unit[0]);
+        hi = hi.max(unit[1]);
+    }
+    let margin = 0.25 * (hi - lo);
+    (lo - margin, hi + margin)
+}
+
+fn curve(site: &PwluSite, unit: usize, range: (f32, f32)) -> Vec<(f32, f32)> {
+    let table = site.pwlu.table();
+    (0..=SAMPLES)
+        .map(|i| {
+            let x = range.0 + (range.1 - range.0) * i as f32 / SAMPLES as f32;
+            (x, pwlu_lookup(&table, unit, x))
+        })
+        .collect()
+}
+
+fn y_range(curves: &[Vec<(f32, f32)>]) -> (f32, f32) {
+    let (lo, hi) = curves
+        .iter()
+        .flatten()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(_, y)| {
+            (lo.min(y), hi.max(y))
+        });
+    let pad = 0.05 * (hi - lo).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
+type DrawResult<T> = Result<T, String>;
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    curves: &[Vec<(f32, f32)>],
+    range: (f32, f32),
+    labels: bool,
+) -> DrawResult<()> {
+    let err = |e: String| e;
+    let (ylo, yhi) = y_range(curves);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", if labels { 20 } else { 12 }))
+        .margin(8)
+        .x_label_area_size(if labels { 36 } else { 18 })
+        .y_label_area_size(if labels { 48 } else { 28 })
+        .build_cartesian_2d(range.0..range.1, ylo..yhi)
+        .map_err(|e| err(e.to_string()))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(RGBColor(235, 235, 235));
+    if labels {
+        mesh.x_desc("x").y_desc("PWLU(x)");
+    } else {
+        mesh.x_labels(5).y_labels(5);
+    }
+    mesh.draw().map_err(|e| err(e.to_string()))?;
+    for (i, points) in curves.iter().enumerate() {
+        let color = Palette99::pick(i).mix(if curves.len() > 1 { 0.6 } else { 1.0 });
+        let series = chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            let label = if curves.len() > 1 {
+                "PWLU, one line per channel"
+            } else {
+                "PWLU"
+            };
+            series.label(label).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        }
+    }
+    // ReLU, faint and dashed, on top so it stays visible.
+    let faint = BLACK.mix(0.35);
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(range.0, 0.0), (0.0, 0.0), (range.1, range.1)],
+            6,
+            4,
+            faint.stroke_width(1),
+        ))
+        .map_err(|e| err(e.to_string()))?
+        .label("ReLU")
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], faint));
+    if labels {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawResult<String> {
+    let p = &site.pwlu;
+    let range = x_range(site);
+    let granularity = if p.is_layer_wise() {
+        "layer-wise"
+    } else {
+        "channel-wise"
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let title = format!(
+            "{}: N = {}, {granularity}, {} unit(s)",
+            site.name,
+            p.intervals(),
+            p.units()
+        );
+        if small_multiples && p.units() > 1 {
+            let panels = p.units().min(max_panels.max(1));
+            let cols = (panels as f64).sqrt().ceil() as usize;
+            let rows = panels.div_ceil(cols);
+            let (top, body) = root.split_vertically(34);
+            top.titled(&title, ("sans-serif", 20))
+                .map_err(|e| e.to_string())?;
+            for (unit, area) in body
+                .split_evenly((rows, cols))
+                .iter()
+                .enumerate()
+                .take(panels)
+            {
+                draw_panel(
+                    area,
+                    &format!("channel {unit}"),
+                    &[curve(site, unit, range)],
+                    range,
+                    false,
+                )?;
+            }
+        } else {
+            let curves: Vec<_> = (0..p.units()).map(|u| curve(site, u, range)).collect();
+            draw_panel(&root, &title, &curves, range, true)?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+fn png_from_svg(svg: &str) -> DrawResult<Vec<u8>> {
+    let mut options = resvg::usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // The SVG asks for the generic "sans-serif", which fontdb maps to Arial unless told otherwise.
+    let family = fonts
+        .faces()
+        .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
+        .find(|name| {
+            [
+                "DejaVu Sans",
+                "Liberation Sans",
+                "Arial",
+                "Helvetica",
+                "Noto Sans",
+            ]
+            .contains(&name.as_str())
+        })
+        .or_else(|| {
+            fonts
+                .faces()
+                .next()
+                .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
+        });
+    if let Some(family) = family {
+        fonts.set_sans_serif_family(family);
+    }
+    let tree = resvg::usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or("cannot allocate the PNG image")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(|e| e.to_string())
+}
+
+pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
+    let model = load_model(ctx, &args.model)?;
+    let sites: Vec<PwluSite> = model
+        .pwlu_sites()
+        .into_iter()
+        .filter(|s| args.site.as_ref().is_none_or(|name| &s.name == name))
+        .collect();
+    if sites.is_empty() {
+        return Err(match &args.site {
+            Some(name) => format!("the model has no PWLU site named '{name}' (see `pwlu info`)"),
+            None => "the model has no PWLU sites".into(),
+        });
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    for site in &sites {
+        let svg = svg_for(site, args.small_multiples, args.max_panels)
+            .map_err(|e| format!("{}: {e}", site.name))?;
+        let png = png_from_svg(&svg).map_err(|e| format!("{}: {e}", site.name))?;
+        let stem = args.out.join(file_stem(&site.name));
+        let (svg_path, png_path) = (stem.with_extension("svg"), stem.with_extension("png"));
+        std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        std::fs::write(&png_path, png).map_err(|e| format!("{}: {e}", png_path.display()))?;
+    }
+    eprintln!(
+        "wrote {} site(s) to {} (SVG and PNG)",
+        sites.len(),
+        args.out.display()
+    );
+    Ok(())
+}

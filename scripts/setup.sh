@@ -4,7 +4,9 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri)
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri fonts-dejavu-core)
+# The desktop viewer's screenshot check: a virtual X server and a screen grabber.
+packages+=(xvfb x11-utils imagemagick)
 # The PyTorch side needs a Python with venv.
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()

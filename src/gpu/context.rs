@@ -190,6 +190,16 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Finds an adapter and creates a device with the adapter's own limits.
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+    /// let options = GpuOptions { backend: Backend::Vulkan, ..Default::default() };
+    /// let ctx = GpuContext::new_blocking(&options)?; // natively; `GpuContext::new(&options).await` on the web
+    /// println!("running on {}", ctx.adapter());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn new(options: &GpuOptions) -> Result<Self> {
         let backend = options.backend.resolve()?;
         if backend == Backend::WebGpu && !cfg!(target_arch = "wasm32") {

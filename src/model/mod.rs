@@ -67,6 +67,19 @@ fn poisoned<T>(_: T) -> Error {
 
 impl Model {
     /// Loads a model from the bytes of a `.safetensors` model file and prepares its batch-1 plan.
+    ///
+    /// The browser has bytes, not paths; natively [`Model::load`] reads the file for you.
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// use std::sync::Arc;
+    /// let ctx = Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
+    /// let bytes = std::fs::read("models/digits.safetensors").map_err(|e| pwlu::Error::Model(e.to_string()))?;
+    /// let model = pwlu::Model::from_bytes(ctx, &bytes)?;
+    /// println!("{} takes {}", model.name(), model.input_shape());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
         let file = format::parse(bytes)?;
         let parameters = file.tensors.values().map(|t| t.data.len()).sum();
@@ -110,6 +123,16 @@ impl Model {
     }
 
     /// Loads a model file from disk (native only).
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// use std::sync::Arc;
+    /// let ctx = Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
+    /// let model = pwlu::Model::load(ctx, "models/efficientnet_lite0.safetensors")?;
+    /// assert_eq!(model.labels().len(), 1000);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(ctx: Arc<GpuContext>, path: impl AsRef<std::path::Path>) -> Result<Model> {
         let path = path.as_ref();
@@ -212,6 +235,17 @@ impl Model {
     }
 
     /// [`Model::run`], blocking (native only).
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// # let ctx = std::sync::Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
+    /// # let model = pwlu::Model::load(ctx, "models/digits.safetensors")?;
+    /// let input = pwlu::Tensor::new(vec![4, 1, 8, 8], vec![0.0; 4 * 64])?; // a batch of 4
+    /// let logits = model.run_blocking(&input)?;
+    /// assert_eq!(logits.dims(), &[4, 10]);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_blocking(&self, input: &Tensor) -> Result<Tensor> {
         pollster::block_on(self.run(input))
@@ -241,6 +275,17 @@ impl Model {
     }
 
     /// [`Model::classify`] on the bytes of an encoded image (JPEG, PNG), blocking (native only).
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// # let ctx = std::sync::Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
+    /// # let model = pwlu::Model::load(ctx, "models/efficientnet_lite0.safetensors")?;
+    /// let photo = std::fs::read("models/photos/coffee.png").map_err(|e| pwlu::Error::Image(e.to_string()))?;
+    /// let top = model.classify_bytes_blocking(&photo, 5)?;
+    /// println!("{} ({:.1} %)", top[0].label, top[0].prob * 100.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_bytes_blocking(&self, bytes: &[u8], top_k: usize) -> Result<Vec<Class>> {
         let image = decode_image(bytes)?;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::activation::ActivationBinding;
-use super::{check_input, check_invocations, run_single};
+use super::{bind_input_output, check_input, check_invocations, run_single};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -245,12 +245,12 @@ impl FlattenKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("flatten input", input, self.input_shape)?;
-        check_input("flatten output", output, self.output_shape)?;
-        Dispatch::new(
+        bind_input_output(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[(0, input.buffer()), (4, output.buffer())],
+            "flatten",
+            &self.pipeline,
+            (input, self.input_shape),
+            (output, self.output_shape),
             groups(&self.pipeline, self.invocations),
         )
     }
@@ -295,12 +295,12 @@ impl SoftmaxKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("softmax input", input, self.shape)?;
-        check_input("softmax output", output, self.shape)?;
-        Dispatch::new(
+        bind_input_output(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[(0, input.buffer()), (4, output.buffer())],
+            "softmax",
+            &self.pipeline,
+            (input, self.shape),
+            (output, self.shape),
             groups(&self.pipeline, self.rows),
         )
     }

@@ -1,5 +1,5 @@
 //! Launchers, one per WGSL kernel: each checks shapes, packs parameters once, specialises its pipeline and
-//! binds tensors into a [`Dispatch`](crate::gpu::Dispatch).
+//! binds tensors into a [`crate::gpu::Dispatch`].
 
 mod activation;
 pub mod conv;
@@ -35,6 +35,26 @@ fn check_invocations(op: &'static str, invocations: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Binds the `input` (binding 0) and `output` (binding 4) of a kernel that reads and writes one tensor each,
+/// after checking their shapes; `workgroups` sizes the grid.
+fn bind_input_output(
+    ctx: &GpuContext,
+    op: &'static str,
+    pipeline: &std::sync::Arc<super::pipelines::Pipeline>,
+    (input, expected_input): (&GpuTensor, Shape),
+    (output, expected_output): (&GpuTensor, Shape),
+    workgroups: u64,
+) -> Result<Dispatch> {
+    check_input(op, input, expected_input)?;
+    check_input(op, output, expected_output)?;
+    Dispatch::new(
+        ctx,
+        std::sync::Arc::clone(pipeline),
+        &[(0, input.buffer()), (4, output.buffer())],
+        workgroups,
+    )
 }
 
 fn run_single(ctx: &GpuContext, dispatch: Dispatch, output: GpuTensor) -> Result<GpuTensor> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{check_input, check_invocations, run_single};
+use super::{bind_input_output, check_invocations, run_single};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -75,12 +75,12 @@ impl Pool2dKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("pool2d input", input, self.input_shape)?;
-        check_input("pool2d output", output, self.output_shape)?;
-        Dispatch::new(
+        bind_input_output(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[(0, input.buffer()), (4, output.buffer())],
+            "pool2d",
+            &self.pipeline,
+            (input, self.input_shape),
+            (output, self.output_shape),
             self.invocations
                 .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
         )
@@ -131,12 +131,12 @@ impl GlobalAvgPoolKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("global_avg_pool input", input, self.input_shape)?;
-        check_input("global_avg_pool output", output, self.output_shape())?;
-        Dispatch::new(
+        bind_input_output(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[(0, input.buffer()), (4, output.buffer())],
+            "global_avg_pool",
+            &self.pipeline,
+            (input, self.input_shape),
+            (output, self.output_shape()),
             self.slots,
         )
     }

@@ -26,6 +26,17 @@ pub struct MemoryReport {
     pub buffers: usize,
 }
 
+/// Time spent in one dispatch, from [`Plan::profile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTime {
+    /// The graph node.
+    pub node: String,
+    /// The WGSL kernel.
+    pub kernel: &'static str,
+    /// Wall-clock seconds, submission included.
+    pub seconds: f64,
+}
+
 /// A graph ready to run on the GPU at one batch size.
 #[derive(Debug)]
 pub struct Plan {
@@ -34,6 +45,8 @@ pub struct Plan {
     output: GpuTensor,
     /// Each dispatch's bind group keeps its kernel's weights and pipeline alive.
     dispatches: Vec<Dispatch>,
+    /// The graph node each dispatch computes.
+    nodes: Vec<String>,
     memory: MemoryReport,
 }
 
@@ -76,6 +89,7 @@ impl Plan {
             buffers: 1,
         };
         let mut dispatches = Vec::with_capacity(n);
+        let mut nodes = Vec::with_capacity(n);
 
         for (j, node) in graph.nodes.iter().enumerate() {
             let context = |e: Error| {
@@ -182,6 +196,7 @@ impl Plan {
                 }
             };
             dispatches.push(dispatch);
+            nodes.push(node.name.clone());
             values[j] = Some(output);
             // Inputs whose last reader this was give their buffers back (never the graph input or output).
             let mut released: Vec<usize> = node
@@ -220,6 +235,7 @@ impl Plan {
             input,
             output,
             dispatches,
+            nodes,
             memory,
         })
     }
@@ -232,6 +248,31 @@ impl Plan {
     /// The dispatches, in order.
     pub fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches
+    }
+
+    /// Wall-clock time of each dispatch, submitted alone and waited for (native only). This includes the
+    /// submission overhead; it is a profile for finding the slow layers, not a latency figure.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile(&self, ctx: &GpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
+        self.submit(ctx, input)?;
+        let wait = || {
+            ctx.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
+        };
+        wait()?;
+        let mut times = Vec::with_capacity(self.dispatches.len());
+        for (dispatch, node) in self.dispatches.iter().zip(&self.nodes) {
+            let start = std::time::Instant::now();
+            ctx.submit(&[dispatch])?;
+            wait()?;
+            times.push(LayerTime {
+                node: node.clone(),
+                kernel: dispatch.label(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(times)
     }
 
     /// Memory use of the activations.

@@ -416,3 +416,36 @@ fn devices_lists_the_adapters() {
         .as_u64()
         .is_some());
 }
+
+#[test]
+fn bench_reports_latency_throughput_memory_and_layers() {
+    let ws = Workspace::new("bench");
+    let model = ws.model();
+    let out = ws.run(&[
+        "bench",
+        s(&model),
+        "--batch",
+        "2",
+        "--runs",
+        "3",
+        "--layers",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["batch"], 2);
+    let (min, median, max) = (
+        doc["min_ms"].as_f64().expect("min"),
+        doc["median_ms"].as_f64().expect("median"),
+        doc["max_ms"].as_f64().expect("max"),
+    );
+    assert!(0.0 < min && min <= median && median <= max);
+    assert!(doc["gflop_per_second"].as_f64().expect("rate") > 0.0);
+    assert_eq!(doc["dispatches"], 5);
+    assert_eq!(doc["layers"].as_array().map(Vec::len), Some(5));
+    let reused = doc["activation_bytes"].as_u64().expect("bytes");
+    let unshared = doc["activation_bytes_without_reuse"]
+        .as_u64()
+        .expect("bytes");
+    assert!(0 < reused && reused <= unshared, "reuse never costs memory");
+}

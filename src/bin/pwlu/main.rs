@@ -3,6 +3,7 @@
 //! Every failure is one line on stderr and a non-zero exit status: 1 for a failure while working, 2 for a
 //! command line that does not parse.
 
+mod bench;
 mod classify;
 mod devices;
 mod info;
@@ -59,6 +60,8 @@ enum Command {
     },
     /// Draw the learned activation functions as SVG and PNG.
     Plot(plot::Args),
+    /// Measure latency, throughput, GFLOP/s and memory, optionally per layer.
+    Bench(bench::Args),
     /// List the GPU adapters with their backend, type, limits and features.
     Devices {
         /// Print JSON instead of text.
@@ -116,6 +119,7 @@ fn run(cli: &Cli) -> CliResult {
             info::print(&model, *json)
         }
         Command::Plot(args) => plot::run(cli.context()?, args),
+        Command::Bench(args) => bench::run(cli.context()?, args),
         Command::Devices { json } => devices::print(&cli.gpu_options()?, *json),
     }
 }

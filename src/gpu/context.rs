@@ -82,7 +82,8 @@ impl Backend {
         }
     }
 
-    fn install_hint(self) -> &'static str {
+    /// What to install or change when this backend has no adapter.
+    pub fn install_hint(self) -> &'static str {
         if cfg!(target_arch = "wasm32") {
             return "this browser exposes no WebGPU adapter; use a recent Chrome or Edge, or Firefox / Safari \
                     with WebGPU enabled (Chromium on Linux: --enable-unsafe-webgpu)";

@@ -224,6 +224,37 @@ fn crop_origin(w: u32, h: u32, cw: u32, ch: u32) -> (u32, u32) {
     (half(w, cw), half(h, ch))
 }
 
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Size::Side(side) => write!(f, "{side}"),
+            Size::HeightWidth([h, w]) => write!(f, "{h}x{w}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Preprocess {
+    /// e.g. `resize 256 (bilinear), crop 224, rgb, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(size) = self.resize {
+            let what = if matches!(size, Size::Side(_)) {
+                "shorter side to "
+            } else {
+                "to "
+            };
+            write!(f, "resize {what}{size} ({:?}), ", self.interpolation)?;
+        }
+        if let Some(size) = self.crop {
+            write!(f, "center crop {size}, ")?;
+        }
+        write!(f, "{:?}", self.channel_order)?;
+        if self.invert {
+            write!(f, " inverted")?;
+        }
+        write!(f, ", mean {:?}, std {:?}", self.mean, self.std)
+    }
+}
+
 impl Size {
     /// `[height, width]`.
     pub fn height_width(self) -> [u32; 2] {

@@ -8,11 +8,11 @@ use crate::CliResult;
 pub fn print(options: &GpuOptions, as_json: bool) -> CliResult {
     let adapters = pollster::block_on(list_adapters(options.backend)).map_err(|e| e.to_string())?;
     if adapters.is_empty() {
-        return Err(
-            "no GPU adapter found; install a Vulkan driver (without a GPU, Mesa's lavapipe: \
-             apt-get install mesa-vulkan-drivers)"
-                .into(),
-        );
+        let backend = options.backend.resolve().map_err(|e| e.to_string())?;
+        return Err(format!(
+            "no GPU adapter found for backend {backend}: {}",
+            backend.install_hint()
+        ));
     }
     let mut entries = Vec::new();
     for (index, adapter) in adapters.iter().enumerate() {

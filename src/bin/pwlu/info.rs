@@ -91,16 +91,7 @@ pub fn print(model: &Model, as_json: bool) -> CliResult {
     println!("model        {}", model.name());
     println!("input        [N, {}, {}, {}]", input.c, input.h, input.w);
     match model.preprocess() {
-        Some(p) => println!(
-            "preprocess   resize {:?}, crop {:?}, {:?}, {:?}, mean {:?}, std {:?}{}",
-            p.resize,
-            p.crop,
-            p.interpolation,
-            p.channel_order,
-            p.mean,
-            p.std,
-            if p.invert { ", inverted" } else { "" }
-        ),
+        Some(p) => println!("preprocess   {p}"),
         None => println!("preprocess   none (tensor input only)"),
     }
     println!("classes      {}", model.labels().len());

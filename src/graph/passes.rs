@@ -16,9 +16,37 @@ pub fn optimize(graph: Graph) -> Result<Graph> {
     Ok(graph)
 }
 
+/// What a rule makes of a (producer, consumer) pair: the merged op, its operands, and whose name it keeps.
+struct Merged {
+    op: Op,
+    inputs: Vec<Value>,
+    keep_consumer_name: bool,
+}
+
+impl Merged {
+    /// A merge named after the producer (the convolution that absorbs a batch norm or activation).
+    fn into_producer(op: Op, inputs: Vec<Value>) -> Option<Merged> {
+        Some(Merged {
+            op,
+            inputs,
+            keep_consumer_name: false,
+        })
+    }
+}
+
 /// Replaces producer `i` and its only consumer `j` by one node at `j`'s position (so that every other operand
-/// of `j` is already computed), named after the producer, computing `op` from `inputs`.
-fn merge(graph: Graph, i: usize, j: usize, op: Op, inputs: Vec<Value>) -> Graph {
+/// of `j` is already computed), computing `merged.op` from `merged.inputs`.
+fn merge(graph: Graph, i: usize, j: usize, merged: Merged) -> Graph {
+    let Merged {
+        op,
+        inputs,
+        keep_consumer_name,
+    } = merged;
+    let name = if keep_consumer_name {
+        &graph.nodes[j].name
+    } else {
+        &graph.nodes[i].name
+    };
     let remap = |v: Value| match v {
         Value::Node(k) if k > i => Value::Node(k - 1),
         v => v,
@@ -30,7 +58,7 @@ fn merge(graph: Graph, i: usize, j: usize, op: Op, inputs: Vec<Value>) -> Graph 
         }
         if k == j {
             nodes.push(Node {
-                name: graph.nodes[i].name.clone(),
+                name: name.clone(),
                 op: op.clone(),
                 inputs: inputs.iter().map(|&v| remap(v)).collect(),
                 shape: graph.nodes[j].shape,
@@ -54,22 +82,19 @@ fn merge(graph: Graph, i: usize, j: usize, op: Op, inputs: Vec<Value>) -> Graph 
 }
 
 /// Finds the first (producer, consumer) pair that `rule` can merge and merges it; repeats until none is left.
-fn merge_all(
-    mut graph: Graph,
-    rule: impl Fn(&Graph, usize, usize) -> Option<(Op, Vec<Value>)>,
-) -> Graph {
+fn merge_all(mut graph: Graph, rule: impl Fn(&Graph, usize, usize) -> Option<Merged>) -> Graph {
     loop {
         let consumers = graph.consumers();
         let found = graph.nodes.iter().enumerate().find_map(|(j, node)| {
             node.inputs.iter().find_map(|&v| match v {
                 Value::Node(i) if consumers[i] == 1 && graph.output != Value::Node(i) => {
-                    rule(&graph, i, j).map(|(op, inputs)| (i, j, op, inputs))
+                    rule(&graph, i, j).map(|merged| (i, j, merged))
                 }
                 _ => None,
             })
         });
         match found {
-            Some((i, j, op, inputs)) => graph = merge(graph, i, j, op, inputs),
+            Some((i, j, merged)) => graph = merge(graph, i, j, merged),
             None => return graph,
         }
     }
@@ -92,7 +117,12 @@ pub fn fold_padding(graph: Graph) -> Graph {
             q.left += p.left;
             q.bottom += p.bottom;
             q.right += p.right;
-            Some((Op::Conv(layer), g.nodes[i].inputs.clone()))
+            // The convolution is what remains: keep its name, not the pad's.
+            Some(Merged {
+                op: Op::Conv(layer),
+                inputs: g.nodes[i].inputs.clone(),
+                keep_consumer_name: true,
+            })
         }
         _ => None,
     })
@@ -108,7 +138,7 @@ pub fn fold_batch_norm(graph: Graph) -> Result<Graph> {
         {
             let mut layer = layer.clone();
             match layer.fold_batch_norm(bn) {
-                Ok(()) => Some((Op::Conv(layer), g.nodes[i].inputs.clone())),
+                Ok(()) => Merged::into_producer(Op::Conv(layer), g.nodes[i].inputs.clone()),
                 Err(e) => {
                     failure.borrow_mut().get_or_insert(e);
                     None
@@ -158,7 +188,7 @@ pub fn fuse_residual_add(graph: Graph) -> Graph {
         };
         let mut inputs = g.nodes[i].inputs.clone();
         inputs.push(residual);
-        Some((Op::Conv(layer), inputs))
+        Merged::into_producer(Op::Conv(layer), inputs)
     })
 }
 
@@ -187,6 +217,6 @@ pub fn fuse_activation(graph: Graph) -> Graph {
             }
             _ => return None,
         };
-        Some((op, g.nodes[i].inputs.clone()))
+        Merged::into_producer(op, g.nodes[i].inputs.clone())
     })
 }

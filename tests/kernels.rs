@@ -531,13 +531,7 @@ fn activations_agree_with_cpu_including_nan_and_infinities() {
 
 /// Inputs at and around every grid point of each unit, on the bounds, far in the tails, and non-finite.
 fn pwlu_probe_inputs(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
-    let n = pwlu.intervals();
-    let p = pwlu.unit(unit).expect("unit");
-    let grid: Vec<f32> = match (p.bounds, p.breakpoints) {
-        (Some([l, r]), _) => (0..=n).map(|i| l + (r - l) * i as f32 / n as f32).collect(),
-        (_, Some(b)) => b.to_vec(),
-        _ => unreachable!(),
-    };
+    let grid = common::pwlu_grid(pwlu, unit);
     let mut xs = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e4, -1e4, 0.0];
     for &g in &grid {
         xs.extend([g, g.next_up(), g.next_down(), g + 1e-3, g - 1e-3]);

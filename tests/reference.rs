@@ -33,13 +33,7 @@ fn lookup_bound(table: &PwluTable, unit: usize, x: f64, y: f64) -> f64 {
 }
 
 fn probe(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
-    let n = pwlu.intervals();
-    let p = pwlu.unit(unit).expect("unit");
-    let grid: Vec<f32> = match (p.bounds, p.breakpoints) {
-        (Some([l, r]), _) => (0..=n).map(|i| l + (r - l) * i as f32 / n as f32).collect(),
-        (_, Some(b)) => b.to_vec(),
-        _ => unreachable!(),
-    };
+    let grid = common::pwlu_grid(pwlu, unit);
     let mut xs = vec![1e4, -1e4, 50.0, -50.0, 0.0];
     for g in grid {
         xs.extend([g, g.next_up(), g.next_down(), g + 1e-4, g - 1e-4]);

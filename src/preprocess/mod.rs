@@ -5,7 +5,7 @@ mod resize;
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, RgbImage};
+use image::{DynamicImage, ImageDecoder};
 use serde::{Deserialize, Serialize};
 
 pub use resize::{resize, Filter};
@@ -145,25 +145,10 @@ impl Preprocess {
             }
             Size::HeightWidth(hw) => hw,
         });
-        let gray = self.channel_order == ChannelOrder::Gray;
-        let (data, width, height) = if gray {
-            let mut img = pil_luma(image);
-            if let Some([th, tw]) = target {
-                img = resize(&img, tw, th, filter);
-            }
-            let (cw, ch) = crop_box(img.width(), img.height(), self.crop)?;
-            let (x0, y0) = crop_origin(img.width(), img.height(), cw, ch);
-            let cropped = image::imageops::crop_imm(&img, x0, y0, cw, ch).to_image();
-            (cropped.into_raw(), cw, ch)
+        let (data, width, height) = if self.channel_order == ChannelOrder::Gray {
+            resize_and_crop(pil_luma(image), target, self.crop, filter)?
         } else {
-            let mut img: RgbImage = image.to_rgb8();
-            if let Some([th, tw]) = target {
-                img = resize(&img, tw, th, filter);
-            }
-            let (cw, ch) = crop_box(img.width(), img.height(), self.crop)?;
-            let (x0, y0) = crop_origin(img.width(), img.height(), cw, ch);
-            let cropped = image::imageops::crop_imm(&img, x0, y0, cw, ch).to_image();
-            (cropped.into_raw(), cw, ch)
+            resize_and_crop(image.to_rgb8(), target, self.crop, filter)?
         };
         let channels = self.channels();
         let plane = (width * height) as usize;
@@ -186,6 +171,26 @@ impl Preprocess {
         }
         Tensor::new(vec![1, channels, height as usize, width as usize], out)
     }
+}
+
+/// Resize (to `[height, width]`) then center crop; returns the raw 8-bit pixels and the final size.
+fn resize_and_crop<P>(
+    image: image::ImageBuffer<P, Vec<u8>>,
+    target: Option<[u32; 2]>,
+    crop: Option<Size>,
+    filter: Filter,
+) -> Result<(Vec<u8>, u32, u32)>
+where
+    P: image::Pixel<Subpixel = u8> + 'static,
+{
+    let image = match target {
+        Some([height, width]) => resize(&image, width, height, filter),
+        None => image,
+    };
+    let (cw, ch) = crop_box(image.width(), image.height(), crop)?;
+    let (x0, y0) = crop_origin(image.width(), image.height(), cw, ch);
+    let cropped = image::imageops::crop_imm(&image, x0, y0, cw, ch).to_image();
+    Ok((cropped.into_raw(), cw, ch))
 }
 
 /// PIL's "L" conversion (ITU-R 601-2 luma in 16-bit fixed point), not the sRGB luma of `image`'s `to_luma8`.

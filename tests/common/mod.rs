@@ -71,6 +71,17 @@ pub fn random_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pw
     Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("valid random PWLU"))
 }
 
+/// The N + 1 grid points (or sorted breakpoints) of one unit, in f32.
+pub fn pwlu_grid(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
+    let n = pwlu.intervals();
+    let p = pwlu.unit(unit).expect("unit");
+    match (p.bounds, p.breakpoints) {
+        (Some([l, r]), _) => (0..=n).map(|i| l + (r - l) * i as f32 / n as f32).collect(),
+        (_, Some(b)) => b.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// `max |gpu - cpu| <= tol * max(1, |cpu|)` element-wise; NaN must meet NaN and infinities must be equal.
 pub fn assert_close(gpu: &Tensor, cpu: &Tensor, tol: f32, what: &str) {
     assert_eq!(gpu.dims(), cpu.dims(), "{what}: dims");

@@ -118,7 +118,7 @@ impl Viewer {
             .map(|i| x0 + (x1 - x0) * i as f32 / 200.0)
             .collect();
         let curves: Vec<Vec<(f32, f32)>> = (0..site.pwlu.units())
-            .map(|u| xs.iter().map(|&x| (x, pwlu_lookup(&table, u, x))).collect())
+            .map(|u| xs.iter().map(|&x| (x, pwlu_lookup(table, u, x))).collect())
             .collect();
         let (y0, y1) = curves
             .iter()

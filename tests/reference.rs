@@ -54,8 +54,8 @@ fn pwlu_lookup_matches_the_f64_formula() {
                 xs.extend((0..200).map(|_| rng.random_range(-8.0f32..8.0)));
                 for x in xs {
                     let exact = pwlu.eval_f64(unit, f64::from(x));
-                    let got = f64::from(pwlu_lookup(&table, unit, x));
-                    let bound = lookup_bound(&table, unit, f64::from(x), exact);
+                    let got = f64::from(pwlu_lookup(table, unit, x));
+                    let bound = lookup_bound(table, unit, f64::from(x), exact);
                     assert!(
                         (got - exact).abs() <= bound,
                         "N={intervals} unit {unit} x={x}: lookup {got}, formula {exact}, bound {bound:e}"
@@ -90,8 +90,8 @@ fn non_uniform_lookup_matches_the_f64_formula() {
         let table = pwlu.table();
         for x in probe(&pwlu, 0) {
             let exact = pwlu.eval_f64(0, f64::from(x));
-            let got = f64::from(pwlu_lookup(&table, 0, x));
-            let bound = lookup_bound(&table, 0, f64::from(x), exact);
+            let got = f64::from(pwlu_lookup(table, 0, x));
+            let bound = lookup_bound(table, 0, f64::from(x), exact);
             assert!(
                 (got - exact).abs() <= bound,
                 "N={intervals} x={x}: {got} vs {exact}"
@@ -111,7 +111,7 @@ fn pwlu_branches_follow_the_definition() {
     )
     .expect("valid");
     let table = pwlu.table();
-    let f = |x: f32| pwlu_lookup(&table, 0, x);
+    let f = |x: f32| pwlu_lookup(table, 0, x);
     assert_eq!(f(-2.0), 1.0, "x = B_L is interior: Y_0");
     assert_eq!(f(-3.0), 1.5, "left tail: Y_0 + K_L (x - B_L)");
     assert_eq!(f(2.0), 3.0, "x = B_R is the right tail: Y_N");
@@ -136,8 +136,9 @@ fn pwlu_branches_follow_the_definition() {
 
 #[test]
 fn relu_and_relu6_conversions_are_exact() {
-    let relu = Pwlu::relu(1, 16, 3.0).expect("relu").table();
-    let relu6 = Pwlu::relu6(1).expect("relu6").table();
+    let relu = Pwlu::relu(1, 16, 3.0).expect("relu");
+    let relu6 = Pwlu::relu6(1).expect("relu6");
+    let (relu, relu6) = (relu.table(), relu6.table());
     let mut rng = rng(23);
     let mut xs: Vec<f32> = (0..5000)
         .map(|_| rng.random_range(-20.0f32..20.0))
@@ -157,9 +158,9 @@ fn relu_and_relu6_conversions_are_exact() {
         6.0000005,
     ]);
     for x in xs {
-        let r = pwlu_lookup(&relu, 0, x);
+        let r = pwlu_lookup(relu, 0, x);
         assert!(r == x.max(0.0), "relu({x}) = {r}");
-        let r6 = pwlu_lookup(&relu6, 0, x);
+        let r6 = pwlu_lookup(relu6, 0, x);
         assert!(r6 == x.clamp(0.0, 6.0), "relu6({x}) = {r6}");
     }
 }

@@ -8,10 +8,10 @@ use crate::ops::pwlu::{PwluTable, PWLU_HEADER_LEN};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
-/// An activation ready to evaluate (PWLU packed once).
+/// An activation ready to evaluate.
 pub struct ActivationFn<'a> {
     activation: &'a Activation,
-    table: Option<PwluTable>,
+    table: Option<&'a PwluTable>,
 }
 
 impl<'a> ActivationFn<'a> {

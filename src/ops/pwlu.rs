@@ -34,6 +34,8 @@ pub struct Pwlu {
     grid: Grid,
     points: Vec<f32>,
     slopes: Vec<[f32; 2]>,
+    /// The lookup form, packed once when the parameters are validated.
+    table: PwluTable,
 }
 
 /// One unit's parameters, borrowed from a [`Pwlu`].
@@ -63,9 +65,9 @@ impl Pwlu {
             grid: Grid::Uniform { bounds },
             points,
             slopes,
+            table: PwluTable::empty(),
         };
-        pwlu.validate()?;
-        Ok(pwlu)
+        pwlu.validated()
     }
 
     /// A non-uniform PWLU: `breakpoints` and `points` have `N + 1` values per unit, `slopes` one pair per unit.
@@ -81,9 +83,9 @@ impl Pwlu {
             grid: Grid::NonUniform { breakpoints },
             points,
             slopes,
+            table: PwluTable::empty(),
         };
-        pwlu.validate()?;
-        Ok(pwlu)
+        pwlu.validated()
     }
 
     /// The paper's initialisation: ReLU on `[-bound, bound]` with `N` (even) intervals, exact.
@@ -125,7 +127,8 @@ impl Pwlu {
         Self::uniform(intervals, vec![bounds; units], points, vec![slopes; units])
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the parameters and packs the lookup table.
+    fn validated(mut self) -> Result<Self> {
         let n = self.intervals;
         if n == 0 || n > MAX_INTERVALS {
             return Err(Error::InvalidPwlu(format!(
@@ -203,14 +206,15 @@ impl Pwlu {
             }
         }
         // The lookup form must be representable too (huge rises over tiny intervals overflow f32).
-        let table = PwluTable::pack(self);
+        let table = PwluTable::pack(&self);
         if let Some(i) = table.data.iter().position(|v| !v.is_finite()) {
             let unit = i / table.stride();
             return Err(Error::InvalidPwlu(format!(
                 "unit {unit}: a segment's slope or intercept overflows f32"
             )));
         }
-        Ok(())
+        self.table = table;
+        Ok(self)
     }
 
     /// Number of intervals `N`.
@@ -306,9 +310,9 @@ impl Pwlu {
         y(i) + (y(i + 1) - y(i)) / (x1 - x0) * (x - x0)
     }
 
-    /// The packed lookup form for the GPU.
-    pub fn table(&self) -> PwluTable {
-        PwluTable::pack(self)
+    /// The packed lookup form the kernels read (built once, at construction).
+    pub fn table(&self) -> &PwluTable {
+        &self.table
     }
 }
 
@@ -329,6 +333,15 @@ pub struct PwluTable {
 pub const PWLU_HEADER_LEN: usize = 4;
 
 impl PwluTable {
+    fn empty() -> Self {
+        PwluTable {
+            intervals: 0,
+            units: 0,
+            uniform: true,
+            data: Vec::new(),
+        }
+    }
+
     fn pack(pwlu: &Pwlu) -> Self {
         let n = pwlu.intervals;
         let uniform = matches!(pwlu.grid, Grid::Uniform { .. });

@@ -7,6 +7,7 @@ use plotters::prelude::*;
 use pwlu::cpu::pwlu_lookup;
 use pwlu::gpu::GpuContext;
 use pwlu::model::PwluSite;
+use pwlu::ops::PwluTable;
 
 use crate::{load_model, CliResult};
 
@@ -44,8 +45,7 @@ fn file_stem(name: &str) -> String {
 }
 
 /// x range covering every unit's breakpoints with a margin on both tails.
-fn x_range(site: &PwluSite) -> (f32, f32) {
-    let table = site.pwlu.table();
+fn x_range(table: &PwluTable) -> (f32, f32) {
     let mut lo = f32::INFINITY;
     let mut hi = f32::NEG_INFINITY;
     for unit in table.data().chunks(table.stride()) {
@@ -56,12 +56,11 @@ fn x_range(site: &PwluSite) -> (f32, f32) {
     (lo - margin, hi + margin)
 }
 
-fn curve(site: &PwluSite, unit: usize, range: (f32, f32)) -> Vec<(f32, f32)> {
-    let table = site.pwlu.table();
+fn curve(table: &PwluTable, unit: usize, range: (f32, f32)) -> Vec<(f32, f32)> {
     (0..=SAMPLES)
         .map(|i| {
             let x = range.0 + (range.1 - range.0) * i as f32 / SAMPLES as f32;
-            (x, pwlu_lookup(&table, unit, x))
+            (x, pwlu_lookup(table, unit, x))
         })
         .collect()
 }
@@ -148,7 +147,8 @@ fn draw_panel<DB: DrawingBackend>(
 
 fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawResult<String> {
     let p = &site.pwlu;
-    let range = x_range(site);
+    let table = p.table();
+    let range = x_range(table);
     let granularity = if p.is_layer_wise() {
         "layer-wise"
     } else {
@@ -180,13 +180,13 @@ fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawRes
                 draw_panel(
                     area,
                     &format!("channel {unit}"),
-                    &[curve(site, unit, range)],
+                    &[curve(table, unit, range)],
                     range,
                     false,
                 )?;
             }
         } else {
-            let curves: Vec<_> = (0..p.units()).map(|u| curve(site, u, range)).collect();
+            let curves: Vec<_> = (0..p.units()).map(|u| curve(table, u, range)).collect();
             draw_panel(&root, &title, &curves, range, true)?;
         }
         root.present().map_err(|e| e.to_string())?;

@@ -14,7 +14,6 @@ use std::time::Instant;
 use eframe::egui::{
     self, Color32, ColorImage, Pos2, Rect, Sense, Shape, Stroke, TextureHandle, Vec2,
 };
-use pwlu::cpu::pwlu_lookup;
 use pwlu::gpu::{GpuContext, GpuOptions};
 use pwlu::model::PwluSite;
 use pwlu::preprocess::decode_image;
@@ -105,20 +104,12 @@ impl Viewer {
                 }
             });
         let site = &self.sites[self.site];
-        let table = site.pwlu.table();
-        let (lo, hi) = table
-            .data()
-            .chunks(table.stride())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), u| {
-                (lo.min(u[0]), hi.max(u[1]))
-            });
-        let margin = 0.25 * (hi - lo);
-        let (x0, x1) = (lo - margin, hi + margin);
-        let xs: Vec<f32> = (0..=200)
-            .map(|i| x0 + (x1 - x0) * i as f32 / 200.0)
-            .collect();
-        let curves: Vec<Vec<(f32, f32)>> = (0..site.pwlu.units())
-            .map(|u| xs.iter().map(|&x| (x, pwlu_lookup(table, u, x))).collect())
+        let sampled = site.curves(200);
+        let (x0, x1) = (sampled.x[0], sampled.x[sampled.x.len() - 1]);
+        let curves: Vec<Vec<(f32, f32)>> = sampled
+            .y
+            .iter()
+            .map(|ys| sampled.x.iter().copied().zip(ys.iter().copied()).collect())
             .collect();
         let (y0, y1) = curves
             .iter()

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and running pwlu needs on a fresh Debian machine without a GPU: Mesa's software
-# Vulkan (lavapipe) and OpenGL/EGL (llvmpipe) drivers, and the Rust components the checks use.
+# Vulkan (lavapipe) and OpenGL/EGL (llvmpipe) drivers, Chromium for the browser tests, and the Rust components
+# the checks use (web/build.sh adds wasm-bindgen-cli at the version Cargo.lock pins).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri fonts-dejavu-core)
 # The desktop viewer's screenshot check: a virtual X server and a screen grabber.
 packages+=(xvfb x11-utils imagemagick)
+# The browser tests: headless Chromium (its WebGPU runs on SwiftShader) and ChromeDriver for wasm-bindgen-test.
+packages+=(chromium chromium-driver)
 # The PyTorch side needs a Python with venv.
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()

@@ -88,4 +88,3 @@ fn main(
     }
 }
 
-const FLT_MAX: f32 = 3.40282347e+38;

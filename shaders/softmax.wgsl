@@ -10,7 +10,6 @@ override C4: u32 = 1u;
 override CHANNELS: u32 = 4u;
 
 const WORKGROUP_SIZE: u32 = 64u;
-const FLT_MAX: f32 = 3.40282347e+38;
 
 @group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;

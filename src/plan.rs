@@ -250,6 +250,11 @@ impl Plan {
         &self.dispatches
     }
 
+    /// The graph node each dispatch computes, in dispatch order.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
     /// Wall-clock time of each dispatch, submitted alone and waited for (native only). This includes the
     /// submission overhead; it is a profile for finding the slow layers, not a latency figure.
     #[cfg(not(target_arch = "wasm32"))]

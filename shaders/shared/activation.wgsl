@@ -28,7 +28,6 @@ override CHANNELS: u32 = 4u;
 
 @group(0) @binding(7) var<storage, read> act_params: array<f32>;
 
-const FLT_MAX: f32 = 3.40282347e+38;
 const PWLU_HEADER_LEN: u32 = 4u;
 
 // Layout of one unit's record: see `PwluTable` in src/ops/pwlu.rs.

@@ -3,6 +3,10 @@
 // Every kernel treats its work as a 1-D range of invocations. A dispatch dimension holds at most 65535
 // workgroups (WebGPU's default limit), so the host spreads the range over x and y and kernels fold it back.
 
+// The largest finite f32, in hex: Tint (Chrome, Edge) rejects the decimal 3.40282347e+38 as out of range
+// because it rounds it before converting.
+const FLT_MAX: f32 = 0x1.fffffep+127f;
+
 fn linear_index(workgroup: vec3<u32>, workgroups: vec3<u32>, local: u32, workgroup_size: u32) -> u32 {
     return (workgroup.y * workgroups.x + workgroup.x) * workgroup_size + local;
 }

@@ -437,8 +437,14 @@ impl GpuContext {
         if list.is_empty() {
             return Ok(());
         }
-        let message = list.join("; ");
-        list.clear();
+        // One broken shader fails every pipeline made from it; say each distinct problem once.
+        let mut distinct: Vec<String> = Vec::new();
+        for error in list.drain(..) {
+            if !distinct.contains(&error) {
+                distinct.push(error);
+            }
+        }
+        let message = distinct.join("; ");
         Err(Error::Gpu(message))
     }
 

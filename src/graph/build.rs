@@ -118,6 +118,8 @@ impl TensorStore {
 /// Largest dimension accepted anywhere in a graph: far beyond any classifier, small enough that products of a
 /// few dimensions cannot overflow.
 const MAX_DIM: usize = 1 << 20;
+/// The most elements one tensor may have (u64, so that 32-bit targets can state it).
+const MAX_ELEMENTS: u64 = 1 << 40;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -508,7 +510,7 @@ impl Graph {
                 .map_err(|e| Error::Model(format!("node '{}': {e}", spec_node.name)))?;
             if shape
                 .checked_len()
-                .is_none_or(|len| len > MAX_DIM * MAX_DIM)
+                .is_none_or(|len| len as u64 > MAX_ELEMENTS)
             {
                 return Err(Error::Model(format!(
                     "node '{}': output {shape} is too large",

@@ -5,13 +5,14 @@ pub mod format;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::cpu::pwlu_lookup;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::graph::build::TensorStore;
 use crate::graph::{passes, Graph, Op};
 use crate::ops::Activation;
 use crate::plan::Plan;
-use crate::preprocess::{decode_image, Preprocess};
+use crate::preprocess::Preprocess;
 use crate::tensor::{Shape, Tensor};
 
 pub use format::FORMAT_VERSION;
@@ -36,6 +37,38 @@ pub struct PwluSite {
     pub node: String,
     /// The unit.
     pub pwlu: Arc<crate::ops::Pwlu>,
+}
+
+/// A PWLU site's functions sampled for plotting: the same `x` for every unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PwluCurves {
+    /// Evenly spaced inputs covering every unit's breakpoints plus a quarter of their span on each tail.
+    pub x: Vec<f32>,
+    /// Per unit, the outputs at `x`, computed by the same lookup the kernels use.
+    pub y: Vec<Vec<f32>>,
+}
+
+impl PwluSite {
+    /// The site's units sampled at `samples + 1` points (at least 2), for plotting.
+    pub fn curves(&self, samples: usize) -> PwluCurves {
+        let table = self.pwlu.table();
+        let (lo, hi) = table
+            .data()
+            .chunks(table.stride())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), unit| {
+                (lo.min(unit[0]), hi.max(unit[1]))
+            });
+        let margin = 0.25 * (hi - lo);
+        let (x0, x1) = (lo - margin, hi + margin);
+        let samples = samples.max(1);
+        let x: Vec<f32> = (0..=samples)
+            .map(|i| x0 + (x1 - x0) * i as f32 / samples as f32)
+            .collect();
+        let y = (0..self.pwlu.units())
+            .map(|unit| x.iter().map(|&x| pwlu_lookup(table, unit, x)).collect())
+            .collect();
+        PwluCurves { x, y }
+    }
 }
 
 /// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
@@ -168,6 +201,11 @@ impl Model {
         &self.graph
     }
 
+    /// The GPU context the model runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
     /// Number of nodes in the file, before optimisation.
     pub fn source_nodes(&self) -> usize {
         self.source_nodes
@@ -208,6 +246,8 @@ impl Model {
         if let Some(plan) = plans.get(&batch) {
             return Ok(Arc::clone(plan));
         }
+        // In the browser wgpu's types are not Send, and the model stays on one thread anyway.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         let plan = Arc::new(Mutex::new(Plan::new(&self.ctx, &self.graph, batch)?));
         plans.insert(batch, Arc::clone(&plan));
         Ok(plan)
@@ -288,7 +328,7 @@ impl Model {
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_bytes_blocking(&self, bytes: &[u8], top_k: usize) -> Result<Vec<Class>> {
-        let image = decode_image(bytes)?;
+        let image = crate::preprocess::decode_image(bytes)?;
         pollster::block_on(self.classify(&image, top_k))
     }
 

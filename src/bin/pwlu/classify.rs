@@ -28,6 +28,9 @@ pub struct Args {
     /// Print JSON: [{"image": PATH, "top": [{"index": I, "label": L, "prob": P}, ...]}, ...].
     #[arg(long)]
     json: bool,
+    /// With --json, also give each image's raw model outputs as "logits".
+    #[arg(long, requires = "json")]
+    logits: bool,
     /// Images per GPU run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
@@ -95,7 +98,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         progress.set_style(style);
     }
     let start = Instant::now();
-    let mut results: Vec<(PathBuf, Vec<Class>)> = Vec::new();
+    let mut results: Vec<(PathBuf, Vec<Class>, Vec<f32>)> = Vec::new();
     let mut failures = 0usize;
     for chunk in files.chunks(batch) {
         let mut paths = Vec::new();
@@ -129,10 +132,8 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         let logits = model.run_blocking(&tensor).map_err(|e| e.to_string())?;
         let classes = logits.data().len() / batch;
         for (i, path) in paths.into_iter().enumerate() {
-            results.push((
-                path,
-                model.top_k(&logits.data()[i * classes..][..classes], args.top),
-            ));
+            let row = &logits.data()[i * classes..][..classes];
+            results.push((path, model.top_k(row, args.top), row.to_vec()));
         }
         progress.inc(chunk.len() as u64);
     }
@@ -142,11 +143,15 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     if args.json {
         let entries: Vec<_> = results
             .iter()
-            .map(|(path, top)| {
-                json!({
+            .map(|(path, top, logits)| {
+                let mut entry = json!({
                     "image": path.display().to_string(),
                     "top": top.iter().map(|c| json!({"index": c.index, "label": c.label, "prob": c.prob})).collect::<Vec<_>>(),
-                })
+                });
+                if args.logits {
+                    entry["logits"] = json!(logits);
+                }
+                entry
             })
             .collect();
         println!(
@@ -154,7 +159,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?
         );
     } else {
-        for (path, top) in &results {
+        for (path, top, _) in &results {
             println!("{}", path.display());
             for (rank, class) in top.iter().enumerate() {
                 println!(

@@ -4,10 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use plotters::prelude::*;
-use pwlu::cpu::pwlu_lookup;
 use pwlu::gpu::GpuContext;
 use pwlu::model::PwluSite;
-use pwlu::ops::PwluTable;
 
 use crate::{load_model, CliResult};
 
@@ -40,27 +38,6 @@ fn file_stem(name: &str) -> String {
             } else {
                 '_'
             }
-        })
-        .collect()
-}
-
-/// x range covering every unit's breakpoints with a margin on both tails.
-fn x_range(table: &PwluTable) -> (f32, f32) {
-    let mut lo = f32::INFINITY;
-    let mut hi = f32::NEG_INFINITY;
-    for unit in table.data().chunks(table.stride()) {
-        lo = lo.min(unit[0]);
-        hi = hi.max(unit[1]);
-    }
-    let margin = 0.25 * (hi - lo);
-    (lo - margin, hi + margin)
-}
-
-fn curve(table: &PwluTable, unit: usize, range: (f32, f32)) -> Vec<(f32, f32)> {
-    (0..=SAMPLES)
-        .map(|i| {
-            let x = range.0 + (range.1 - range.0) * i as f32 / SAMPLES as f32;
-            (x, pwlu_lookup(table, unit, x))
         })
         .collect()
 }
@@ -147,8 +124,16 @@ fn draw_panel<DB: DrawingBackend>(
 
 fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawResult<String> {
     let p = &site.pwlu;
-    let table = p.table();
-    let range = x_range(table);
+    let sampled = site.curves(SAMPLES);
+    let range = (sampled.x[0], sampled.x[sampled.x.len() - 1]);
+    let curve = |unit: usize| -> Vec<(f32, f32)> {
+        sampled
+            .x
+            .iter()
+            .copied()
+            .zip(sampled.y[unit].iter().copied())
+            .collect()
+    };
     let granularity = if p.is_layer_wise() {
         "layer-wise"
     } else {
@@ -180,13 +165,13 @@ fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawRes
                 draw_panel(
                     area,
                     &format!("channel {unit}"),
-                    &[curve(table, unit, range)],
+                    &[curve(unit)],
                     range,
                     false,
                 )?;
             }
         } else {
-            let curves: Vec<_> = (0..p.units()).map(|u| curve(table, u, range)).collect();
+            let curves: Vec<_> = (0..p.units()).map(curve).collect();
             draw_panel(&root, &title, &curves, range, true)?;
         }
         root.present().map_err(|e| e.to_string())?;

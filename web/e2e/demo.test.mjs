@@ -1,0 +1,212 @@
+// The demo page in headless Chromium on its WebGPU adapter (SwiftShader on machines without a GPU), served from
+// web/dist as a user would serve it. Build it first with web/build.sh; web/test.sh does both.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs/promises";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+const dist = path.join(repo, "web/dist");
+// SwiftShader runs EfficientNet-Lite0 in seconds, but the first run compiles every pipeline on the CPU.
+const SLOW = 10 * 60 * 1000;
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".png": "image/png",
+  ".jpg": "image/jpeg",
+  ".safetensors": "application/octet-stream",
+};
+
+function serve(root) {
+  const server = http.createServer(async (request, response) => {
+    const url = new URL(request.url, "http://localhost");
+    let file = path.join(root, decodeURIComponent(url.pathname));
+    if (!file.startsWith(root)) {
+      response.writeHead(403).end();
+      return;
+    }
+    if (url.pathname.endsWith("/")) file = path.join(file, "index.html");
+    try {
+      const body = await fs.readFile(file);
+      response.writeHead(200, {
+        "content-type": MIME[path.extname(file)] ?? "application/octet-stream",
+        "content-length": body.length,
+      });
+      response.end(body);
+    } catch {
+      response.writeHead(404, { "content-type": "text/plain" }).end("not found");
+    }
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+let browser;
+let server;
+let otherOrigin;
+let base;
+
+before(async () => {
+  await fs.access(path.join(dist, "pkg/pwlu_web_bg.wasm")).catch(() => {
+    throw new Error("web/dist is missing: run web/build.sh first");
+  });
+  server = await serve(dist);
+  otherOrigin = await serve(dist); // same files, another port: a cross-origin server without CORS headers
+  base = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--enable-unsafe-webgpu",
+      "--no-sandbox",
+      "--disable-gpu-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+      "--no-first-run",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  otherOrigin?.close();
+});
+
+/** Opens the page with `query` in a fresh profile and waits until it settles in one of `states`. */
+async function open(query, states, { context } = {}) {
+  const ctx = context ?? (await browser.newContext());
+  const page = await ctx.newPage();
+  const console = [];
+  page.on("console", (m) => console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => console.push(`pageerror: ${e.message}`));
+  await page.goto(`${base}/${query}`);
+  try {
+    await page.waitForFunction(
+      (wanted) => wanted.includes(document.body.dataset.state),
+      states,
+      { timeout: SLOW, polling: 100 },
+    );
+  } catch (error) {
+    const state = await page.evaluate(() => document.body.dataset.state).catch(() => "?");
+    throw new Error(`the page stayed in state ${state}: ${error.message}\n${console.join("\n")}`);
+  }
+  return { page, ctx, console };
+}
+
+function nativeLogits(model, photo) {
+  const out = execFileSync(
+    "cargo",
+    ["run", "--release", "--quiet", "--", "classify", "--json", "--logits", model, photo],
+    { cwd: repo, env: { XDG_RUNTIME_DIR: "/tmp", ...process.env }, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 },
+  );
+  return JSON.parse(out)[0].logits;
+}
+
+test("classifies the coffee photo as espresso, with the native engine's logits", { timeout: SLOW }, async () => {
+  const native = nativeLogits("models/efficientnet_lite0.safetensors", "models/photos/coffee.png");
+  const { page, ctx, console } = await open(
+    "?model=efficientnet_lite0&image=models/photos/coffee.png&no-offline",
+    ["done", "error", "no-webgpu"],
+  );
+  const demo = await page.evaluate(() => ({
+    state: document.body.dataset.state,
+    error: window.pwluDemo.error,
+    logits: window.pwluDemo.lastLogits,
+    top: window.pwluDemo.lastTop,
+    firstMs: window.pwluDemo.firstMs,
+    shown: document.getElementById("top5").innerText,
+    latency: document.getElementById("latency").innerText,
+    sites: document.getElementById("site-select").options.length,
+  }));
+  assert.equal(demo.state, "done", `${demo.error}\n${console.join("\n")}`);
+  assert.equal(demo.top[0].label, "espresso");
+  assert.match(demo.shown, /espresso/);
+  assert.match(demo.latency, /first run \d+ ms/);
+  assert.ok(demo.sites > 0, "the learned activations are listed");
+  assert.equal(demo.logits.length, native.length);
+  const scale = Math.max(1, ...native.map(Math.abs));
+  const worst = Math.max(...native.map((v, i) => Math.abs(v - demo.logits[i])));
+  // The parity tolerance of tests/parity.rs.
+  assert.ok(worst <= 1e-3 * scale, `browser and native logits differ by ${worst} (scale ${scale})`);
+  process.stdout.write(`# browser vs native: max |diff| ${worst.toExponential(2)}, first run ${demo.firstMs.toFixed(0)} ms\n`);
+
+  // Steady state: the same image again, on the same model.
+  await page.click("#again");
+  await page.waitForFunction(() => window.pwluDemo.steadyMs.length >= 10, null, { timeout: SLOW });
+  const steady = await page.evaluate(() => document.getElementById("latency").innerText);
+  assert.match(steady, /steady state \d+ ms \(median of 10\)/);
+  process.stdout.write(`# ${steady}\n`);
+  await ctx.close();
+});
+
+test("a missing model file is reported in the page", { timeout: SLOW }, async () => {
+  const { page, ctx } = await open("?model-url=models/missing.safetensors&no-offline", ["error"]);
+  const message = await page.locator("#error").innerText();
+  assert.match(message, /HTTP 404/);
+  assert.match(message, /missing\.safetensors/);
+  await ctx.close();
+});
+
+test("a file that is not a model is reported in the page", { timeout: SLOW }, async () => {
+  const { page, ctx } = await open("?model-url=style.css&no-offline", ["error"]);
+  const message = await page.locator("#error").innerText();
+  assert.match(message, /style\.css: invalid model/);
+  await ctx.close();
+});
+
+test("a cross-origin model without CORS is reported in the page", { timeout: SLOW }, async () => {
+  const url = `http://127.0.0.1:${otherOrigin.address().port}/models/digits.safetensors`;
+  const { page, ctx } = await open(`?model-url=${encodeURIComponent(url)}&no-offline`, ["error"]);
+  const message = await page.locator("#error").innerText();
+  assert.match(message, /could not fetch/);
+  assert.match(message, /CORS/);
+  await ctx.close();
+});
+
+test("without WebGPU the page says so and how to get it", { timeout: SLOW }, async () => {
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined });
+  });
+  const { page } = await open("?no-offline", ["no-webgpu"], { context: ctx });
+  const message = await page.locator("#error").innerText();
+  assert.match(message, /WebGPU is not available/);
+  assert.match(message, /--enable-unsafe-webgpu/);
+  await ctx.close();
+});
+
+test("the page and a model it used once work offline", { timeout: SLOW }, async () => {
+  const ctx = await browser.newContext();
+  const { page } = await open("?model=digits", ["ready", "done"], { context: ctx });
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: SLOW });
+  // Now that the service worker controls the page, one more load passes everything through its cache.
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.state === "ready" && window.pwluDemo.model, null, {
+    timeout: SLOW,
+  });
+  await ctx.setOffline(true);
+  await page.reload();
+  await page.waitForFunction(
+    () => ["ready", "error"].includes(document.body.dataset.state) && (window.pwluDemo.model || window.pwluDemo.error),
+    null,
+    { timeout: SLOW },
+  );
+  const status = await page.evaluate(() => ({
+    error: window.pwluDemo.error,
+    text: document.getElementById("model-status").innerText,
+  }));
+  assert.equal(status.error, null);
+  assert.match(status.text, /Digits .* is ready/);
+  await ctx.close();
+});

@@ -1,0 +1,368 @@
+//! The JavaScript API in a real browser (wasm-bindgen-test in headless Chromium, on its WebGPU adapter): results
+//! agree with the CPU reference, and every failure rejects its promise with a `PwluError` of the right kind
+//! instead of hanging. Run by web/test.sh.
+#![cfg(target_arch = "wasm32")]
+
+#[path = "../../tests/common/model_file.rs"]
+mod model_file;
+
+use std::sync::Arc;
+
+use js_sys::{Array, Float32Array, Reflect, Uint8Array};
+use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu_web::{LoadOptions, WebModel};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{AbortController, Blob, ImageData, OffscreenCanvas, Url};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// What model_file.rs expects of its parent module.
+fn rng(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
+
+fn random_vec(rng: &mut SmallRng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
+}
+
+fn model_bytes() -> Vec<u8> {
+    model_file::small_classifier().bytes()
+}
+
+async fn web_model() -> WebModel {
+    WebModel::from_bytes(model_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("the small model loads: {e:?}"))
+}
+
+/// The rejection of `promise`, which must reject.
+async fn rejection(promise: js_sys::Promise) -> JsValue {
+    match JsFuture::from(promise).await {
+        Ok(value) => panic!("expected a rejection, got {value:?}"),
+        Err(error) => error,
+    }
+}
+
+/// `(kind, message)` of a PwluError.
+fn kind_and_message(error: &JsValue) -> (String, String) {
+    let get = |key: &str| {
+        Reflect::get(error, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("name"), "PwluError", "{error:?}");
+    (get("kind"), get("message"))
+}
+
+fn random_image(width: u32, height: u32, seed: u64) -> (Vec<u8>, ImageData) {
+    let mut rng = rng(seed);
+    let pixels: Vec<u8> = (0..width * height)
+        .flat_map(|_| {
+            let [r, g, b]: [u8; 3] = rng.random();
+            [r, g, b, 255]
+        })
+        .collect();
+    let data =
+        ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), width, height)
+            .expect("ImageData");
+    (pixels, data)
+}
+
+fn assert_close(actual: &[f32], expected: &[f32]) {
+    assert_eq!(actual.len(), expected.len());
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= 1e-4 * e.abs().max(1.0),
+            "output {i}: browser {a}, CPU reference {e}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn logits_of_an_image_match_the_cpu_reference() {
+    let web = web_model().await;
+    let (pixels, image) = random_image(15, 13, 1);
+    let logits: Float32Array = JsFuture::from(web.logits(image.clone().into()))
+        .await
+        .expect("logits")
+        .unchecked_into();
+
+    // The same file and pixels through the engine's CPU twin.
+    let options = GpuOptions {
+        backend: Backend::WebGpu,
+        ..Default::default()
+    };
+    #[allow(clippy::arc_with_non_send_sync)]
+    let ctx = Arc::new(GpuContext::new(&options).await.expect("context"));
+    let reference = pwlu::Model::from_bytes(ctx, &model_bytes()).expect("model");
+    let rgba = image::RgbaImage::from_raw(15, 13, pixels).expect("pixels");
+    let input = reference
+        .preprocess_image(&image::DynamicImage::ImageRgba8(rgba))
+        .expect("preprocess");
+    let expected = reference.graph().run_cpu(&input).expect("CPU run");
+    assert_close(&logits.to_vec(), expected.data());
+
+    // classify() ranks the same logits.
+    let top: Array = JsFuture::from(web.classify(image.into(), Some(4)))
+        .await
+        .expect("classify")
+        .unchecked_into();
+    assert_eq!(top.length(), 4);
+    let field = |i: u32, key: &str| Reflect::get(&top.get(i), &key.into()).expect(key);
+    let best = expected
+        .data()
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .expect("outputs");
+    assert_eq!(field(0, "index").as_f64(), Some(best as f64));
+    assert_eq!(
+        field(0, "label").as_string().as_deref(),
+        Some(["a", "b", "c", "d"][best])
+    );
+    let probs: Vec<f64> = (0..4).filter_map(|i| field(i, "prob").as_f64()).collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]), "{probs:?}");
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{probs:?}");
+}
+
+#[wasm_bindgen_test]
+async fn canvases_and_bitmaps_give_the_same_logits_as_image_data() {
+    let web = web_model().await;
+    let (_, image) = random_image(9, 10, 2);
+    let direct: Float32Array = JsFuture::from(web.logits(image.clone().into()))
+        .await
+        .expect("logits")
+        .unchecked_into();
+    let canvas = OffscreenCanvas::new(9, 10).expect("canvas");
+    let context: web_sys::OffscreenCanvasRenderingContext2d = canvas
+        .get_context("2d")
+        .expect("2d")
+        .expect("2d")
+        .unchecked_into();
+    context.put_image_data(&image, 0.0, 0.0).expect("put");
+    let from_canvas: Float32Array = JsFuture::from(web.logits(canvas.clone().into()))
+        .await
+        .expect("logits of a canvas")
+        .unchecked_into();
+    assert_close(&from_canvas.to_vec(), &direct.to_vec());
+    let bitmap = canvas.transfer_to_image_bitmap().expect("bitmap");
+    let from_bitmap: Float32Array = JsFuture::from(web.logits(bitmap.into()))
+        .await
+        .expect("logits of an ImageBitmap")
+        .unchecked_into();
+    assert_close(&from_bitmap.to_vec(), &direct.to_vec());
+}
+
+#[wasm_bindgen_test]
+async fn run_takes_a_batch_of_tensors() {
+    let web = web_model().await;
+    let info = web.info().expect("info");
+    let input: Vec<u32> = serde_wasm_bindgen_dims(&info);
+    assert_eq!(input, [3, 10, 9]);
+    let batch = 3;
+    let values: Vec<f32> = random_vec(&mut rng(3), batch * 3 * 10 * 9, 1.0);
+    let out: Float32Array = JsFuture::from(web.run(Float32Array::from(&values[..]), Some(3)))
+        .await
+        .expect("run")
+        .unchecked_into();
+    assert_eq!(out.length(), 3 * 4);
+    let error = rejection(web.run(Float32Array::from(&values[..10]), None)).await;
+    let (kind, message) = kind_and_message(&error);
+    assert_eq!(kind, "input");
+    assert!(message.contains("needs 270 values, got 10"), "{message}");
+}
+
+fn serde_wasm_bindgen_dims(info: &JsValue) -> Vec<u32> {
+    let input: Array = Reflect::get(info, &"input".into())
+        .expect("input")
+        .unchecked_into();
+    input
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .map(|v| v as u32)
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn info_labels_and_curves_describe_the_model() {
+    let web = web_model().await;
+    let info = web.info().expect("info");
+    let get = |key: &str| Reflect::get(&info, &key.into()).expect(key);
+    assert_eq!(get("name").as_string().as_deref(), Some("small"));
+    assert_eq!(get("classes").as_f64(), Some(4.0));
+    assert_eq!(get("pwluSites").as_f64(), Some(2.0));
+    assert!(get("preprocess")
+        .as_string()
+        .is_some_and(|p| p.contains("resize")));
+    let adapter = get("adapter");
+    assert!(Reflect::get(&adapter, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .is_some_and(|n| !n.is_empty()));
+    assert_eq!(web.labels().expect("labels"), ["a", "b", "c", "d"]);
+
+    let curves = web.activation_curves(Some(50)).expect("curves");
+    assert_eq!(curves.length(), 2);
+    for curve in curves.iter() {
+        let x: Float32Array = Reflect::get(&curve, &"x".into())
+            .expect("x")
+            .unchecked_into();
+        let y: Array = Reflect::get(&curve, &"y".into())
+            .expect("y")
+            .unchecked_into();
+        assert_eq!(x.length(), 51);
+        assert_eq!(y.length(), 6, "one curve per channel");
+        let x = x.to_vec();
+        assert!(x.windows(2).all(|w| w[0] < w[1]));
+        for unit in y.iter() {
+            let unit: Float32Array = unit.unchecked_into();
+            assert!(unit.to_vec().iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_url_loads_with_progress_reports() {
+    let bytes = model_bytes();
+    let blob =
+        Blob::new_with_u8_array_sequence(&Array::of1(&Uint8Array::from(&bytes[..]))).expect("blob");
+    let url = Url::create_object_url_with_blob(&blob).expect("object URL");
+    let seen = Array::new();
+    let record = seen.clone();
+    let callback = Closure::<dyn Fn(f64)>::new(move |loaded: f64| {
+        record.push(&loaded.into());
+    });
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"onProgress".into(), callback.as_ref()).expect("set");
+    let web = WebModel::from_url(url.clone(), Some(options.unchecked_into::<LoadOptions>()))
+        .await
+        .expect("the model loads from a URL");
+    assert_eq!(web.labels().expect("labels").len(), 4);
+    let reports: Vec<f64> = seen.iter().filter_map(|v| v.as_f64()).collect();
+    assert_eq!(reports.first(), Some(&0.0));
+    assert_eq!(reports.last(), Some(&(bytes.len() as f64)));
+    assert!(reports.windows(2).all(|w| w[0] <= w[1]));
+    Url::revoke_object_url(&url).expect("revoke");
+}
+
+async fn load_error(url: &str, options: Option<LoadOptions>) -> (String, String) {
+    match WebModel::from_url(url.into(), options).await {
+        Ok(_) => panic!("{url} loaded"),
+        Err(error) => kind_and_message(&error),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_404_rejects_with_the_status() {
+    let (kind, message) = load_error("/no-such-model.safetensors", None).await;
+    assert_eq!(kind, "fetch");
+    assert!(message.contains("HTTP 404"), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn a_malformed_url_rejects() {
+    let (kind, message) = load_error("http://[::1", None).await;
+    assert_eq!(kind, "fetch");
+    assert!(message.contains("could not fetch http://[::1"), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn a_file_that_is_not_a_model_rejects() {
+    let (kind, message) = load_error(
+        "data:application/octet-stream;base64,aGVsbG8gd29ybGQ=",
+        None,
+    )
+    .await;
+    assert_eq!(kind, "model");
+    assert!(message.contains("invalid model"), "{message}");
+
+    for bytes in [Vec::new(), b"{\"not\": \"safetensors\"}".to_vec()] {
+        let error = match WebModel::from_bytes(bytes).await {
+            Ok(_) => panic!("garbage loaded"),
+            Err(error) => error,
+        };
+        let (kind, message) = kind_and_message(&error);
+        assert_eq!(kind, "model");
+        assert!(message.starts_with("invalid model"), "{message}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn an_aborted_download_rejects() {
+    let blob = Blob::new_with_u8_array_sequence(&Array::of1(&Uint8Array::from(&model_bytes()[..])))
+        .expect("blob");
+    let url = Url::create_object_url_with_blob(&blob).expect("object URL");
+    let controller = AbortController::new().expect("controller");
+    controller.abort();
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"signal".into(), &controller.signal()).expect("set");
+    let (kind, message) = load_error(&url, Some(options.unchecked_into())).await;
+    assert_eq!(kind, "abort");
+    assert!(message.contains("aborted"), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_and_sources_reject() {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"onProgress".into(), &"not a function".into()).expect("set");
+    let (kind, _) = load_error("/whatever", Some(options.unchecked_into())).await;
+    assert_eq!(kind, "input");
+
+    let web = web_model().await;
+    for (source, expected) in [
+        (JsValue::from(3), "got number"),
+        (JsValue::NULL, "got null"),
+        (js_sys::Object::new().into(), "got Object"),
+        (
+            OffscreenCanvas::new(0, 7).expect("canvas").into(),
+            "no pixels",
+        ),
+    ] {
+        let (kind, message) = kind_and_message(&rejection(web.classify(source, None)).await);
+        assert_eq!(kind, "input");
+        assert!(message.contains(expected), "{message}");
+    }
+    let not_an_image = Blob::new_with_str_sequence(&Array::of1(&"text".into())).expect("blob");
+    let (kind, message) =
+        kind_and_message(&rejection(web.classify(not_an_image.into(), None)).await);
+    assert_eq!(kind, "input");
+    assert!(message.contains("cannot decode"), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn a_disposed_model_rejects_later_calls() {
+    let mut web = web_model().await;
+    let (_, image) = random_image(4, 4, 5);
+    let in_flight = web.logits(image.clone().into());
+    web.dispose();
+    // A call made before dispose() still finishes.
+    JsFuture::from(in_flight)
+        .await
+        .expect("the earlier call completes");
+    let (kind, message) = kind_and_message(&rejection(web.classify(image.into(), None)).await);
+    assert_eq!(kind, "disposed");
+    assert!(message.contains("disposed"), "{message}");
+    assert!(web.info().is_err());
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_status_names_the_adapter() {
+    let status = JsFuture::from(pwlu_web::webgpu_status())
+        .await
+        .expect("status");
+    assert_eq!(
+        Reflect::get(&status, &"available".into()).expect("available"),
+        JsValue::TRUE
+    );
+    let adapter = Reflect::get(&status, &"adapter".into()).expect("adapter");
+    assert!(adapter.as_string().is_some_and(|a| !a.is_empty()));
+}

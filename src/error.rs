@@ -84,9 +84,14 @@ pub enum Error {
     #[error("image: {0}")]
     Image(String),
 
-    /// wgpu reported an error (validation, out of memory, device lost) or a read-back failed.
+    /// wgpu reported an error (validation, out of memory) or a read-back failed.
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// The GPU device is gone (driver reset, GPU removed, `destroy()`): this context is finished. Create a new
+    /// [`GpuContext`](crate::gpu::GpuContext) and load the model on it again.
+    #[error("the GPU device was lost ({0}); create a new GPU context and load the model again")]
+    DeviceLost(String),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -108,3 +108,49 @@ fn what_applications_share_is_send_and_sync() {
     shareable::<pwlu::Model>();
     shareable::<Arc<pwlu::Model>>();
 }
+
+fn small_model_on(ctx: Arc<GpuContext>) -> pwlu::Model {
+    pwlu::Model::from_bytes(ctx, &common::model_file::small_model().bytes())
+        .expect("the small model loads")
+}
+
+fn small_input() -> pwlu::Tensor {
+    let data = common::random_vec(&mut common::rng(7), 3 * 10 * 9, 1.0);
+    pwlu::Tensor::new(vec![1, 3, 10, 9], data).expect("input")
+}
+
+#[test]
+fn a_lost_device_is_an_error_and_a_new_context_recovers() {
+    for ctx in common::contexts() {
+        let ctx = Arc::new(ctx);
+        let model = small_model_on(Arc::clone(&ctx));
+        let input = small_input();
+        let before = model.run_blocking(&input).expect("runs before the loss");
+
+        ctx.device().destroy();
+        let error = model
+            .run_blocking(&input)
+            .expect_err("a lost device cannot run");
+        assert!(matches!(error, Error::DeviceLost(_)), "{error}");
+        assert!(
+            error.to_string().contains("create a new GPU context"),
+            "{error}"
+        );
+        assert!(ctx.is_lost());
+        // It stays an error, and never a panic.
+        assert!(matches!(
+            model.run_blocking(&input),
+            Err(Error::DeviceLost(_))
+        ));
+
+        let options = GpuOptions {
+            backend: ctx.adapter().backend.into(),
+            ..Default::default()
+        };
+        let fresh = Arc::new(GpuContext::new_blocking(&options).expect("a new context"));
+        let again = small_model_on(fresh)
+            .run_blocking(&input)
+            .expect("runs on the new context");
+        assert_eq!(again.data(), before.data());
+    }
+}

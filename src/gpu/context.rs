@@ -29,6 +29,20 @@ pub enum Backend {
     WebGpu,
 }
 
+impl From<wgpu::Backend> for Backend {
+    /// The backend an adapter reports, to ask for the same one again.
+    fn from(backend: wgpu::Backend) -> Self {
+        match backend {
+            wgpu::Backend::Vulkan => Backend::Vulkan,
+            wgpu::Backend::Metal => Backend::Metal,
+            wgpu::Backend::Dx12 => Backend::Dx12,
+            wgpu::Backend::Gl => Backend::Gl,
+            wgpu::Backend::BrowserWebGpu => Backend::WebGpu,
+            wgpu::Backend::Noop => Backend::Auto,
+        }
+    }
+}
+
 impl FromStr for Backend {
     type Err = Error;
 
@@ -186,6 +200,8 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Set by wgpu's device-lost callback: why the device went away.
+    lost: Arc<Mutex<Option<String>>>,
     placeholder: wgpu::Buffer,
 }
 
@@ -278,6 +294,21 @@ impl GpuContext {
                 list.push(e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut lost) = lost_sink.lock() {
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "destroyed",
+                    wgpu::DeviceLostReason::Unknown => "lost",
+                };
+                *lost = Some(if message.is_empty() {
+                    why.to_string()
+                } else {
+                    format!("{why}: {message}")
+                });
+            }
+        });
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused binding"),
             size: 16,
@@ -291,6 +322,7 @@ impl GpuContext {
             queue,
             limits,
             errors,
+            lost,
             placeholder,
         })
     }
@@ -381,6 +413,7 @@ impl GpuContext {
 
     /// Records `dispatches` in one compute pass and submits them as one command buffer.
     pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
+        self.check_alive()?;
         let encoder = self.encode(dispatches);
         let index = self.queue.submit([encoder.finish()]);
         self.take_errors()?;
@@ -414,6 +447,7 @@ impl GpuContext {
         buffer: &wgpu::Buffer,
         bytes: u64,
     ) -> Result<ReadBack> {
+        self.check_alive()?;
         let size = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
@@ -428,8 +462,25 @@ impl GpuContext {
         Ok(ReadBack { staging, bytes })
     }
 
-    /// Returns (and clears) the errors wgpu reported since the last check.
+    /// True once the device is lost; every later call on this context fails with [`Error::DeviceLost`].
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().map_or(true, |lost| lost.is_some())
+    }
+
+    /// [`Error::DeviceLost`] once the device is gone.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock() {
+            Ok(lost) => match lost.as_ref() {
+                Some(why) => Err(Error::DeviceLost(why.clone())),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::DeviceLost("its state lock was poisoned".into())),
+        }
+    }
+
+    /// Returns (and clears) the errors wgpu reported since the last check; a lost device comes first.
     pub fn take_errors(&self) -> Result<()> {
+        self.check_alive()?;
         let mut list = self
             .errors
             .lock()
@@ -473,14 +524,16 @@ impl ReadBack {
                 // The receiver only disappears if the caller stopped waiting; nothing to report then.
                 let _ = sender.send(result);
             });
+        // On a lost device every step fails; say that, not which step noticed.
+        let failed = |what: String| ctx.check_alive().err().unwrap_or(Error::Gpu(what));
         #[cfg(not(target_arch = "wasm32"))]
         ctx.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+            .map_err(|e| failed(format!("waiting for the GPU failed: {e}")))?;
         let mapped = receiver
             .await
-            .map_err(|_| Error::Gpu("the read-back was cancelled".into()))?;
-        mapped.map_err(|e| Error::Gpu(format!("mapping the read-back buffer failed: {e}")))?;
+            .map_err(|_| failed("the read-back was cancelled".into()))?;
+        mapped.map_err(|e| failed(format!("mapping the read-back buffer failed: {e}")))?;
         let data = self
             .staging
             .slice(..)

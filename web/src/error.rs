@@ -20,6 +20,8 @@ pub enum Kind {
     Input,
     /// The GPU failed while running (validation error, out of memory, lost device).
     Gpu,
+    /// The GPU device was lost; load the model again (a new device is made for it).
+    DeviceLost,
     /// The model was disposed before this call.
     Disposed,
 }
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Model => "model",
             Kind::Input => "input",
             Kind::Gpu => "gpu",
+            Kind::DeviceLost => "device-lost",
             Kind::Disposed => "disposed",
         }
     }
@@ -64,6 +67,7 @@ fn kind_of(error: &pwlu::Error) -> Kind {
         E::Model(_) | E::InvalidPwlu(_) | E::Io { .. } => Kind::Model,
         E::Image(_) | E::ShapeMismatch { .. } | E::InvalidOp { .. } => Kind::Input,
         E::ExceedsLimit { .. } | E::Gpu(_) => Kind::Gpu,
+        E::DeviceLost(_) => Kind::DeviceLost,
     }
 }
 

@@ -82,7 +82,7 @@ export interface WebGpuStatus { available: boolean; adapter?: string; message?: 
 /** Every rejection and exception of this package. */
 export interface PwluError extends Error {
   name: "PwluError";
-  kind: "webgpu" | "fetch" | "abort" | "model" | "input" | "gpu" | "disposed";
+  kind: "webgpu" | "fetch" | "abort" | "model" | "input" | "gpu" | "device-lost" | "disposed";
 }
 "#;
 
@@ -154,7 +154,9 @@ fn adapter_name(ctx: &GpuContext) -> String {
 }
 
 async fn shared_context() -> Result<Arc<GpuContext>, JsValue> {
-    if let Some(ctx) = SHARED_CONTEXT.with(|shared| shared.borrow().upgrade()) {
+    // A lost device stays with the models made on it (they reject with kind "device-lost"); new ones get a new one.
+    let shared = SHARED_CONTEXT.with(|shared| shared.borrow().upgrade());
+    if let Some(ctx) = shared.filter(|ctx| !ctx.is_lost()) {
         return Ok(ctx);
     }
     if navigator_gpu().is_none() {

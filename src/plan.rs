@@ -92,12 +92,28 @@ impl Plan {
         let mut nodes = Vec::with_capacity(n);
 
         for (j, node) in graph.nodes.iter().enumerate() {
-            let context = |e: Error| {
-                Error::Model(format!(
+            let context = |e: Error| match e {
+                // Too large for this device at this batch size: the model is fine, the request is not.
+                Error::ExceedsLimit {
+                    what,
+                    bytes,
+                    limit_name,
+                    limit,
+                } => Error::ExceedsLimit {
+                    what: format!(
+                        "node '{}' ({}) at batch {batch}: {what}",
+                        node.name,
+                        node.op.name()
+                    ),
+                    bytes,
+                    limit_name,
+                    limit,
+                },
+                e => Error::Model(format!(
                     "planning node '{}' ({}): {e}",
                     node.name,
                     node.op.name()
-                ))
+                )),
             };
             let tensor_of = |values: &[Option<GpuTensor>], v: Value| -> Result<GpuTensor> {
                 match resolve(&source, v) {

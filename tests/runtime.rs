@@ -154,3 +154,33 @@ fn a_lost_device_is_an_error_and_a_new_context_recovers() {
         assert_eq!(again.data(), before.data());
     }
 }
+
+#[test]
+fn a_batch_too_large_for_the_device_is_refused_before_it_runs() {
+    for ctx in common::contexts() {
+        let ctx = Arc::new(ctx);
+        let model = small_model_on(Arc::clone(&ctx));
+        let limit = u64::from(ctx.limits().max_storage_buffer_binding_size);
+        // The first convolution's output is 8 padded channels x 10 x 9 floats per image.
+        let batch = (limit / (8 * 10 * 9 * 4) + 1) as usize;
+        let input =
+            pwlu::Tensor::new(vec![batch, 3, 10, 9], vec![0.0; batch * 270]).expect("input");
+        let error = model.run_blocking(&input).expect_err("too large");
+        match &error {
+            Error::ExceedsLimit { limit_name, .. } => {
+                assert!(limit_name.starts_with("max_"), "{error}")
+            }
+            other => panic!("expected ExceedsLimit, got {other}"),
+        }
+        assert!(
+            error
+                .to_string()
+                .contains("max_storage_buffer_binding_size"),
+            "{error}"
+        );
+        // The model still runs at a batch that fits.
+        model
+            .run_blocking(&small_input())
+            .expect("batch 1 still runs");
+    }
+}

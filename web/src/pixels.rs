@@ -33,7 +33,7 @@ extern "C" {
     ) -> Result<ImageData, JsValue>;
 
     #[wasm_bindgen(catch, js_name = createImageBitmap)]
-    fn create_image_bitmap(source: &Blob) -> Result<Promise, JsValue>;
+    fn create_image_bitmap(source: &Blob, options: &js_sys::Object) -> Result<Promise, JsValue>;
 }
 
 const ACCEPTED: &str =
@@ -50,7 +50,11 @@ pub async fn rgba_image(source: &JsValue) -> Result<RgbaImage, JsValue> {
         return from_image_data(data);
     }
     if let Some(blob) = source.dyn_ref::<Blob>() {
-        let promise = create_image_bitmap(blob).map_err(|e| input_error(describe(&e)))?;
+        // Decoded as Pillow decodes for PyTorch: no colour management, straight alpha (EXIF orientation applies).
+        let options = js_sys::Object::new();
+        let _ = Reflect::set(&options, &"colorSpaceConversion".into(), &"none".into());
+        let _ = Reflect::set(&options, &"premultiplyAlpha".into(), &"none".into());
+        let promise = create_image_bitmap(blob, &options).map_err(|e| input_error(describe(&e)))?;
         let bitmap: ImageBitmap = JsFuture::from(promise)
             .await
             .map_err(|e| {

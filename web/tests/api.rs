@@ -135,9 +135,9 @@ async fn logits_of_an_image_match_the_cpu_reference() {
 }
 
 #[wasm_bindgen_test]
-async fn canvases_and_bitmaps_give_the_same_logits_as_image_data() {
+async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
     let web = web_model().await;
-    let (_, image) = random_image(9, 10, 2);
+    let (pixels, image) = random_image(9, 10, 2);
     let direct: Float32Array = JsFuture::from(web.logits(image.clone().into()))
         .await
         .expect("logits")
@@ -160,6 +160,29 @@ async fn canvases_and_bitmaps_give_the_same_logits_as_image_data() {
         .expect("logits of an ImageBitmap")
         .unchecked_into();
     assert_close(&from_bitmap.to_vec(), &direct.to_vec());
+
+    // An encoded PNG in a Blob, decoded by the browser.
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &pixels,
+        9,
+        10,
+        image::ExtendedColorType::Rgba8,
+    )
+    .expect("PNG");
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("image/png");
+    let blob = Blob::new_with_u8_array_sequence_and_options(
+        &Array::of1(&Uint8Array::from(&png[..])),
+        &options,
+    )
+    .expect("blob");
+    let from_png: Float32Array = JsFuture::from(web.logits(blob.into()))
+        .await
+        .expect("logits of a PNG Blob")
+        .unchecked_into();
+    assert_close(&from_png.to_vec(), &direct.to_vec());
 }
 
 #[wasm_bindgen_test]

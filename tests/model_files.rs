@@ -195,3 +195,55 @@ fn inputs_of_the_wrong_shape_are_errors() {
     let image = image::DynamicImage::new_rgb8(10, 9);
     assert!(model.preprocess_image(&image).is_err());
 }
+
+/// The file's header as JSON and its data, to be edited and reassembled by `assemble`.
+fn split(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = serde_json::from_slice(&bytes[8..8 + len]).expect("header JSON");
+    (header, bytes[8 + len..].to_vec())
+}
+
+fn assemble(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
+    let text = header.to_string();
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn refuse_bytes(bytes: &[u8], needle: &str) {
+    match pwlu::model::CheckedModel::from_bytes(bytes) {
+        Ok(_) => panic!("expected an error mentioning '{needle}'"),
+        Err(e) => assert!(
+            e.to_string().contains(needle),
+            "error '{e}' should mention '{needle}'"
+        ),
+    }
+}
+
+#[test]
+fn tensor_data_that_overlaps_or_is_not_float_is_refused() {
+    let (header, data) = split(&small_model().bytes());
+
+    // Two tensors sharing bytes.
+    let mut overlapping = header.clone();
+    let offsets = overlapping["c1.bias"]["data_offsets"].clone();
+    overlapping["c1.weight"]["data_offsets"][0] = offsets[0].clone();
+    refuse_bytes(&assemble(&overlapping, &data), "not a safetensors file");
+
+    // Offsets past the end of the data.
+    let mut beyond = header.clone();
+    beyond["fc.bias"]["data_offsets"][1] = json!(data.len() + 4096);
+    refuse_bytes(&assemble(&beyond, &data), "not a safetensors file");
+
+    // Integers where weights belong: same byte length, wrong dtype.
+    let mut integers = header.clone();
+    integers["c1.bias"]["dtype"] = json!("I32");
+    refuse_bytes(
+        &assemble(&integers, &data),
+        "weights must be F32, F16 or BF16",
+    );
+
+    // The untouched file still loads: the edits above are what was refused.
+    pwlu::model::CheckedModel::from_bytes(&assemble(&header, &data)).expect("the original loads");
+}

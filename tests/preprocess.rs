@@ -166,3 +166,46 @@ fn resize_matches_pillow_on_known_values() {
     let bicubic = pwlu::preprocess::resize(&row, 2, 1, pwlu::preprocess::Filter::Bicubic);
     assert_eq!(bicubic.as_raw(), &[60, 221]);
 }
+
+fn image_fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/images")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_pixel_near(image: &DynamicImage, at: (u32, u32), want: [u8; 3], tolerance: i32) {
+    let got = image.to_rgb8().get_pixel(at.0, at.1).0;
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (i32::from(*g) - i32::from(w)).abs() <= tolerance,
+            "pixel {at:?} is {got:?}, expected about {want:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cmyk_jpeg_decodes_to_its_rgb_colours() {
+    // Written by Pillow from RGB (220, 30, 40), with the inverted CMYK that Photoshop and Pillow write.
+    let image = decode_image(&image_fixture("red_cmyk.jpg")).expect("a CMYK JPEG decodes");
+    assert_eq!((image.width(), image.height()), (16, 8));
+    assert_pixel_near(&image, (3, 3), [220, 30, 40], 8);
+}
+
+#[test]
+fn an_animated_gif_gives_its_first_frame() {
+    // Three frames: red, green, blue. PIL's Image.open, and so PyTorch's pipelines, see the first.
+    let image = decode_image(&image_fixture("red_green_blue.gif")).expect("a GIF decodes");
+    assert_eq!((image.width(), image.height()), (6, 4));
+    assert_pixel_near(&image, (2, 2), [255, 0, 0], 0);
+}
+
+#[test]
+fn a_sixteen_bit_greyscale_png_keeps_its_order() {
+    let image = decode_image(&image_fixture("ramp16.png")).expect("a 16-bit PNG decodes");
+    assert_eq!((image.width(), image.height()), (8, 4));
+    let grey = image.to_luma8();
+    let row: Vec<u8> = (0..8).map(|x| grey.get_pixel(x, 0).0[0]).collect();
+    assert!(row.windows(2).all(|w| w[0] <= w[1]), "{row:?}");
+    assert!(row[7] > row[0], "{row:?}");
+}

@@ -160,7 +160,7 @@ fn a_batch_too_large_for_the_device_is_refused_before_it_runs() {
     for ctx in common::contexts() {
         let ctx = Arc::new(ctx);
         let model = small_model_on(Arc::clone(&ctx));
-        let limit = u64::from(ctx.limits().max_storage_buffer_binding_size);
+        let limit = ctx.limits().max_storage_buffer_binding_size;
         // The first convolution's output is 8 padded channels x 10 x 9 floats per image.
         let batch = (limit / (8 * 10 * 9 * 4) + 1) as usize;
         let input =

@@ -26,47 +26,87 @@ override PWLU_UNIFORM: bool = true;
 // Logical channel count of the tensor being written; lanes past it are padding.
 override CHANNELS: u32 = 4u;
 
-@group(0) @binding(7) var<storage, read> act_params: array<f32>;
+@group(0) @binding(7) var<storage, read> act_params: array<vec4<f32>>;
 
 const PWLU_HEADER_LEN: u32 = 4u;
 
-// Layout of one unit's record: see `PwluTable` in src/ops/pwlu.rs.
-fn pwlu_stride() -> u32 {
-    return PWLU_HEADER_LEN + 2u * (PWLU_N + 2u) + select(PWLU_N + 1u, 0u, PWLU_UNIFORM);
+// One unit's record is a whole number of vec4s (see `PwluTable` in src/ops/pwlu.rs): the header
+// [B_L, B_R, 1/d, 0], the N + 2 (slope, intercept) pairs two per vec4, then a non-uniform unit's breakpoints.
+fn pwlu_stride4() -> u32 {
+    let floats = PWLU_HEADER_LEN + 2u * (PWLU_N + 2u) + select(PWLU_N + 1u, 0u, PWLU_UNIFORM);
+    return (floats + 3u) / 4u;
 }
 
-fn pwlu(x: f32, channel: u32) -> f32 {
-    // Padding lanes read the last unit; their result is discarded.
-    let base = select(0u, min(channel, CHANNELS - 1u), PWLU_PER_CHANNEL) * pwlu_stride();
-    let left = act_params[base];
-    let right = act_params[base + 1u];
-    // NaN fails both tail tests and lands in an interior segment, where slope * NaN stays NaN.
-    var segment: u32;
+// The first vec4 of the record of each lane's unit. Padding lanes read the last unit; their result is discarded.
+fn pwlu_records(c4: u32) -> vec4<u32> {
+    let channels = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    let units = select(vec4<u32>(0u), min(channels, vec4<u32>(CHANNELS - 1u)), PWLU_PER_CHANNEL);
+    return units * pwlu_stride4();
+}
+
+// Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of vec4 1 + k / 2.
+fn pwlu_pair(record: u32, segment: u32) -> vec2<f32> {
+    let q = act_params[record + 1u + (segment >> 1u)];
+    return select(q.xy, q.zw, (segment & 1u) == 1u);
+}
+
+// A non-uniform unit's segment: binary search over its sorted breakpoints.
+fn pwlu_search(x: f32, record: u32, left: f32, right: f32) -> u32 {
     if (x < left) {
-        segment = 0u;
-    } else if (x >= right) {
-        segment = PWLU_N + 1u;
-    } else if (PWLU_UNIFORM) {
-        // Rounding can give N just below B_R: clamp to the last interior segment.
-        segment = 1u + min(u32((x - left) * act_params[base + 2u]), PWLU_N - 1u);
-    } else {
-        let breakpoints = base + PWLU_HEADER_LEN + 2u * (PWLU_N + 2u);
-        var lo = 0u;
-        var hi = PWLU_N;
-        while (hi - lo > 1u) {
-            let mid = (lo + hi) / 2u;
-            if (act_params[breakpoints + mid] <= x) {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        segment = 1u + lo;
+        return 0u;
     }
-    let slope = act_params[base + PWLU_HEADER_LEN + 2u * segment];
-    let intercept = act_params[base + PWLU_HEADER_LEN + 2u * segment + 1u];
+    if (x >= right) {
+        return PWLU_N + 1u;
+    }
+    let breakpoints = record * 4u + PWLU_HEADER_LEN + 2u * (PWLU_N + 2u);
+    var lo = 0u;
+    var hi = PWLU_N;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        let at = breakpoints + mid;
+        if (act_params[at >> 2u][at & 3u] <= x) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return 1u + lo;
+}
+
+// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), one vec4 load for each
+// lane's header and one for its segment.
+fn pwlu4(v: vec4<f32>, c4: u32) -> vec4<f32> {
+    let records = pwlu_records(c4);
+    let h0 = act_params[records.x];
+    let h1 = act_params[records.y];
+    let h2 = act_params[records.z];
+    let h3 = act_params[records.w];
+    let left = vec4<f32>(h0.x, h1.x, h2.x, h3.x);
+    let right = vec4<f32>(h0.y, h1.y, h2.y, h3.y);
+    var segment: vec4<u32>;
+    if (PWLU_UNIFORM) {
+        let inv_d = vec4<f32>(h0.z, h1.z, h2.z, h3.z);
+        // Rounding can give N just below B_R: clamp to the last interior segment. Tail lanes (and NaN, which
+        // fails both tail tests) may convert garbage here; the clamp keeps it in range and the tails override it.
+        let interior = vec4<u32>(1u) + min(vec4<u32>((v - left) * inv_d), vec4<u32>(PWLU_N - 1u));
+        segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= right), vec4<u32>(0u), v < left);
+    } else {
+        segment = vec4<u32>(
+            pwlu_search(v.x, records.x, left.x, right.x),
+            pwlu_search(v.y, records.y, left.y, right.y),
+            pwlu_search(v.z, records.z, left.z, right.z),
+            pwlu_search(v.w, records.w, left.w, right.w),
+        );
+    }
+    let p0 = pwlu_pair(records.x, segment.x);
+    let p1 = pwlu_pair(records.y, segment.y);
+    let p2 = pwlu_pair(records.z, segment.z);
+    let p3 = pwlu_pair(records.w, segment.w);
+    let slope = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
+    let intercept = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
     // A flat tail at +-inf gives its value (the limit), not 0 * inf = NaN.
-    return select(fma(slope, x, intercept), intercept, slope == 0.0 && abs(x) > FLT_MAX);
+    let flat_at_infinity = (slope == vec4<f32>(0.0)) & (abs(v) > vec4<f32>(FLT_MAX));
+    return select(fma(slope, v, intercept), intercept, flat_at_infinity);
 }
 
 // max(v, 0) and min(v, 6) written with select so that NaN passes through (WGSL's max and clamp may drop it).
@@ -130,8 +170,7 @@ fn activate_finite_rules(v: vec4<f32>, c4: u32) -> vec4<f32> {
             return 0.5 * v * (1.0 + tanh(clamp(u, vec4<f32>(-9.0), vec4<f32>(9.0))));
         }
         case ACT_PWLU: {
-            let c = c4 * 4u;
-            return vec4<f32>(pwlu(v.x, c), pwlu(v.y, c + 1u), pwlu(v.z, c + 2u), pwlu(v.w, c + 3u));
+            return pwlu4(v, c4);
         }
         default: {
             return v;

@@ -71,49 +71,32 @@ impl PwluSite {
     }
 }
 
-/// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
-/// serialised, and each batch size gets its own plan, built on first use.
-pub struct Model {
-    ctx: Arc<GpuContext>,
-    graph: Graph,
-    source_nodes: usize,
-    parameters: usize,
-    name: String,
-    preprocess: Option<Preprocess>,
-    labels: Vec<String>,
-    plans: Mutex<HashMap<usize, Arc<Mutex<Plan>>>>,
+/// A model file read, validated and optimised: everything [`Model::from_bytes`] does before it touches the GPU.
+/// Useful on its own to check a file (and to fuzz the loader) without an adapter.
+#[derive(Debug)]
+pub struct CheckedModel {
+    /// The optimised graph (padding and batch norm folded, residual adds and activations fused).
+    pub graph: Graph,
+    /// Nodes in the file, before optimisation.
+    pub source_nodes: usize,
+    /// Values in the file's tensors.
+    pub parameters: usize,
+    /// The model's name (`model` when the file has none).
+    pub name: String,
+    /// How to turn an image into the input tensor, if the file says.
+    pub preprocess: Option<Preprocess>,
+    /// One label per output (the index as text when the file has none).
+    pub labels: Vec<String>,
 }
 
-impl std::fmt::Debug for Model {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model")
-            .field("name", &self.name)
-            .field("input", &self.graph.input)
-            .field("nodes", &self.graph.nodes.len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn poisoned<T>(_: T) -> Error {
-    Error::Gpu("a model lock was poisoned by a panic on another thread".into())
-}
-
-impl Model {
-    /// Loads a model from the bytes of a `.safetensors` model file and prepares its batch-1 plan.
+impl CheckedModel {
+    /// Parses and validates a `.safetensors` model file and optimises its graph.
     ///
-    /// The browser has bytes, not paths; natively [`Model::load`] reads the file for you.
-    ///
-    /// ```no_run
-    /// # fn main() -> pwlu::Result<()> {
-    /// use std::sync::Arc;
-    /// let ctx = Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
-    /// let bytes = std::fs::read("models/digits.safetensors").map_err(|e| pwlu::Error::Model(e.to_string()))?;
-    /// let model = pwlu::Model::from_bytes(ctx, &bytes)?;
-    /// println!("{} takes {}", model.name(), model.input_shape());
-    /// # Ok(())
-    /// # }
     /// ```
-    pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
+    /// let error = pwlu::model::CheckedModel::from_bytes(b"not a model").unwrap_err();
+    /// assert!(error.to_string().starts_with("invalid model"));
+    /// ```
+    pub fn from_bytes(bytes: &[u8]) -> Result<CheckedModel> {
         let file = format::parse(bytes)?;
         let parameters = file.tensors.values().map(|t| t.data.len()).sum();
         let mut store = TensorStore::new(file.tensors);
@@ -138,10 +121,8 @@ impl Model {
                 )));
             }
         }
-        let graph = passes::optimize(graph)?;
-        let model = Model {
-            ctx,
-            graph,
+        Ok(CheckedModel {
+            graph: passes::optimize(graph)?,
             source_nodes,
             parameters,
             name: file.name.unwrap_or_else(|| "model".into()),
@@ -149,6 +130,51 @@ impl Model {
             labels: file
                 .labels
                 .unwrap_or_else(|| (0..output.c).map(|i| i.to_string()).collect()),
+        })
+    }
+}
+
+/// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
+/// serialised, and each batch size gets its own plan, built on first use.
+pub struct Model {
+    ctx: Arc<GpuContext>,
+    checked: CheckedModel,
+    plans: Mutex<HashMap<usize, Arc<Mutex<Plan>>>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.checked.name)
+            .field("input", &self.checked.graph.input)
+            .field("nodes", &self.checked.graph.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Gpu("a model lock was poisoned by a panic on another thread".into())
+}
+
+impl Model {
+    /// Loads a model from the bytes of a `.safetensors` model file and prepares its batch-1 plan.
+    ///
+    /// The browser has bytes, not paths; natively [`Model::load`] reads the file for you.
+    ///
+    /// ```no_run
+    /// # fn main() -> pwlu::Result<()> {
+    /// use std::sync::Arc;
+    /// let ctx = Arc::new(pwlu::gpu::GpuContext::new_blocking(&Default::default())?);
+    /// let bytes = std::fs::read("models/digits.safetensors").map_err(|e| pwlu::Error::Model(e.to_string()))?;
+    /// let model = pwlu::Model::from_bytes(ctx, &bytes)?;
+    /// println!("{} takes {}", model.name(), model.input_shape());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
+        let model = Model {
+            ctx,
+            checked: CheckedModel::from_bytes(bytes)?,
             plans: Mutex::new(HashMap::new()),
         };
         model.plan(1)?;
@@ -178,27 +204,27 @@ impl Model {
 
     /// The model's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.checked.name
     }
 
     /// Input shape at batch 1.
     pub fn input_shape(&self) -> Shape {
-        self.graph.input
+        self.checked.graph.input
     }
 
     /// Class labels.
     pub fn labels(&self) -> &[String] {
-        &self.labels
+        &self.checked.labels
     }
 
     /// How images become inputs, if the model says.
     pub fn preprocess(&self) -> Option<&Preprocess> {
-        self.preprocess.as_ref()
+        self.checked.preprocess.as_ref()
     }
 
     /// The optimised graph.
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        &self.checked.graph
     }
 
     /// The GPU context the model runs on.
@@ -208,18 +234,18 @@ impl Model {
 
     /// Number of nodes in the file, before optimisation.
     pub fn source_nodes(&self) -> usize {
-        self.source_nodes
+        self.checked.source_nodes
     }
 
     /// Number of values in the file's tensors (weights, batch-norm statistics, PWLU parameters).
     pub fn parameter_count(&self) -> usize {
-        self.parameters
+        self.checked.parameters
     }
 
     /// Every PWLU unit, with the node it runs in.
     pub fn pwlu_sites(&self) -> Vec<PwluSite> {
         let mut sites = Vec::new();
-        for node in &self.graph.nodes {
+        for node in &self.checked.graph.nodes {
             let act = match &node.op {
                 Op::Conv(layer) => &layer.epilogue.activation,
                 Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => act,
@@ -248,7 +274,11 @@ impl Model {
         }
         // In the browser wgpu's types are not Send, and the model stays on one thread anyway.
         #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
-        let plan = Arc::new(Mutex::new(Plan::new(&self.ctx, &self.graph, batch)?));
+        let plan = Arc::new(Mutex::new(Plan::new(
+            &self.ctx,
+            &self.checked.graph,
+            batch,
+        )?));
         plans.insert(batch, Arc::clone(&plan));
         Ok(plan)
     }
@@ -256,14 +286,14 @@ impl Model {
     /// Runs the model on an NCHW tensor `[N, C, H, W]`; returns its output (`[N, classes]` for a classifier).
     pub async fn run(&self, input: &Tensor) -> Result<Tensor> {
         let shape = input.shape();
-        if shape.with_batch(1) != self.graph.input || input.dims().len() != 4 {
+        if shape.with_batch(1) != self.checked.graph.input || input.dims().len() != 4 {
             return Err(Error::invalid_op(
                 "model input",
                 format!(
                     "expected [N, {}, {}, {}], got {:?}",
-                    self.graph.input.c,
-                    self.graph.input.h,
-                    self.graph.input.w,
+                    self.checked.graph.input.c,
+                    self.checked.graph.input.h,
+                    self.checked.graph.input.w,
                     input.dims()
                 ),
             ));
@@ -293,15 +323,15 @@ impl Model {
 
     /// Preprocesses a decoded image as the model file says.
     pub fn preprocess_image(&self, image: &image::DynamicImage) -> Result<Tensor> {
-        let p = self.preprocess.as_ref().ok_or_else(|| {
+        let p = self.checked.preprocess.as_ref().ok_or_else(|| {
             Error::Model("the model has no preprocessing metadata; run it on tensors".into())
         })?;
         let tensor = p.apply(image)?;
         let s = tensor.shape();
-        if s.with_batch(1) != self.graph.input {
+        if s.with_batch(1) != self.checked.graph.input {
             return Err(Error::Model(format!(
                 "the preprocessing makes {s}, the model takes {}",
-                self.graph.input
+                self.checked.graph.input
             )));
         }
         Ok(tensor)
@@ -345,6 +375,7 @@ impl Model {
             .map(|index| Class {
                 index,
                 label: self
+                    .checked
                     .labels
                     .get(index)
                     .cloned()

@@ -319,8 +319,8 @@ impl Pwlu {
 /// A PWLU in lookup form, packed as the kernels read it.
 ///
 /// Per unit, `stride()` floats: `[B_L, B_R, 1/d, 0]`, then `N + 2` `(slope, intercept)` pairs (left tail,
-/// the `N` interior segments, right tail), then for a non-uniform unit its `N + 1` breakpoints. Slopes and
-/// intercepts are computed in f64 and rounded once.
+/// the `N` interior segments, right tail), then for a non-uniform unit its `N + 1` breakpoints, then zeros up to
+/// a multiple of 4 floats. Slopes and intercepts are computed in f64 and rounded once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PwluTable {
     intervals: usize,
@@ -384,6 +384,7 @@ impl PwluTable {
             if !uniform {
                 table.data.extend(grid.iter().map(|&v| v as f32));
             }
+            table.data.resize((unit + 1) * table.stride(), 0.0);
         }
         table
     }
@@ -403,11 +404,12 @@ impl PwluTable {
         self.uniform
     }
 
-    /// Floats per unit.
+    /// Floats per unit: a whole number of vec4s, so that kernels read the header and two segments per load.
     pub fn stride(&self) -> usize {
-        PWLU_HEADER_LEN
+        (PWLU_HEADER_LEN
             + 2 * (self.intervals + 2)
-            + if self.uniform { 0 } else { self.intervals + 1 }
+            + if self.uniform { 0 } else { self.intervals + 1 })
+        .next_multiple_of(4)
     }
 
     /// The packed floats, `units * stride()` of them.

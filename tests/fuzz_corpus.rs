@@ -1,0 +1,82 @@
+//! Every input the fuzzers kept (fuzz/corpus) and every input that ever crashed them (fuzz/regressions), replayed
+//! through the same code as the fuzz targets in fuzz/fuzz_targets: each must give a result or an error, never a
+//! panic. `scripts/fuzz.sh` runs the fuzzers themselves.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use pwlu::model::CheckedModel;
+use pwlu::preprocess::{decode_image, Preprocess};
+
+/// The kept and the crashing inputs of one target, with their paths for the failure message.
+fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).expect("readable corpus file");
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn replay(target: &str, run: impl Fn(&[u8])) {
+    let files = inputs(target);
+    assert!(!files.is_empty(), "fuzz/corpus/{target} is empty");
+    for (path, bytes) in &files {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(bytes)));
+        assert!(outcome.is_ok(), "{} panicked", path.display());
+    }
+    println!("{target}: {} inputs replayed", files.len());
+}
+
+#[test]
+fn model_files_the_fuzzer_kept_never_panic() {
+    replay("model_file", |bytes| {
+        let _ = CheckedModel::from_bytes(bytes);
+    });
+}
+
+#[test]
+fn graphs_the_fuzzer_kept_never_panic() {
+    let parts = common::model_file::small_classifier();
+    replay("graph_json", |bytes| {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return;
+        };
+        let Ok(graph) = serde_json::from_str(text) else {
+            return;
+        };
+        let mut parts = parts.clone();
+        parts.graph = graph;
+        let Ok(checked) = CheckedModel::from_bytes(&parts.bytes()) else {
+            return;
+        };
+        let input = checked.graph.input;
+        if input.len() <= 1 << 16 && checked.graph.flops() <= 50_000_000 {
+            let _ = checked.graph.run_cpu(&pwlu::Tensor::zeros(input));
+        }
+    });
+}
+
+#[test]
+fn images_the_fuzzer_kept_never_panic() {
+    let preprocess: Preprocess = serde_json::from_str(
+        r#"{"resize": 16, "crop": 12, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}"#,
+    )
+    .expect("a valid preprocessing spec");
+    replay("image_decode", |bytes| {
+        if let Ok(image) = decode_image(bytes) {
+            let _ = preprocess.apply(&image);
+        }
+    });
+}

@@ -98,12 +98,18 @@ fn main(
         }
     }
 
-    for (var p = 0u; p < TILE_PIXELS; p++) {
-        let m = first_pixel + p;
-        for (var j = 0u; j < TILE_OC4; j++) {
-            let oc4 = oc_tile * TILE_OC4 + j;
-            if (m < pixels && oc4 < OUT_C4) {
-                store_output(m * OUT_C4 + oc4, oc4, acc[TILE_OC4 * p + j] + bias[oc4]);
+    // Bias and activation parameters depend on the channels only: load them once for the tile's pixels.
+    for (var j = 0u; j < TILE_OC4; j++) {
+        let oc4 = oc_tile * TILE_OC4 + j;
+        if (oc4 >= OUT_C4) {
+            break;
+        }
+        let b = bias[oc4];
+        let act = activation_params(oc4);
+        for (var p = 0u; p < TILE_PIXELS; p++) {
+            let m = first_pixel + p;
+            if (m < pixels) {
+                store_output_with(m * OUT_C4 + oc4, oc4, acc[TILE_OC4 * p + j] + b, act);
             }
         }
     }

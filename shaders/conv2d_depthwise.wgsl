@@ -1,7 +1,8 @@
 // Depthwise 2-D convolution (groups = in = out channels) over NHWC4 tensors, with the fused epilogue.
 // CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
-// One invocation per output vec4 (4 channels of one pixel); weights are [KH][KW][C4] vec4s.
+// One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
+// activation's parameters are loaded once for the tile. Weights are [KH][KW][C4] vec4s.
 
 #include "shared/common.wgsl"
 #include "shared/activation.wgsl"
@@ -23,6 +24,8 @@ override PAD_TOP: u32 = 0u;
 override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
+// Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
+const TILE_W: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
@@ -37,30 +40,42 @@ fn main(
     @builtin(local_invocation_index) local: u32,
 ) {
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
-    if (id >= BATCH * OUT_H * OUT_W * C4) {
+    let tiles_w = (OUT_W + TILE_W - 1u) / TILE_W;
+    if (id >= BATCH * OUT_H * tiles_w * C4) {
         return;
     }
+    // Channels vary fastest, so that neighbouring invocations read neighbouring memory.
     let c4 = id % C4;
-    let m = id / C4;
-    let n = m / (OUT_H * OUT_W);
-    let r = m % (OUT_H * OUT_W);
-    let origin_y = i32((r / OUT_W) * STRIDE_H) - i32(PAD_TOP);
-    let origin_x = i32((r % OUT_W) * STRIDE_W) - i32(PAD_LEFT);
+    let tile = id / C4;
+    let row = tile / tiles_w;
+    let first_x = (tile % tiles_w) * TILE_W;
+    let n = row / OUT_H;
+    let out_y = row % OUT_H;
+    let origin_y = i32(out_y * STRIDE_H) - i32(PAD_TOP);
 
-    var acc = bias[c4];
+    let b = bias[c4];
+    var acc = array<vec4<f32>, TILE_W>(b, b, b, b);
     for (var ky = 0u; ky < KERNEL_H; ky++) {
         let y = origin_y + i32(ky * DILATION_H);
         if (y < 0 || y >= i32(IN_H)) {
             continue;
         }
+        let row_start = (n * IN_H + u32(y)) * IN_W;
         for (var kx = 0u; kx < KERNEL_W; kx++) {
-            let x = origin_x + i32(kx * DILATION_W);
-            if (x < 0 || x >= i32(IN_W)) {
-                continue;
+            let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
+            for (var p = 0u; p < TILE_W; p++) {
+                let x = i32((first_x + p) * STRIDE_W + kx * DILATION_W) - i32(PAD_LEFT);
+                if (x >= 0 && x < i32(IN_W)) {
+                    acc[p] += w * input[(row_start + u32(x)) * C4 + c4];
+                }
             }
-            let pixel = (n * IN_H + u32(y)) * IN_W + u32(x);
-            acc += weights[(ky * KERNEL_W + kx) * C4 + c4] * input[pixel * C4 + c4];
         }
     }
-    store_output(id, c4, acc);
+    let act = activation_params(c4);
+    let first_pixel = row * OUT_W + first_x;
+    for (var p = 0u; p < TILE_W; p++) {
+        if (first_x + p < OUT_W) {
+            store_output_with((first_pixel + p) * C4 + c4, c4, acc[p], act);
+        }
+    }
 }

@@ -73,29 +73,48 @@ fn pwlu_search(x: f32, record: u32, left: f32, right: f32) -> u32 {
     return 1u + lo;
 }
 
-// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), one vec4 load for each
-// lane's header and one for its segment.
-fn pwlu4(v: vec4<f32>, c4: u32) -> vec4<f32> {
+// What an activation reads per vec4 of channels, loaded once by kernels that write several pixels of the same
+// channels. Only PWLU has any: each lane's record and its header's bounds and 1/d.
+struct ActivationParams {
+    records: vec4<u32>,
+    left: vec4<f32>,
+    right: vec4<f32>,
+    inv_d: vec4<f32>,
+}
+
+fn activation_params(c4: u32) -> ActivationParams {
+    if (ACTIVATION != ACT_PWLU) {
+        return ActivationParams(vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    }
     let records = pwlu_records(c4);
     let h0 = act_params[records.x];
     let h1 = act_params[records.y];
     let h2 = act_params[records.z];
     let h3 = act_params[records.w];
-    let left = vec4<f32>(h0.x, h1.x, h2.x, h3.x);
-    let right = vec4<f32>(h0.y, h1.y, h2.y, h3.y);
+    return ActivationParams(
+        records,
+        vec4<f32>(h0.x, h1.x, h2.x, h3.x),
+        vec4<f32>(h0.y, h1.y, h2.y, h3.y),
+        vec4<f32>(h0.z, h1.z, h2.z, h3.z),
+    );
+}
+
+// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), then one vec4 load per
+// lane for its segment's slope and intercept.
+fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
+    let records = unit.records;
     var segment: vec4<u32>;
     if (PWLU_UNIFORM) {
-        let inv_d = vec4<f32>(h0.z, h1.z, h2.z, h3.z);
         // Rounding can give N just below B_R: clamp to the last interior segment. Tail lanes (and NaN, which
         // fails both tail tests) may convert garbage here; the clamp keeps it in range and the tails override it.
-        let interior = vec4<u32>(1u) + min(vec4<u32>((v - left) * inv_d), vec4<u32>(PWLU_N - 1u));
-        segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= right), vec4<u32>(0u), v < left);
+        let interior = vec4<u32>(1u) + min(vec4<u32>((v - unit.left) * unit.inv_d), vec4<u32>(PWLU_N - 1u));
+        segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= unit.right), vec4<u32>(0u), v < unit.left);
     } else {
         segment = vec4<u32>(
-            pwlu_search(v.x, records.x, left.x, right.x),
-            pwlu_search(v.y, records.y, left.y, right.y),
-            pwlu_search(v.z, records.z, left.z, right.z),
-            pwlu_search(v.w, records.w, left.w, right.w),
+            pwlu_search(v.x, records.x, unit.left.x, unit.right.x),
+            pwlu_search(v.y, records.y, unit.left.y, unit.right.y),
+            pwlu_search(v.z, records.z, unit.left.z, unit.right.z),
+            pwlu_search(v.w, records.w, unit.left.w, unit.right.w),
         );
     }
     let p0 = pwlu_pair(records.x, segment.x);
@@ -132,13 +151,18 @@ fn erf4(v: vec4<f32>) -> vec4<f32> {
 
 // NaN in gives NaN out for every activation, whatever the driver does with NaN in comparisons.
 fn activate(v: vec4<f32>, c4: u32) -> vec4<f32> {
+    return activate_with(v, activation_params(c4));
+}
+
+// `activate` with the parameters of its channels already loaded.
+fn activate_with(v: vec4<f32>, params: ActivationParams) -> vec4<f32> {
     if (ACTIVATION == ACT_IDENTITY) {
         return v;
     }
-    return select(activate_finite_rules(v, c4), v, is_nan4(v));
+    return select(activate_finite_rules(v, params), v, is_nan4(v));
 }
 
-fn activate_finite_rules(v: vec4<f32>, c4: u32) -> vec4<f32> {
+fn activate_finite_rules(v: vec4<f32>, params: ActivationParams) -> vec4<f32> {
     switch ACTIVATION {
         case ACT_RELU: {
             return relu4(v);
@@ -170,7 +194,7 @@ fn activate_finite_rules(v: vec4<f32>, c4: u32) -> vec4<f32> {
             return 0.5 * v * (1.0 + tanh(clamp(u, vec4<f32>(-9.0), vec4<f32>(9.0))));
         }
         case ACT_PWLU: {
-            return pwlu4(v, c4);
+            return pwlu4(v, params);
         }
         default: {
             return v;

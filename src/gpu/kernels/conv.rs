@@ -18,6 +18,8 @@ use crate::tensor::Shape;
 const DENSE_TILE_OC4: usize = 2;
 /// Output pixels per invocation of the dense kernel (`TILE_PIXELS` in conv2d.wgsl).
 const DENSE_TILE_PIXELS: usize = 4;
+/// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row (its `TILE_W`).
+const DEPTHWISE_TILE_W: u64 = 4;
 
 /// Which kernel a convolution runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,10 +109,12 @@ impl Conv2dKernel {
                 }
                 ConvVariant::Depthwise => {
                     let constants = vec![("C4", oc4 as f64)];
+                    let rows = (input_shape.n * oh) as u64;
+                    let tiles = (ow as u64).div_ceil(DEPTHWISE_TILE_W);
                     (
                         pack_depthwise(layer, oc4),
                         oc4 * 4,
-                        pixels * oc4 as u64,
+                        rows * tiles * oc4 as u64,
                         constants,
                     )
                 }

@@ -5,7 +5,7 @@
 //! the `pwlu` tool given the same pixels compute the same logits.
 
 use image::RgbaImage;
-use js_sys::{Promise, Reflect};
+use js_sys::{Promise, Reflect, Uint8ClampedArray};
 use pwlu::preprocess::MAX_IMAGE_SIDE;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -75,7 +75,21 @@ pub async fn rgba_image(source: &JsValue) -> Result<RgbaImage, JsValue> {
 fn from_image_data(data: &ImageData) -> Result<RgbaImage, JsValue> {
     let (width, height) = (data.width(), data.height());
     check_size(width, height)?;
-    RgbaImage::from_raw(width, height, data.data().0).ok_or_else(|| {
+    // Read through a typed array rather than `ImageData::data`, which aborts on a detached buffer (one that
+    // was transferred to a worker, or an ImageData made over memory that has since moved).
+    let pixels: Uint8ClampedArray = Reflect::get(data, &"data".into())
+        .ok()
+        .and_then(|d| d.dyn_into().ok())
+        .ok_or_else(|| input_error("the ImageData has no pixel array"))?;
+    let expected = u64::from(width) * u64::from(height) * 4;
+    if u64::from(pixels.length()) != expected {
+        return Err(input_error(format!(
+            "the {width}x{height} ImageData holds {} bytes instead of {expected}: its buffer was detached \
+             (transferred) or replaced",
+            pixels.length()
+        )));
+    }
+    RgbaImage::from_raw(width, height, pixels.to_vec()).ok_or_else(|| {
         input_error(format!(
             "ImageData of {width}x{height} has the wrong number of bytes"
         ))

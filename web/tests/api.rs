@@ -70,9 +70,10 @@ fn random_image(width: u32, height: u32, seed: u64) -> (Vec<u8>, ImageData) {
             [r, g, b, 255]
         })
         .collect();
+    // Over a JavaScript-owned copy: an ImageData over wasm memory would be detached when that memory grows.
+    let array = js_sys::Uint8ClampedArray::from(&pixels[..]);
     let data =
-        ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), width, height)
-            .expect("ImageData");
+        ImageData::new_with_js_u8_clamped_array_and_sh(&array, width, height).expect("ImageData");
     (pixels, data)
 }
 
@@ -354,6 +355,18 @@ async fn bad_options_and_sources_reject() {
         assert_eq!(kind, "input");
         assert!(message.contains(expected), "{message}");
     }
+    // An ImageData whose buffer was transferred away (as when posted to a worker).
+    let (_, detached) = random_image(3, 3, 4);
+    let array = Reflect::get(&detached, &"data".into()).expect("data");
+    let buffer = Reflect::get(&array, &"buffer".into()).expect("buffer");
+    let transfer: js_sys::Function = Reflect::get(&buffer, &"transfer".into())
+        .expect("ArrayBuffer.prototype.transfer")
+        .unchecked_into();
+    transfer.call0(&buffer).expect("transfer");
+    let (kind, message) = kind_and_message(&rejection(web.classify(detached.into(), None)).await);
+    assert_eq!(kind, "input");
+    assert!(message.contains("detached"), "{message}");
+
     let not_an_image = Blob::new_with_str_sequence(&Array::of1(&"text".into())).expect("blob");
     let (kind, message) =
         kind_and_message(&rejection(web.classify(not_an_image.into(), None)).await);

@@ -61,15 +61,7 @@ fn exif_orientation_is_applied() {
 #[test]
 fn oversized_empty_and_truncated_images_are_refused() {
     // A PNG header claiming 30000 x 30000 pixels: refused before anything is allocated.
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&30000u32.to_be_bytes());
-    ihdr.extend_from_slice(&30000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    match decode_image(&png) {
+    match decode_image(&png_header(30000, 30000)) {
         Err(Error::Image(message)) => assert!(message.contains("too large"), "{message}"),
         other => panic!("expected a size error, got {other:?}"),
     }
@@ -85,6 +77,33 @@ fn oversized_empty_and_truncated_images_are_refused() {
         decode_image(b"GIF89a but not really"),
         Err(Error::Image(_))
     ));
+}
+
+/// The signature and IHDR chunk of an 8-bit RGB PNG of `width x height`, and nothing more.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+#[test]
+fn a_zero_pixel_image_is_refused() {
+    assert!(matches!(
+        decode_image(&png_header(0, 0)),
+        Err(Error::Image(_))
+    ));
+    // Also when an application hands one over already decoded.
+    let empty = DynamicImage::ImageRgb8(ImageBuffer::new(0, 0));
+    let error = imagenet(256, 224)
+        .apply(&empty)
+        .expect_err("0 x 0 cannot be resized");
+    assert!(matches!(error, Error::Image(_)), "{error}");
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

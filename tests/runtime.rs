@@ -184,3 +184,31 @@ fn a_batch_too_large_for_the_device_is_refused_before_it_runs() {
             .expect("batch 1 still runs");
     }
 }
+
+#[test]
+fn one_model_serves_several_threads_at_once() {
+    for ctx in common::contexts() {
+        let model = Arc::new(small_model_on(Arc::new(ctx)));
+        let inputs: Vec<pwlu::Tensor> = (0..4)
+            .map(|seed| {
+                let data = common::random_vec(&mut common::rng(100 + seed), 3 * 10 * 9, 1.0);
+                pwlu::Tensor::new(vec![1, 3, 10, 9], data).expect("input")
+            })
+            .collect();
+        let expected: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|x| model.run_blocking(x).expect("run").into_data())
+            .collect();
+        std::thread::scope(|scope| {
+            for (input, want) in inputs.iter().zip(&expected) {
+                let model = Arc::clone(&model);
+                scope.spawn(move || {
+                    for _ in 0..25 {
+                        let got = model.run_blocking(input).expect("run on a thread");
+                        assert_eq!(got.data(), &want[..], "a run saw another thread's data");
+                    }
+                });
+            }
+        });
+    }
+}

@@ -77,6 +77,15 @@ fn random_image(width: u32, height: u32, seed: u64) -> (Vec<u8>, ImageData) {
     (pixels, data)
 }
 
+/// `web.logits(source)`, which must resolve.
+async fn logits(web: &WebModel, source: JsValue, what: &str) -> Vec<f32> {
+    let array: Float32Array = JsFuture::from(web.logits(source))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+        .unchecked_into();
+    array.to_vec()
+}
+
 fn assert_close(actual: &[f32], expected: &[f32]) {
     assert_eq!(actual.len(), expected.len());
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
@@ -91,10 +100,7 @@ fn assert_close(actual: &[f32], expected: &[f32]) {
 async fn logits_of_an_image_match_the_cpu_reference() {
     let web = web_model().await;
     let (pixels, image) = random_image(15, 13, 1);
-    let logits: Float32Array = JsFuture::from(web.logits(image.clone().into()))
-        .await
-        .expect("logits")
-        .unchecked_into();
+    let outputs = logits(&web, image.clone().into(), "logits").await;
 
     // The same file and pixels through the engine's CPU twin.
     let options = GpuOptions {
@@ -109,7 +115,7 @@ async fn logits_of_an_image_match_the_cpu_reference() {
         .preprocess_image(&image::DynamicImage::ImageRgba8(rgba))
         .expect("preprocess");
     let expected = reference.graph().run_cpu(&input).expect("CPU run");
-    assert_close(&logits.to_vec(), expected.data());
+    assert_close(&outputs, expected.data());
 
     // classify() ranks the same logits.
     let top: Array = JsFuture::from(web.classify(image.into(), Some(4)))
@@ -139,10 +145,7 @@ async fn logits_of_an_image_match_the_cpu_reference() {
 async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
     let web = web_model().await;
     let (pixels, image) = random_image(9, 10, 2);
-    let direct: Float32Array = JsFuture::from(web.logits(image.clone().into()))
-        .await
-        .expect("logits")
-        .unchecked_into();
+    let direct = logits(&web, image.clone().into(), "logits").await;
     let canvas = OffscreenCanvas::new(9, 10).expect("canvas");
     let context: web_sys::OffscreenCanvasRenderingContext2d = canvas
         .get_context("2d")
@@ -150,17 +153,11 @@ async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
         .expect("2d")
         .unchecked_into();
     context.put_image_data(&image, 0.0, 0.0).expect("put");
-    let from_canvas: Float32Array = JsFuture::from(web.logits(canvas.clone().into()))
-        .await
-        .expect("logits of a canvas")
-        .unchecked_into();
-    assert_close(&from_canvas.to_vec(), &direct.to_vec());
+    let from_canvas = logits(&web, canvas.clone().into(), "logits of a canvas").await;
+    assert_close(&from_canvas, &direct);
     let bitmap = canvas.transfer_to_image_bitmap().expect("bitmap");
-    let from_bitmap: Float32Array = JsFuture::from(web.logits(bitmap.into()))
-        .await
-        .expect("logits of an ImageBitmap")
-        .unchecked_into();
-    assert_close(&from_bitmap.to_vec(), &direct.to_vec());
+    let from_bitmap = logits(&web, bitmap.into(), "logits of an ImageBitmap").await;
+    assert_close(&from_bitmap, &direct);
 
     // An encoded PNG in a Blob, decoded by the browser.
     let mut png = Vec::new();
@@ -179,11 +176,8 @@ async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
         &options,
     )
     .expect("blob");
-    let from_png: Float32Array = JsFuture::from(web.logits(blob.into()))
-        .await
-        .expect("logits of a PNG Blob")
-        .unchecked_into();
-    assert_close(&from_png.to_vec(), &direct.to_vec());
+    let from_png = logits(&web, blob.into(), "logits of a PNG Blob").await;
+    assert_close(&from_png, &direct);
 }
 
 #[wasm_bindgen_test]

@@ -29,8 +29,8 @@ override PAD_TOP: u32 = 0u;
 override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
-const TILE_PIXELS: u32 = 4u;
-const TILE_OC4: u32 = 2u;
+const TILE_PIXELS: u32 = 8u;
+const TILE_OC4: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
@@ -80,19 +80,19 @@ fn main(
             }
             var row = ((ky * KERNEL_W + kx) * IN_C4 * 4u) * W_OC4 + oc_tile * TILE_OC4;
             for (var ic4 = 0u; ic4 < IN_C4; ic4++) {
-                let w0a = weights[row];
-                let w0b = weights[row + 1u];
-                let w1a = weights[row + W_OC4];
-                let w1b = weights[row + W_OC4 + 1u];
-                let w2a = weights[row + 2u * W_OC4];
-                let w2b = weights[row + 2u * W_OC4 + 1u];
-                let w3a = weights[row + 3u * W_OC4];
-                let w3b = weights[row + 3u * W_OC4 + 1u];
+                var w: array<vec4<f32>, 4u * TILE_OC4>;
+                for (var i = 0u; i < 4u; i++) {
+                    for (var j = 0u; j < TILE_OC4; j++) {
+                        w[i * TILE_OC4 + j] = weights[row + i * W_OC4 + j];
+                    }
+                }
                 row += 4u * W_OC4;
                 for (var p = 0u; p < TILE_PIXELS; p++) {
                     let v = select(vec4<f32>(0.0), input[offset[p] + ic4], inside[p]);
-                    acc[2u * p] += w0a * v.x + w1a * v.y + w2a * v.z + w3a * v.w;
-                    acc[2u * p + 1u] += w0b * v.x + w1b * v.y + w2b * v.z + w3b * v.w;
+                    for (var j = 0u; j < TILE_OC4; j++) {
+                        acc[TILE_OC4 * p + j] += w[j] * v.x + w[TILE_OC4 + j] * v.y + w[2u * TILE_OC4 + j] * v.z
+                            + w[3u * TILE_OC4 + j] * v.w;
+                    }
                 }
             }
         }

@@ -24,6 +24,32 @@ pub struct MemoryReport {
     pub unshared_activation_bytes: u64,
     /// Number of activation buffers.
     pub buffers: usize,
+    /// Bytes of everything else the dispatches bind: packed weights, biases, PWLU tables.
+    pub weight_bytes: u64,
+    /// The largest sum of two activations that are live at the same time: with the weights, the least
+    /// memory any plan that keeps a layer's input and output apart could use.
+    pub two_largest_live_bytes: u64,
+}
+
+impl MemoryReport {
+    /// All the GPU memory the plan holds.
+    pub fn total_bytes(&self) -> u64 {
+        self.weight_bytes + self.activation_bytes
+    }
+
+    /// `total_bytes` over weights plus the two largest live activations (1.0 would be perfect reuse).
+    pub fn overhead_ratio(&self) -> f64 {
+        self.total_bytes() as f64 / (self.weight_bytes + self.two_largest_live_bytes).max(1) as f64
+    }
+}
+
+/// How a [`LayerTime`] was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// GPU timestamps around the dispatch, all dispatches in one submission.
+    GpuTimestamps,
+    /// Host wall clock around the dispatch submitted alone and waited for (submission included).
+    WallClock,
 }
 
 /// Time spent in one dispatch, from [`Plan::profile`].
@@ -33,8 +59,10 @@ pub struct LayerTime {
     pub node: String,
     /// The WGSL kernel.
     pub kernel: &'static str,
-    /// Wall-clock seconds, submission included.
+    /// Seconds.
     pub seconds: f64,
+    /// How `seconds` was measured.
+    pub timing: Timing,
 }
 
 /// A graph ready to run on the GPU at one batch size.
@@ -87,7 +115,11 @@ impl Plan {
             activation_bytes: input.buffer().size(),
             unshared_activation_bytes: input.buffer().size(),
             buffers: 1,
+            ..MemoryReport::default()
         };
+        let mut activation_buffers = vec![input.buffer().clone()];
+        // Bytes of each node's value, 0 for aliases.
+        let mut value_bytes = vec![0u64; n];
         let mut dispatches = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
 
@@ -136,6 +168,7 @@ impl Plan {
             ctx.check_buffer_size(&format!("activation of node '{}'", node.name), bytes)
                 .map_err(context)?;
             memory.unshared_activation_bytes += bytes.max(16);
+            value_bytes[j] = bytes;
             let best = free
                 .iter()
                 .enumerate()
@@ -148,6 +181,7 @@ impl Plan {
                     let fresh = GpuTensor::zeros(ctx, shape).map_err(context)?;
                     memory.activation_bytes += fresh.buffer().size();
                     memory.buffers += 1;
+                    activation_buffers.push(fresh.buffer().clone());
                     fresh.buffer().clone()
                 }
             };
@@ -231,6 +265,20 @@ impl Plan {
                 }
             }
         }
+        let mut weights = std::collections::HashSet::new();
+        for buffer in dispatches.iter().flat_map(|d| d.buffers()) {
+            if !activation_buffers.contains(buffer) && buffer != ctx.placeholder() {
+                weights.insert(buffer.clone());
+            }
+        }
+        memory.weight_bytes = weights.iter().map(|b| b.size()).sum();
+        memory.two_largest_live_bytes = two_largest_live(
+            graph,
+            &value_bytes,
+            &last_use,
+            nhwc4_len(graph.input.with_batch(batch)).unwrap_or(0) as u64 * 4,
+            |v| resolve(&source, v),
+        );
         let output = match output_value {
             Value::Input => input.clone(),
             Value::Node(k) => values[k]
@@ -271,29 +319,66 @@ impl Plan {
         &self.nodes
     }
 
-    /// Wall-clock time of each dispatch, submitted alone and waited for (native only). This includes the
-    /// submission overhead; it is a profile for finding the slow layers, not a latency figure.
+    /// The time of each dispatch on `input`: GPU timestamps where the device has them, otherwise (natively)
+    /// the wall clock around each dispatch submitted alone, which includes the submission. A profile for
+    /// finding the slow layers; latency is what [`Plan::submit`] and a read take together.
+    pub async fn profile(&self, ctx: &GpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
+        // One full run first, so that every buffer holds realistic data and every pipeline is compiled.
+        self.submit(ctx, input)?.read(ctx).await?;
+        let dispatches: Vec<&Dispatch> = self.dispatches.iter().collect();
+        let layer =
+            |(dispatch, node): (&Dispatch, &String), seconds: f64, timing: Timing| LayerTime {
+                node: node.clone(),
+                kernel: dispatch.label(),
+                seconds,
+                timing,
+            };
+        if let Some(seconds) = ctx.time_dispatches(&dispatches).await? {
+            return Ok(self
+                .dispatches
+                .iter()
+                .zip(&self.nodes)
+                .zip(seconds)
+                .map(|(d, s)| layer(d, s, Timing::GpuTimestamps))
+                .collect());
+        }
+        self.profile_wall_clock(ctx, layer)
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn profile(&self, ctx: &GpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
-        self.submit(ctx, input)?;
+    fn profile_wall_clock(
+        &self,
+        ctx: &GpuContext,
+        layer: impl Fn((&Dispatch, &String), f64, Timing) -> LayerTime,
+    ) -> Result<Vec<LayerTime>> {
         let wait = || {
             ctx.device()
                 .poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
         };
-        wait()?;
         let mut times = Vec::with_capacity(self.dispatches.len());
-        for (dispatch, node) in self.dispatches.iter().zip(&self.nodes) {
+        for entry in self.dispatches.iter().zip(&self.nodes) {
             let start = std::time::Instant::now();
-            ctx.submit(&[dispatch])?;
+            ctx.submit(&[entry.0])?;
             wait()?;
-            times.push(LayerTime {
-                node: node.clone(),
-                kernel: dispatch.label(),
-                seconds: start.elapsed().as_secs_f64(),
-            });
+            times.push(layer(
+                entry,
+                start.elapsed().as_secs_f64(),
+                Timing::WallClock,
+            ));
         }
         Ok(times)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn profile_wall_clock(
+        &self,
+        _ctx: &GpuContext,
+        _layer: impl Fn((&Dispatch, &String), f64, Timing) -> LayerTime,
+    ) -> Result<Vec<LayerTime>> {
+        Err(Error::Gpu(
+            "per-layer times need the adapter's timestamp-query feature in a browser".into(),
+        ))
     }
 
     /// Memory use of the activations.
@@ -338,6 +423,37 @@ impl PendingOutput {
         let bytes = self.read_back.read(ctx).await?;
         self.output.decode_read_back(&bytes)
     }
+}
+
+/// The largest sum of two values live at one step. A value is live from the node that makes it to its last
+/// reader; the graph input from the start to its last reader.
+fn two_largest_live(
+    graph: &Graph,
+    value_bytes: &[u64],
+    last_use: &[usize],
+    input_bytes: u64,
+    resolve: impl Fn(Value) -> Value,
+) -> u64 {
+    let input_last_use = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.inputs.iter().any(|&v| resolve(v) == Value::Input))
+        .map(|(j, _)| j)
+        .max();
+    let mut best = 0;
+    for j in 0..graph.nodes.len() {
+        let mut live: Vec<u64> = (0..=j)
+            .filter(|&k| value_bytes[k] > 0 && (k == j || last_use[k] >= j))
+            .map(|k| value_bytes[k])
+            .collect();
+        if input_last_use.is_some_and(|last| last >= j) {
+            live.push(input_bytes);
+        }
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        best = best.max(live.iter().take(2).sum());
+    }
+    best
 }
 
 fn resolve(source: &[Value], v: Value) -> Value {

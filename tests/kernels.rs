@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::{assert_close, contexts, random_pwlu, random_tensor, random_vec, rng, TOLERANCE};
 use pwlu::gpu::kernels::{
-    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel,
-    SoftmaxKernel, UnaryKernel,
+    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, MatmulKernel,
+    Pool2dKernel, SoftmaxKernel, UnaryKernel,
 };
 use pwlu::gpu::{GpuContext, GpuTensor};
 use pwlu::ops::{
@@ -965,4 +965,45 @@ fn mismatched_shapes_are_errors_not_panics() {
     assert!(UnaryKernel::activation(ctx, &act, Shape::new(1, 4, 2, 2)).is_err());
     // Empty tensors.
     assert!(GpuTensor::zeros(ctx, Shape::new(0, 4, 2, 2)).is_err());
+}
+
+#[test]
+fn matmul_agrees_with_cpu_on_random_and_odd_shapes() {
+    for ctx in contexts() {
+        let mut rng = rng(16);
+        let mut shapes = vec![
+            (1, 1, 1),
+            (1, 3, 1),
+            (5, 1, 9),
+            (4, 4, 8),
+            (7, 13, 5),
+            (64, 33, 17),
+        ];
+        for _ in 0..12 {
+            shapes.push((
+                rng.random_range(1..70),
+                rng.random_range(1..70),
+                rng.random_range(1..70),
+            ));
+        }
+        for (m, k, n) in shapes {
+            let a = random_vec(&mut rng, m * k, 2.0);
+            let b = random_vec(&mut rng, k * n, 2.0);
+            let expected = cpu::matmul(&a, &b, m, k, n).expect("cpu");
+            let kernel = MatmulKernel::new(&ctx, m, k, n).expect("kernel");
+            assert_eq!(kernel.flops(), 2 * (m * k * n) as u64);
+            let got = pollster::block_on(kernel.bind(&ctx, &a, &b).expect("bind").run(&ctx))
+                .expect("run");
+            let tensor = |data| Tensor::new(vec![m, n], data).expect("tensor");
+            assert_close(
+                &tensor(got),
+                &tensor(expected),
+                TOLERANCE,
+                &format!("matmul {m}x{k}x{n}"),
+            );
+        }
+        assert!(MatmulKernel::new(&ctx, 0, 3, 3).is_err());
+        let kernel = MatmulKernel::new(&ctx, 2, 3, 4).expect("kernel");
+        assert!(kernel.bind(&ctx, &[0.0; 5], &[0.0; 12]).is_err());
+    }
 }

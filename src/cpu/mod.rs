@@ -4,9 +4,11 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod matmul;
 pub mod pool;
 
 pub use activation::{pwlu_lookup, ActivationFn};
 pub use conv::conv2d;
 pub use elementwise::{activation, batch_norm, binary, flatten, linear, softmax};
+pub use matmul::matmul;
 pub use pool::{global_avg_pool, pool2d};

@@ -203,6 +203,7 @@ pub struct GpuContext {
     /// Set by wgpu's device-lost callback: why the device went away.
     lost: Arc<Mutex<Option<String>>>,
     placeholder: wgpu::Buffer,
+    timestamps: bool,
 }
 
 impl GpuContext {
@@ -272,10 +273,12 @@ impl GpuContext {
             return Err(no_adapter(format!("{} has no compute shaders", info.name)));
         }
         let limits = adapter.limits();
+        // Timestamps are only for profiling; take them where the adapter offers them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("pwlu"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -324,6 +327,7 @@ impl GpuContext {
             errors,
             lost,
             placeholder,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         })
     }
 
@@ -341,6 +345,11 @@ impl GpuContext {
     /// The device's limits (the adapter's own, not wgpu's defaults).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// Whether the device writes GPU timestamps (for [`GpuContext::time_dispatches`]).
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
     }
 
     /// The wgpu device.
@@ -460,6 +469,72 @@ impl GpuContext {
         self.queue.submit([encoder.finish()]);
         self.take_errors()?;
         Ok(ReadBack { staging, bytes })
+    }
+
+    /// GPU time of each dispatch in seconds, measured by timestamps around each one in one submission, or
+    /// `None` where the device has no timestamp queries. Each dispatch gets its own compute pass, so the
+    /// figures include no submission or host overhead.
+    pub async fn time_dispatches(&self, dispatches: &[&Dispatch]) -> Result<Option<Vec<f64>>> {
+        if !self.timestamps {
+            return Ok(None);
+        }
+        self.check_alive()?;
+        let mut seconds = Vec::with_capacity(dispatches.len());
+        // Query sets hold at most 4096 queries (two per dispatch).
+        for chunk in dispatches.chunks(2048) {
+            let count = 2 * chunk.len() as u32;
+            let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("layer timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let bytes = u64::from(count) * 8;
+            let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved timestamps"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("pwlu timed"),
+                });
+            for (i, dispatch) in chunk.iter().enumerate() {
+                let begin = 2 * i as u32;
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(dispatch.label()),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &queries,
+                        beginning_of_pass_write_index: Some(begin),
+                        end_of_pass_write_index: Some(begin + 1),
+                    }),
+                });
+                dispatch.record(&mut pass);
+            }
+            encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+            self.queue.submit([encoder.finish()]);
+            self.take_errors()?;
+            let raw = ReadBack { staging, bytes }.read(self).await?;
+            let ticks: Vec<u64> = raw
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect();
+            let period_ns = f64::from(self.queue.get_timestamp_period());
+            seconds.extend(
+                ticks
+                    .chunks_exact(2)
+                    .map(|pair| pair[1].saturating_sub(pair[0]) as f64 * period_ns * 1e-9),
+            );
+        }
+        Ok(Some(seconds))
     }
 
     /// True once the device is lost; every later call on this context fails with [`Error::DeviceLost`].

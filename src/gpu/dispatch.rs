@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 pub struct Dispatch {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
+    /// What the bind group holds, for accounting the plan's memory.
+    buffers: Vec<wgpu::Buffer>,
     workgroups: [u32; 3],
 }
 
@@ -49,6 +51,7 @@ impl Dispatch {
         Ok(Dispatch {
             pipeline,
             bind_group,
+            buffers: buffers.iter().map(|&(_, b)| b.clone()).collect(),
             workgroups,
         })
     }
@@ -64,6 +67,11 @@ impl Dispatch {
     /// The kernel's file name.
     pub fn label(&self) -> &'static str {
         self.pipeline.shader.name
+    }
+
+    /// The buffers bound, in binding order.
+    pub fn buffers(&self) -> &[wgpu::Buffer] {
+        &self.buffers
     }
 
     /// The dispatch grid.

@@ -84,6 +84,9 @@ pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, Read), (4, ReadWrite)]
 /// Softmax over channels.
 pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, Read), (4, ReadWrite)]);
 
+/// Matrix multiply: the GEMM yardstick of `pwlu bench`.
+pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Read), (1, Read), (4, ReadWrite)]);
+
 /// Every kernel, for tests and tools that check them all.
 pub const ALL: &[Shader] = &[
     CONV2D,
@@ -95,6 +98,7 @@ pub const ALL: &[Shader] = &[
     GLOBAL_AVG_POOL,
     FLATTEN,
     SOFTMAX,
+    MATMUL,
 ];
 
 /// The shared modules that kernels `#include`.

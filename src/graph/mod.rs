@@ -184,6 +184,21 @@ pub struct Node {
     pub activation_source: Option<String>,
 }
 
+impl Node {
+    /// Floating-point operations per image (2 per multiply-add) if a convolution or linear layer, else 0.
+    pub fn flops(&self) -> u64 {
+        match &self.op {
+            Op::Conv(layer) => {
+                let c = &layer.conv;
+                let per_output = (c.in_channels / c.groups * c.kernel[0] * c.kernel[1]) as u64;
+                2 * per_output * self.shape.c as u64 * (self.shape.h * self.shape.w) as u64
+            }
+            Op::Linear(l) => 2 * (l.in_features * l.out_features) as u64,
+            _ => 0,
+        }
+    }
+}
+
 /// A validated graph in topological order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
@@ -206,18 +221,7 @@ impl Graph {
 
     /// Floating-point operations per image (2 per multiply-add) of the convolutions and linear layers.
     pub fn flops(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|node| match &node.op {
-                Op::Conv(layer) => {
-                    let c = &layer.conv;
-                    let per_output = (c.in_channels / c.groups * c.kernel[0] * c.kernel[1]) as u64;
-                    2 * per_output * node.shape.c as u64 * (node.shape.h * node.shape.w) as u64
-                }
-                Op::Linear(l) => 2 * (l.in_features * l.out_features) as u64,
-                _ => 0,
-            })
-            .sum()
+        self.nodes.iter().map(Node::flops).sum()
     }
 
     /// How many nodes read each node's output (the graph output counts as a reader).

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pwlu::gpu::kernels::MatmulKernel;
 use pwlu::gpu::GpuContext;
+use pwlu::plan::Timing;
 use pwlu::Tensor;
 use serde_json::json;
 
@@ -60,14 +62,34 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let plan = model.plan(batch).map_err(|e| e.to_string())?;
     let plan = plan.lock().map_err(|_| "plan lock poisoned".to_string())?;
     let memory = plan.memory();
-    let weight_bytes = model.parameter_count() as u64 * 4;
     let mut layers = if args.layers {
-        plan.profile(&ctx, &input).map_err(|e| e.to_string())?
+        pollster::block_on(plan.profile(&ctx, &input)).map_err(|e| e.to_string())?
     } else {
         Vec::new()
     };
     let layer_total: f64 = layers.iter().map(|l| l.seconds).sum();
     layers.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let timing = match layers.first().map(|l| l.timing) {
+        Some(Timing::GpuTimestamps) => "GPU timestamps, one submission",
+        Some(Timing::WallClock) => "wall clock, each dispatch submitted alone",
+        None => "",
+    };
+    let node_flops = |name: &str| {
+        let per_image = model
+            .graph()
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map_or(0, |n| n.flops());
+        per_image as f64 * batch as f64
+    };
+    let mib = |bytes: u64| bytes as f64 / 1048576.0;
+    let gemms = if args.layers {
+        gemm_yardstick(&ctx)?
+    } else {
+        Vec::new()
+    };
+    let best_gemm = gemms.iter().map(|g| g.gflop_per_second).fold(0.0, f64::max);
 
     if args.json {
         let doc = json!({
@@ -84,10 +106,23 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "gflops": flops / 1e9,
             "gflop_per_second": flops / median / 1e9,
             "dispatches": plan.dispatches().len(),
+            "gpu_memory_bytes": memory.total_bytes(),
+            "weight_bytes": memory.weight_bytes,
             "activation_bytes": memory.activation_bytes,
             "activation_bytes_without_reuse": memory.unshared_activation_bytes,
-            "weight_bytes": weight_bytes,
-            "layers": layers.iter().map(|l| json!({"node": l.node, "kernel": l.kernel, "ms": ms(l.seconds)})).collect::<Vec<_>>(),
+            "two_largest_live_activation_bytes": memory.two_largest_live_bytes,
+            "memory_over_floor": memory.overhead_ratio(),
+            "layer_timing": timing,
+            "gemm": gemms.iter().map(|g| json!({
+                "m": g.m, "k": g.k, "n": g.n, "ms": ms(g.seconds), "gflop_per_second": g.gflop_per_second,
+            })).collect::<Vec<_>>(),
+            "best_gemm_gflop_per_second": best_gemm,
+            "layers": layers.iter().map(|l| json!({
+                "node": l.node,
+                "kernel": l.kernel,
+                "ms": ms(l.seconds),
+                "gflop_per_second": node_flops(&l.node) / l.seconds.max(1e-12) / 1e9,
+            })).collect::<Vec<_>>(),
         });
         println!(
             "{}",
@@ -119,25 +154,113 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         flops / 1e9
     );
     println!(
-        "memory       activations {:.1} MiB ({:.1} MiB without reuse), weights {:.1} MiB",
-        memory.activation_bytes as f64 / 1048576.0,
-        memory.unshared_activation_bytes as f64 / 1048576.0,
-        weight_bytes as f64 / 1048576.0
+        "GPU memory   {:.1} MiB: weights {:.1}, activations {:.1} ({:.1} without reuse)",
+        mib(memory.total_bytes()),
+        mib(memory.weight_bytes),
+        mib(memory.activation_bytes),
+        mib(memory.unshared_activation_bytes),
+    );
+    println!(
+        "             {:.2}x the floor of weights + two largest live activations ({:.1} MiB)",
+        memory.overhead_ratio(),
+        mib(memory.weight_bytes + memory.two_largest_live_bytes),
     );
     if !layers.is_empty() {
         println!(
-            "slowest layers (each submitted alone; {:.1} ms in all):",
+            "slowest layers ({timing}; {:.1} ms in all):",
             ms(layer_total)
         );
         for l in layers.iter().take(10) {
+            let flops = node_flops(&l.node);
+            let rate = if flops > 0.0 {
+                format!("{:>6.2} GFLOP/s", flops / l.seconds.max(1e-12) / 1e9)
+            } else {
+                " ".repeat(14)
+            };
             println!(
-                "  {:>8.2} ms  {:>5.1}%  {:<24}  {}",
+                "  {:>8.2} ms  {:>5.1}%  {rate}  {:<24}  {}",
                 ms(l.seconds),
                 100.0 * l.seconds / layer_total,
                 l.kernel,
                 l.node
             );
         }
+        println!("GEMM yardstick (matmul.wgsl, same adapter, {timing}):");
+        for g in &gemms {
+            println!(
+                "  {:>8.2} ms          {:>6.2} GFLOP/s  {} x {} times {} x {}",
+                ms(g.seconds),
+                g.gflop_per_second,
+                g.m,
+                g.k,
+                g.k,
+                g.n
+            );
+        }
+        let (conv_flops, conv_seconds) = layers
+            .iter()
+            .filter(|l| node_flops(&l.node) > 0.0)
+            .fold((0.0, 0.0), |(f, t), l| {
+                (f + node_flops(&l.node), t + l.seconds)
+            });
+        if conv_seconds > 0.0 && best_gemm > 0.0 {
+            let rate = conv_flops / conv_seconds / 1e9;
+            println!(
+                "  convolutions together: {rate:.2} GFLOP/s = {:.2}x the best GEMM",
+                rate / best_gemm
+            );
+        }
     }
     Ok(())
+}
+
+/// One GEMM measurement of [`gemm_yardstick`].
+struct GemmFigure {
+    m: usize,
+    k: usize,
+    n: usize,
+    seconds: f64,
+    gflop_per_second: f64,
+}
+
+/// The project's own matrix multiply on a few shapes: a square one and the shapes of typical 1x1
+/// convolutions (pixels x input channels times input x output channels). Best of three, timed like the layers.
+fn gemm_yardstick(ctx: &GpuContext) -> Result<Vec<GemmFigure>, String> {
+    let shapes = [
+        (512, 512, 512),
+        (12544, 32, 96),
+        (3136, 144, 24),
+        (784, 240, 80),
+        (49, 1280, 1000),
+    ];
+    let mut figures = Vec::new();
+    for (m, k, n) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32) * 0.01).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i % 89) as f32) * 0.01).collect();
+        let kernel = MatmulKernel::new(ctx, m, k, n).map_err(|e| e.to_string())?;
+        let bound = kernel.bind(ctx, &a, &b).map_err(|e| e.to_string())?;
+        pollster::block_on(bound.run(ctx)).map_err(|e| e.to_string())?;
+        let repeats = [bound.dispatch(); 3];
+        let seconds =
+            match pollster::block_on(ctx.time_dispatches(&repeats)).map_err(|e| e.to_string())? {
+                Some(times) => times.into_iter().fold(f64::INFINITY, f64::min),
+                None => {
+                    let mut best = f64::INFINITY;
+                    for _ in 0..3 {
+                        let start = Instant::now();
+                        pollster::block_on(bound.run(ctx)).map_err(|e| e.to_string())?;
+                        best = best.min(start.elapsed().as_secs_f64());
+                    }
+                    best
+                }
+            };
+        figures.push(GemmFigure {
+            m,
+            k,
+            n,
+            seconds,
+            gflop_per_second: kernel.flops() as f64 / seconds.max(1e-12) / 1e9,
+        });
+    }
+    Ok(figures)
 }

@@ -15,9 +15,9 @@ use crate::ops::{Conv2d, Conv2dLayer, Linear, ResidualAdd};
 use crate::tensor::Shape;
 
 /// Output channels per invocation of the dense kernel, in vec4s (`TILE_OC4` in conv2d.wgsl).
-const DENSE_TILE_OC4: usize = 2;
+const DENSE_TILE_OC4: usize = 4;
 /// Output pixels per invocation of the dense kernel (`TILE_PIXELS` in conv2d.wgsl).
-const DENSE_TILE_PIXELS: usize = 4;
+const DENSE_TILE_PIXELS: usize = 8;
 /// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row (its `TILE_W`).
 const DEPTHWISE_TILE_W: u64 = 4;
 

@@ -4,10 +4,12 @@
 mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod matmul;
 pub mod pool;
 
 pub use conv::{Conv2dKernel, ConvVariant};
 pub use elementwise::{BinaryKernel, FlattenKernel, SoftmaxKernel, UnaryKernel};
+pub use matmul::{BoundMatmul, MatmulKernel};
 pub use pool::{GlobalAvgPoolKernel, Pool2dKernel};
 
 use super::context::GpuContext;

@@ -265,10 +265,13 @@ impl Plan {
                 }
             }
         }
-        let mut weights = std::collections::HashSet::new();
+        let mut weights: Vec<&wgpu::Buffer> = Vec::new();
         for buffer in dispatches.iter().flat_map(|d| d.buffers()) {
-            if !activation_buffers.contains(buffer) && buffer != ctx.placeholder() {
-                weights.insert(buffer.clone());
+            if !activation_buffers.contains(buffer)
+                && buffer != ctx.placeholder()
+                && !weights.contains(&buffer)
+            {
+                weights.push(buffer);
             }
         }
         memory.weight_bytes = weights.iter().map(|b| b.size()).sum();

@@ -6,7 +6,7 @@
 //! dispatch in one command buffer and reads the output back.
 
 use crate::error::{Error, Result};
-use crate::gpu::context::ReadBack;
+use crate::gpu::context::{ReadBack, TimedRun};
 use crate::gpu::kernels::{
     BinaryKernel, Conv2dKernel, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel, UnaryKernel,
 };
@@ -322,66 +322,45 @@ impl Plan {
         &self.nodes
     }
 
-    /// The time of each dispatch on `input`: GPU timestamps where the device has them, otherwise (natively)
-    /// the wall clock around each dispatch submitted alone, which includes the submission. A profile for
-    /// finding the slow layers; latency is what [`Plan::submit`] and a read take together.
-    pub async fn profile(&self, ctx: &GpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
-        // One full run first, so that every buffer holds realistic data and every pipeline is compiled.
-        self.submit(ctx, input)?.read(ctx).await?;
+    /// Submits every dispatch with GPU timestamps around each; `None` where the device has none.
+    pub fn submit_timed(&self, ctx: &GpuContext) -> Result<Option<TimedRun>> {
         let dispatches: Vec<&Dispatch> = self.dispatches.iter().collect();
-        let layer =
-            |(dispatch, node): (&Dispatch, &String), seconds: f64, timing: Timing| LayerTime {
+        ctx.submit_timed(&dispatches)
+    }
+
+    /// The layers with the seconds `times` gives each dispatch.
+    pub fn layer_times(&self, times: &[f64], timing: Timing) -> Vec<LayerTime> {
+        self.dispatches
+            .iter()
+            .zip(&self.nodes)
+            .zip(times)
+            .map(|((dispatch, node), &seconds)| LayerTime {
                 node: node.clone(),
                 kernel: dispatch.label(),
                 seconds,
                 timing,
-            };
-        if let Some(seconds) = ctx.time_dispatches(&dispatches).await? {
-            return Ok(self
-                .dispatches
-                .iter()
-                .zip(&self.nodes)
-                .zip(seconds)
-                .map(|(d, s)| layer(d, s, Timing::GpuTimestamps))
-                .collect());
-        }
-        self.profile_wall_clock(ctx, layer)
+            })
+            .collect()
     }
 
+    /// Wall-clock time of each dispatch, submitted alone and waited for (native only): the profile of a
+    /// device without timestamp queries. Submission overhead is included.
     #[cfg(not(target_arch = "wasm32"))]
-    fn profile_wall_clock(
-        &self,
-        ctx: &GpuContext,
-        layer: impl Fn((&Dispatch, &String), f64, Timing) -> LayerTime,
-    ) -> Result<Vec<LayerTime>> {
+    pub fn profile_wall_clock(&self, ctx: &GpuContext) -> Result<Vec<LayerTime>> {
         let wait = || {
             ctx.device()
                 .poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
         };
+        wait()?;
         let mut times = Vec::with_capacity(self.dispatches.len());
-        for entry in self.dispatches.iter().zip(&self.nodes) {
+        for dispatch in &self.dispatches {
             let start = std::time::Instant::now();
-            ctx.submit(&[entry.0])?;
+            ctx.submit(&[dispatch])?;
             wait()?;
-            times.push(layer(
-                entry,
-                start.elapsed().as_secs_f64(),
-                Timing::WallClock,
-            ));
+            times.push(start.elapsed().as_secs_f64());
         }
-        Ok(times)
-    }
-
-    #[cfg(target_arch = "wasm32")]
-    fn profile_wall_clock(
-        &self,
-        _ctx: &GpuContext,
-        _layer: impl Fn((&Dispatch, &String), f64, Timing) -> LayerTime,
-    ) -> Result<Vec<LayerTime>> {
-        Err(Error::Gpu(
-            "per-layer times need the adapter's timestamp-query feature in a browser".into(),
-        ))
+        Ok(self.layer_times(&times, Timing::WallClock))
     }
 
     /// Memory use of the activations.

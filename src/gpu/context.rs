@@ -472,69 +472,78 @@ impl GpuContext {
     }
 
     /// GPU time of each dispatch in seconds, measured by timestamps around each one in one submission, or
-    /// `None` where the device has no timestamp queries. Each dispatch gets its own compute pass, so the
-    /// figures include no submission or host overhead.
+    /// `None` where the device has no timestamp queries.
     pub async fn time_dispatches(&self, dispatches: &[&Dispatch]) -> Result<Option<Vec<f64>>> {
+        match self.submit_timed(dispatches)? {
+            Some(run) => Ok(Some(run.read(self).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Submits `dispatches` with a timestamp before and after each (each in its own compute pass, so the
+    /// figures hold no submission or host overhead); `None` where the device has no timestamp queries.
+    pub fn submit_timed(&self, dispatches: &[&Dispatch]) -> Result<Option<TimedRun>> {
         if !self.timestamps {
             return Ok(None);
         }
         self.check_alive()?;
-        let mut seconds = Vec::with_capacity(dispatches.len());
-        // Query sets hold at most 4096 queries (two per dispatch).
-        for chunk in dispatches.chunks(2048) {
-            let count = 2 * chunk.len() as u32;
-            let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("layer timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            });
-            let bytes = u64::from(count) * 8;
-            let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("resolved timestamps"),
-                size: bytes,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("pwlu timed"),
-                });
-            for (i, dispatch) in chunk.iter().enumerate() {
-                let begin = 2 * i as u32;
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(dispatch.label()),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &queries,
-                        beginning_of_pass_write_index: Some(begin),
-                        end_of_pass_write_index: Some(begin + 1),
-                    }),
-                });
-                dispatch.record(&mut pass);
-            }
-            encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp read-back"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
-            self.queue.submit([encoder.finish()]);
-            self.take_errors()?;
-            let raw = ReadBack { staging, bytes }.read(self).await?;
-            let ticks: Vec<u64> = raw
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect();
-            let period_ns = f64::from(self.queue.get_timestamp_period());
-            seconds.extend(
-                ticks
-                    .chunks_exact(2)
-                    .map(|pair| pair[1].saturating_sub(pair[0]) as f64 * period_ns * 1e-9),
-            );
+        // A query set holds at most 4096 queries, two per dispatch.
+        if dispatches.len() > 2048 {
+            return Err(Error::Gpu(format!(
+                "{} dispatches are more than one timestamp query set can time (2048)",
+                dispatches.len()
+            )));
         }
-        Ok(Some(seconds))
+        let count = 2 * dispatches.len().max(1) as u32;
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("layer timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = u64::from(count) * 8;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("pwlu timed"),
+            });
+        for (i, dispatch) in dispatches.iter().enumerate() {
+            let begin = 2 * i as u32;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(dispatch.label()),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(begin),
+                    end_of_pass_write_index: Some(begin + 1),
+                }),
+            });
+            dispatch.record(&mut pass);
+        }
+        if dispatches.is_empty() {
+            return Ok(Some(TimedRun {
+                read_back: None,
+                period_ns: 0.0,
+            }));
+        }
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamp read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        self.take_errors()?;
+        Ok(Some(TimedRun {
+            read_back: Some(ReadBack { staging, bytes }),
+            period_ns: f64::from(self.queue.get_timestamp_period()),
+        }))
     }
 
     /// True once the device is lost; every later call on this context fails with [`Error::DeviceLost`].
@@ -579,6 +588,31 @@ impl GpuContext {
         self.submit_and_read_back(&[], buffer, bytes)?
             .read(self)
             .await
+    }
+}
+
+/// Timestamps of [`GpuContext::submit_timed`] on their way back.
+#[derive(Debug)]
+pub struct TimedRun {
+    read_back: Option<ReadBack>,
+    period_ns: f64,
+}
+
+impl TimedRun {
+    /// Waits for the GPU; the seconds each dispatch took, in order.
+    pub async fn read(self, ctx: &GpuContext) -> Result<Vec<f64>> {
+        let Some(read_back) = self.read_back else {
+            return Ok(Vec::new());
+        };
+        let raw = read_back.read(ctx).await?;
+        let ticks: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect();
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|pair| pair[1].saturating_sub(pair[0]) as f64 * self.period_ns * 1e-9)
+            .collect())
     }
 }
 

@@ -11,7 +11,7 @@ use crate::gpu::GpuContext;
 use crate::graph::build::TensorStore;
 use crate::graph::{passes, Graph, Op};
 use crate::ops::Activation;
-use crate::plan::Plan;
+use crate::plan::{LayerTime, Plan, Timing};
 use crate::preprocess::Preprocess;
 use crate::tensor::{Shape, Tensor};
 
@@ -302,6 +302,32 @@ impl Model {
         // The plan's buffers belong to one run at a time, from writing the input until the output is copied.
         let pending = plan.lock().map_err(poisoned)?.submit(&self.ctx, input)?;
         pending.read(&self.ctx).await
+    }
+
+    /// The time each layer takes on `input`: GPU timestamps where the device has them (all layers in one
+    /// submission), otherwise, natively, the wall clock around each layer submitted alone. In a browser
+    /// without the `timestamp-query` feature this is an error. A profile for finding the slow layers; the
+    /// latency of a run is what [`Model::run`] takes.
+    pub async fn profile(&self, input: &Tensor) -> Result<Vec<LayerTime>> {
+        // A full run first: every buffer holds realistic data and every pipeline is compiled.
+        self.run(input).await?;
+        let plan = self.plan(input.shape().n)?;
+        let timed = plan.lock().map_err(poisoned)?.submit_timed(&self.ctx)?;
+        match timed {
+            Some(run) => {
+                let times = run.read(&self.ctx).await?;
+                Ok(plan
+                    .lock()
+                    .map_err(poisoned)?
+                    .layer_times(&times, Timing::GpuTimestamps))
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            None => plan.lock().map_err(poisoned)?.profile_wall_clock(&self.ctx),
+            #[cfg(target_arch = "wasm32")]
+            None => Err(Error::Gpu(
+                "per-layer times need the adapter's timestamp-query feature".into(),
+            )),
+        }
     }
 
     /// [`Model::run`], blocking (native only).

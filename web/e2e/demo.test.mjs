@@ -150,6 +150,32 @@ test("classifies the coffee photo as espresso, with the native engine's logits",
   await ctx.close();
 });
 
+test("the bench page times a bundled model and lists its layers", { timeout: SLOW }, async () => {
+  const { page, ctx, console } = await open("bench.html?model=digits&engine=pwlu&runs=3&auto", ["done", "error"]);
+  const result = await page.evaluate(() => window.benchResult);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), "done", `${result?.error}\n${console.join("\n")}`);
+  assert.equal(result.model, "digits");
+  assert.equal(result.runs, 3);
+  assert.ok(result.first > 0 && result.min > 0 && result.min <= result.median && result.median <= result.max);
+  assert.ok(result.flops > 0);
+  const rows = await page.evaluate(() => document.querySelectorAll("#results tbody tr").length);
+  assert.equal(rows, 1);
+  const layerRows = await page.evaluate(() => document.querySelectorAll("#layers tbody tr").length);
+  if (result.layers) {
+    assert.equal(layerRows, result.layers.length);
+    assert.ok(result.layers.every((l) => l.ms >= 0 && l.kernel.endsWith(".wgsl")));
+  } else {
+    assert.equal(layerRows, 0);
+    assert.match(await page.evaluate(() => document.getElementById("layers-note").textContent), /no timestamp queries/);
+  }
+  process.stdout.write(`# bench page, digits: median ${result.median.toFixed(1)} ms, layers ${result.layers ? "timed" : "not timed (no timestamp queries)"}\n`);
+  // ONNX Runtime is only there when scripts/compare.sh put it there: the page says so instead of failing silently.
+  await page.goto(page.url().replace("engine=pwlu", "engine=ort-wasm"));
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: SLOW });
+  assert.match(await page.evaluate(() => document.getElementById("error").textContent), /ONNX|onnx/);
+  await ctx.close();
+});
+
 test("a missing model file is reported in the page", { timeout: SLOW }, async () => {
   const { page, ctx } = await open("?model-url=models/missing.safetensors&no-offline", ["error"]);
   const message = await page.locator("#error").innerText();

@@ -63,8 +63,15 @@ export interface ModelInfo {
   /** The preprocessing the file asks for, in words; null when the model only runs on tensors. */
   preprocess: string | null;
   pwluSites: number;
+  /** Floating-point operations per image (2 per multiply-add) of the convolutions and linear layers. */
+  flops: number;
+  /** Whether `profile()` can time layers: the adapter has the `timestamp-query` feature. */
+  timestamps: boolean;
   adapter: AdapterInfo;
 }
+
+/** One layer of `profile()`: its graph node, its WGSL kernel, and its GPU time. */
+export interface LayerTime { node: string; kernel: string; ms: number; }
 
 /** One PWLU site's learned functions, sampled for plotting: `y[unit][i]` is unit `unit` at `x[i]`. */
 export interface ActivationCurve {
@@ -324,6 +331,31 @@ impl WebModel {
         })
     }
 
+    /// GPU time of every layer on `batch` (default 1) images given as one NCHW `Float32Array`, from timestamp
+    /// queries; rejects with kind `gpu` where the adapter has no `timestamp-query` feature (`info.timestamps`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<LayerTime[]>")]
+    pub fn profile(&self, input: Float32Array, batch: Option<u32>) -> Promise {
+        let model = self.model();
+        let values = input.to_vec();
+        future_to_promise(async move {
+            let model = model?;
+            let shape = model.input_shape();
+            let batch = batch.unwrap_or(1).max(1) as usize;
+            let tensor =
+                Tensor::new(vec![batch, shape.c, shape.h, shape.w], values).map_err(from_pwlu)?;
+            let layers = model.profile(&tensor).await.map_err(from_pwlu)?;
+            let list = Array::new();
+            for layer in layers {
+                let entry = js_sys::Object::new();
+                let _ = Reflect::set(&entry, &"node".into(), &layer.node.as_str().into());
+                let _ = Reflect::set(&entry, &"kernel".into(), &layer.kernel.into());
+                let _ = Reflect::set(&entry, &"ms".into(), &(layer.seconds * 1e3).into());
+                list.push(&entry);
+            }
+            Ok(list.into())
+        })
+    }
+
     /// Softmax over one row of logits, then its `k` largest with their labels.
     #[wasm_bindgen(js_name = topK, unchecked_return_type = "Class[]")]
     pub fn top_k(&self, logits: &[f32], k: u32) -> Result<JsValue, JsValue> {
@@ -352,6 +384,8 @@ impl WebModel {
             fused_nodes: model.graph().nodes.len(),
             preprocess: model.preprocess().map(ToString::to_string),
             pwlu_sites: model.pwlu_sites().len(),
+            flops: model.graph().flops(),
+            timestamps: model.context().has_timestamps(),
             adapter: AdapterJs {
                 name: &adapter_name,
                 backend: format!("{:?}", adapter.backend),
@@ -418,6 +452,8 @@ struct ModelInfoJs<'a> {
     fused_nodes: usize,
     preprocess: Option<String>,
     pwlu_sites: usize,
+    flops: u64,
+    timestamps: bool,
     adapter: AdapterJs<'a>,
 }
 

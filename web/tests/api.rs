@@ -199,6 +199,39 @@ async fn run_takes_a_batch_of_tensors() {
     assert!(message.contains("needs 270 values, got 10"), "{message}");
 }
 
+#[wasm_bindgen_test]
+async fn profile_times_every_layer_or_says_why_it_cannot() {
+    let web = web_model().await;
+    let info = web.info().expect("info");
+    let get = |key: &str| Reflect::get(&info, &key.into()).expect(key);
+    assert!(get("flops").as_f64().is_some_and(|f| f > 0.0));
+    let timestamps = get("timestamps")
+        .as_bool()
+        .expect("timestamps is a boolean");
+    let values: Vec<f32> = random_vec(&mut rng(4), 3 * 10 * 9, 1.0);
+    let promise = web.profile(Float32Array::from(&values[..]), None);
+    if timestamps {
+        let layers: Array = JsFuture::from(promise)
+            .await
+            .expect("profile")
+            .unchecked_into();
+        assert!(layers.length() > 0);
+        for layer in layers.iter() {
+            let field = |key: &str| Reflect::get(&layer, &key.into()).expect(key);
+            assert!(field("ms").as_f64().is_some_and(|ms| ms >= 0.0));
+            assert!(field("kernel")
+                .as_string()
+                .is_some_and(|k| k.ends_with(".wgsl")));
+            assert!(field("node").as_string().is_some_and(|n| !n.is_empty()));
+        }
+    } else {
+        let error = rejection(promise).await;
+        let (kind, message) = kind_and_message(&error);
+        assert_eq!(kind, "gpu");
+        assert!(message.contains("timestamp-query"), "{message}");
+    }
+}
+
 fn serde_wasm_bindgen_dims(info: &JsValue) -> Vec<u32> {
     let input: Array = Reflect::get(info, &"input".into())
         .expect("input")

@@ -59,11 +59,13 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let median = times[times.len() / 2];
     let (min, max) = (times[0], times[times.len() - 1]);
     let flops = model.graph().flops() as f64 * batch as f64;
-    let plan = model.plan(batch).map_err(|e| e.to_string())?;
-    let plan = plan.lock().map_err(|_| "plan lock poisoned".to_string())?;
-    let memory = plan.memory();
+    let (memory, dispatches) = {
+        let plan = model.plan(batch).map_err(|e| e.to_string())?;
+        let plan = plan.lock().map_err(|_| "plan lock poisoned".to_string())?;
+        (plan.memory(), plan.dispatches().len())
+    };
     let mut layers = if args.layers {
-        pollster::block_on(plan.profile(&ctx, &input)).map_err(|e| e.to_string())?
+        pollster::block_on(model.profile(&input)).map_err(|e| e.to_string())?
     } else {
         Vec::new()
     };
@@ -105,7 +107,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "images_per_second": batch as f64 / median,
             "gflops": flops / 1e9,
             "gflop_per_second": flops / median / 1e9,
-            "dispatches": plan.dispatches().len(),
+            "dispatches": dispatches,
             "gpu_memory_bytes": memory.total_bytes(),
             "weight_bytes": memory.weight_bytes,
             "activation_bytes": memory.activation_bytes,
@@ -131,10 +133,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         return Ok(());
     }
     println!("model        {} on {adapter}", model.name());
-    println!(
-        "batch        {batch}, {} dispatches",
-        plan.dispatches().len()
-    );
+    println!("batch        {batch}, {} dispatches", dispatches);
     println!(
         "load         {:.1} ms (parse, optimise, pipelines and weights for batch 1)",
         ms(load)

@@ -1,0 +1,135 @@
+// Runs the bench page (web/dist/bench.html) in headless Chromium for every model and engine, side by side in
+// one session, and prints the figures and the ratios, together with the native figures scripts/compare.sh
+// measured (a JSON-lines file). Usage: node compare.mjs NATIVE.jsonl OUT.json --models a,b --engines x,y --runs N
+import fs from "node:fs/promises";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, "../dist");
+const TIMEOUT = 20 * 60 * 1000;
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+};
+
+/** A static server with the cross-origin isolation headers ONNX Runtime's threaded wasm needs. */
+function serve(root) {
+  const server = http.createServer(async (request, response) => {
+    const url = new URL(request.url, "http://localhost");
+    let file = path.join(root, decodeURIComponent(url.pathname));
+    if (!file.startsWith(root)) return response.writeHead(403).end();
+    if (url.pathname.endsWith("/")) file = path.join(file, "index.html");
+    try {
+      const body = await fs.readFile(file);
+      response.writeHead(200, {
+        "content-type": MIME[path.extname(file)] ?? "application/octet-stream",
+        "content-length": body.length,
+        "cross-origin-opener-policy": "same-origin",
+        "cross-origin-embedder-policy": "require-corp",
+      });
+      response.end(body);
+    } catch {
+      response.writeHead(404).end("not found");
+    }
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+}
+
+const [nativeFile, outFile] = process.argv.slice(2).filter((a, i, all) => !a.startsWith("--") && !all[i - 1]?.startsWith("--"));
+const models = option("models", "efficientnet_lite0,mobilenet_v2,resnet18").split(",").filter(Boolean);
+const engines = option("engines", "pwlu,ort-webgpu,ort-wasm").split(",").filter(Boolean);
+const runs = Number(option("runs", "5"));
+
+// Each comparison model has its original activations (models/compare/); the zoo's PWLU Lite0 runs once more
+// on pwlu, to give the cost of PWLU in the browser.
+const jobs = models.flatMap((model) => engines.map((engine) => ({ model, page: `compare/${model}`, engine })));
+if (models.includes("efficientnet_lite0") && engines.includes("pwlu")) {
+  jobs.push({ model: "efficientnet_lite0 (PWLU)", page: "efficientnet_lite0", engine: "pwlu" });
+}
+const server = jobs.length ? await serve(dist) : null;
+const base = server ? `http://127.0.0.1:${server.address().port}` : "";
+const browser = jobs.length ? await launch() : null;
+const version = browser?.version() ?? "";
+const browserResults = [];
+try {
+  for (const { model, page: name, engine } of jobs) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/bench.html?model=${encodeURIComponent(name)}&engine=${engine}&runs=${runs}&auto`);
+    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, {
+      timeout: TIMEOUT,
+      polling: 250,
+    });
+    const result = (await page.evaluate(() => window.benchResult)) ?? { error: "the page gave no result" };
+    const adapter = await page.evaluate(() => document.getElementById("gpu").textContent);
+    await context.close();
+    delete result?.layers;
+    browserResults.push({ ...result, model, engine, adapter });
+    const line = result.error
+      ? `error: ${result.error}`
+      : `first ${result.first.toFixed(0)} ms, median ${result.median.toFixed(1)} ms`;
+    console.log(`# browser ${model} ${engine}: ${line}`);
+  }
+} finally {
+  await browser?.close();
+  server?.close();
+}
+
+function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--enable-unsafe-webgpu",
+      "--no-sandbox",
+      "--disable-gpu-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+      "--no-first-run",
+    ],
+  });
+}
+
+const native = nativeFile
+  ? (await fs.readFile(nativeFile, "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l))
+  : [];
+await fs.writeFile(outFile ?? "compare.json", JSON.stringify({ date: new Date().toISOString(), chromium: version, browser: browserResults, native }, null, 2));
+
+const fmt = (v, digits = 0) => (v == null || Number.isNaN(v) ? "-" : v.toFixed(digits));
+const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : "-");
+console.log(`\n## In the browser: headless Chromium ${version}, ${browserResults[0]?.adapter ?? ""}`);
+console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median | pwlu / this, first run |");
+console.log("|---|---|---|---|---|---|");
+for (const r of browserResults) {
+  const ours = browserResults.find((o) => o.model === r.model && o.engine === "pwlu");
+  const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median, 1)} (${fmt(r.min, 1)}-${fmt(r.max, 1)})`;
+  const versus = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.median, r.median);
+  const versusFirst = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.first, r.first);
+  console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} |`);
+}
+if (native.length) {
+  console.log("\n## Natively");
+  console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median |");
+  console.log("|---|---|---|---|---|");
+  for (const r of native) {
+    const ours = native.find((o) => o.model === r.model && o.engine === "pwlu");
+    const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median_ms, 1)} (${fmt(r.min_ms, 1)}-${fmt(r.max_ms, 1)})`;
+    const versus = r.engine === "pwlu" || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
+    console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus} |`);
+  }
+}

@@ -1,0 +1,196 @@
+// The bench page: one model, one engine, N runs on a fixed synthetic input; the figures go to the page and to
+// `window.benchResult` (scripts/compare.sh reads them there).
+//
+// Query parameters (all optional): model=NAME (models/index.json or models/compare/index.json),
+// engine=pwlu|ort-webgpu|ort-wasm, batch=B, runs=N, auto (start without a click).
+import init, { Model, webgpuStatus } from "./pkg/pwlu_web.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+function fail(error) {
+  const message = error && error.message ? error.message : String(error);
+  window.benchResult = { error: message };
+  $("error").textContent = message;
+  $("error").hidden = false;
+  setState("error");
+}
+
+/** The input of `pwlu bench` and the comparison: sin(0.001 i), NCHW. */
+function syntheticInput(length) {
+  const data = new Float32Array(length);
+  for (let i = 0; i < length; i++) data[i] = Math.sin(i * 0.001);
+  return data;
+}
+
+async function modelList() {
+  const lists = await Promise.all(
+    ["models/index.json", "models/compare/index.json"].map((url) =>
+      fetch(url).then((r) => (r.ok ? r.json() : { models: [] })).catch(() => ({ models: [] })),
+    ),
+  );
+  return lists.flatMap((list) => list.models);
+}
+
+/** Times `run()` once (the first run) and then `runs` more times. */
+async function time(run, runs) {
+  let start = performance.now();
+  await run();
+  const first = performance.now() - start;
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    start = performance.now();
+    await run();
+    times.push(performance.now() - start);
+    status(`run ${i + 1} of ${runs}: ${times[i].toFixed(1)} ms`);
+  }
+  times.sort((a, b) => a - b);
+  return { first, median: times[times.length >> 1], min: times[0], max: times[times.length - 1] };
+}
+
+async function benchPwlu(entry, batch, runs) {
+  let start = performance.now();
+  const model = await Model.fromUrl(entry.file);
+  const load = performance.now() - start;
+  try {
+    const [c, h, w] = model.info.input;
+    const input = syntheticInput(batch * c * h * w);
+    const figures = await time(() => model.run(input, batch), runs);
+    const info = model.info;
+    let layers = null;
+    if (info.timestamps) {
+      layers = await model.profile(input, batch);
+    }
+    return { ...figures, load, flops: info.flops * batch, adapter: info.adapter.name, layers };
+  } finally {
+    model.dispose();
+  }
+}
+
+async function benchOrt(entry, batch, runs, provider) {
+  if (!entry.onnx) throw new Error(`${entry.name} has no ONNX export here (scripts/compare.sh makes them)`);
+  let ort;
+  try {
+    ort = await import("./ort/ort.webgpu.min.mjs");
+  } catch {
+    throw new Error("ONNX Runtime Web is not on this page: scripts/compare.sh copies it into ort/");
+  }
+  ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
+  let start = performance.now();
+  const session = await ort.InferenceSession.create(entry.onnx, { executionProviders: [provider] });
+  const load = performance.now() - start;
+  try {
+    const [c, h, w] = entry.input ?? [3, 224, 224];
+    const data = syntheticInput(batch * c * h * w);
+    const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", data, [batch, c, h, w]) };
+    const figures = await time(async () => {
+      const out = await session.run(feeds);
+      // Reading the data makes the output come back to the CPU, as pwlu's run() does.
+      await out[session.outputNames[0]].getData?.();
+    }, runs);
+    return { ...figures, load, flops: entry.flops ? entry.flops * batch : null, adapter: null, layers: null };
+  } finally {
+    await session.release();
+  }
+}
+
+function show(result) {
+  const cells = [
+    result.engine,
+    result.model,
+    result.batch,
+    result.load.toFixed(0),
+    result.first.toFixed(0),
+    result.median.toFixed(1),
+    result.min.toFixed(1),
+    result.max.toFixed(1),
+    ((1000 * result.batch) / result.median).toFixed(2),
+    result.flops ? (result.flops / result.median / 1e6).toFixed(2) : "",
+  ];
+  const row = document.createElement("tr");
+  for (const text of cells) {
+    const td = document.createElement("td");
+    td.textContent = String(text);
+    row.append(td);
+  }
+  $("results").tBodies[0].append(row);
+  const body = $("layers").tBodies[0];
+  body.replaceChildren();
+  if (!result.layers) {
+    $("layers-note").textContent =
+      result.engine === "pwlu" ? "This adapter has no timestamp queries: no per-layer times." : "";
+    return;
+  }
+  const total = result.layers.reduce((sum, l) => sum + l.ms, 0);
+  $("layers-note").textContent = `GPU timestamps, one submission: ${total.toFixed(1)} ms in all.`;
+  for (const l of [...result.layers].sort((a, b) => b.ms - a.ms)) {
+    const row = document.createElement("tr");
+    for (const text of [l.ms.toFixed(2), `${((100 * l.ms) / total).toFixed(1)} %`, l.kernel, l.node]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      row.append(td);
+    }
+    body.append(row);
+  }
+}
+
+async function start(models) {
+  const entry = models.find((m) => m.name === $("model").value);
+  if (!entry) {
+    fail(`unknown model '${params.get("model") ?? $("model").value}'`);
+    return;
+  }
+  const engine = $("engine").value;
+  const batch = Math.max(1, Number($("batch").value) | 0);
+  const runs = Math.max(1, Number($("runs").value) | 0);
+  $("error").hidden = true;
+  $("start").disabled = true;
+  setState("running");
+  status(`loading ${entry.name} on ${engine}…`);
+  try {
+    const figures =
+      engine === "pwlu"
+        ? await benchPwlu(entry, batch, runs)
+        : await benchOrt(entry, batch, runs, engine === "ort-webgpu" ? "webgpu" : "wasm");
+    const result = { engine, model: entry.name, batch, runs, ...figures };
+    window.benchResult = result;
+    show(result);
+    status(`done: median ${figures.median.toFixed(1)} ms`);
+    setState("done");
+  } catch (error) {
+    fail(error);
+  } finally {
+    $("start").disabled = false;
+  }
+}
+
+async function main() {
+  await init();
+  const gpu = await webgpuStatus();
+  $("gpu").textContent = gpu.available ? `WebGPU adapter: ${gpu.adapter}` : gpu.message;
+  const models = await modelList();
+  if (models.length === 0) {
+    fail("no models: run scripts/zoo.sh (and scripts/compare.sh for the comparison set), then web/build.sh");
+    return;
+  }
+  for (const m of models) $("model").add(new Option(m.title ?? m.name, m.name));
+  for (const key of ["model", "engine", "batch", "runs"]) {
+    if (params.has(key)) $(key).value = params.get(key);
+  }
+  $("setup").addEventListener("submit", (event) => {
+    event.preventDefault();
+    start(models);
+  });
+  setState("ready");
+  if (params.has("auto")) await start(models);
+}
+
+main().catch(fail);

@@ -31,7 +31,7 @@ IFS=, read -ra names <<< "$models"
 if [ ! -x python/.venv/bin/python ]; then
   bash scripts/zoo.sh --models efficientnet_lite0
 fi
-python/.venv/bin/python -c "import onnx" 2>/dev/null || python/.venv/bin/pip install -q onnx
+python/.venv/bin/python -c "import onnx" 2>/dev/null || python/.venv/bin/pip install -q "$(grep "^onnx==" python/requirements.txt)"
 missing=()
 for name in "${names[@]}"; do
   [ -f "models/compare/$name.onnx" ] && [ -f "models/compare/$name.safetensors" ] || missing+=("$name")

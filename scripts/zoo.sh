@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x python/.venv/bin/python ]; then
   python3 -m venv python/.venv
 fi
-if ! python/.venv/bin/python -c "import torch, pwlu_torch" 2>/dev/null; then
+if ! python/.venv/bin/python -c "import torch, pwlu_torch, onnx" 2>/dev/null; then
   python/.venv/bin/pip install -q --upgrade pip
   python/.venv/bin/pip install -q -r python/requirements.txt
   python/.venv/bin/pip install -q -e python

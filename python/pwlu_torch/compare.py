@@ -54,8 +54,48 @@ def export_onnx(model: nn.Module, path: Path, size: int) -> None:
         dynamo=False,
     )
     proto = onnx.load(str(path))
+    _fold_constants(proto)
     _untranspose_gemm_weights(proto)
     onnx.save(onnx.shape_inference.infer_shapes(proto), str(path))
+
+
+def _fold_constants(proto) -> None:
+    """Evaluates every node whose inputs are all constants (the exporter leaves ZeroPad2d's pads as a
+    Concat/Reshape/Transpose chain, which wonnx cannot read as static shapes) and keeps its outputs as
+    initializers."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if all(name in known for name in node.input if name):
+            single = helper.make_graph(
+                [node],
+                "fold",
+                [],
+                [helper.make_tensor_value_info(name, 0, None) for name in node.output],
+                [numpy_helper.from_array(known[name], name) for name in node.input if name],
+            )
+            model = helper.make_model(single, opset_imports=proto.opset_import)
+            for name, value in zip(node.output, ReferenceEvaluator(model).run(None, {})):
+                known[name] = value
+                graph.initializer.append(numpy_helper.from_array(value, name))
+        else:
+            kept.append(node)
+    for node in kept:
+        # A zero constant_value is Pad's default; wonnx refuses the input even then.
+        if node.op_type == "Pad" and len(node.input) == 3 and node.input[2] in known:
+            if not known[node.input[2]].any():
+                del node.input[2]
+    del graph.node[:]
+    graph.node.extend(kept)
+    # Constants nobody reads any more.
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    initializers = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
 
 
 def _untranspose_gemm_weights(proto) -> None:

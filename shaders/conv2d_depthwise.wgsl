@@ -2,7 +2,8 @@
 // CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
 // One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
-// activation's parameters are loaded once for the tile. Weights are [KH][KW][C4] vec4s.
+// activation's parameters are loaded once for the tile, and each input vec4 of a kernel row once (a sliding
+// window in registers). Weights are [KH][KW][C4] vec4s.
 
 #include "shared/common.wgsl"
 #include "shared/activation.wgsl"
@@ -26,6 +27,9 @@ override PAD_LEFT: u32 = 0u;
 const WORKGROUP_SIZE: u32 = 64u;
 // Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
 const TILE_W: u32 = 4u;
+// The longest input row segment a tile reads through registers: covers 5-wide kernels at stride 2
+// ((TILE_W - 1) * 2 + 5); wider or more dilated kernels read the input directly.
+const MAX_SPAN: u32 = 11u;
 
 @group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
@@ -54,19 +58,42 @@ fn main(
     let origin_y = i32(out_y * STRIDE_H) - i32(PAD_TOP);
 
     let b = bias[c4];
-    var acc = array<vec4<f32>, TILE_W>(b, b, b, b);
+    var acc: array<vec4<f32>, TILE_W>;
+    for (var p = 0u; p < TILE_W; p++) {
+        acc[p] = b;
+    }
+    // The input pixels of one kernel row that the tile's outputs read, left to right.
+    let span = (TILE_W - 1u) * STRIDE_W + (KERNEL_W - 1u) * DILATION_W + 1u;
+    let origin_x = i32(first_x * STRIDE_W) - i32(PAD_LEFT);
     for (var ky = 0u; ky < KERNEL_H; ky++) {
         let y = origin_y + i32(ky * DILATION_H);
         if (y < 0 || y >= i32(IN_H)) {
             continue;
         }
         let row_start = (n * IN_H + u32(y)) * IN_W;
-        for (var kx = 0u; kx < KERNEL_W; kx++) {
-            let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
-            for (var p = 0u; p < TILE_W; p++) {
-                let x = i32((first_x + p) * STRIDE_W + kx * DILATION_W) - i32(PAD_LEFT);
-                if (x >= 0 && x < i32(IN_W)) {
-                    acc[p] += w * input[(row_start + u32(x)) * C4 + c4];
+        if (span <= MAX_SPAN) {
+            // Each input vec4 is read once and used by every output of the tile that needs it.
+            var window: array<vec4<f32>, MAX_SPAN>;
+            for (var i = 0u; i < span; i++) {
+                let x = origin_x + i32(i);
+                let inside = x >= 0 && x < i32(IN_W);
+                let index = select(0u, (row_start + u32(x)) * C4 + c4, inside);
+                window[i] = select(vec4<f32>(0.0), input[index], inside);
+            }
+            for (var kx = 0u; kx < KERNEL_W; kx++) {
+                let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
+                for (var p = 0u; p < TILE_W; p++) {
+                    acc[p] += w * window[p * STRIDE_W + kx * DILATION_W];
+                }
+            }
+        } else {
+            for (var kx = 0u; kx < KERNEL_W; kx++) {
+                let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
+                for (var p = 0u; p < TILE_W; p++) {
+                    let x = origin_x + i32(p * STRIDE_W + kx * DILATION_W);
+                    if (x >= 0 && x < i32(IN_W)) {
+                        acc[p] += w * input[(row_start + u32(x)) * C4 + c4];
+                    }
                 }
             }
         }

@@ -216,6 +216,31 @@ fn conv2d_edge_cases_agree_with_cpu() {
             Shape::new(1, 12, 14, 14),
         ),
         (
+            "depthwise 7x7 stride 2: the row is longer than the register window",
+            Conv2d {
+                stride: [2, 2],
+                padding: Padding::symmetric(3, 3),
+                groups: 6,
+                ..base(6, 6, 7)
+            },
+            Shape::new(1, 6, 19, 21),
+        ),
+        (
+            "depthwise 3x3 dilation 3, asymmetric padding",
+            Conv2d {
+                dilation: [3, 3],
+                padding: Padding {
+                    top: 0,
+                    left: 3,
+                    bottom: 2,
+                    right: 1,
+                },
+                groups: 5,
+                ..base(5, 5, 3)
+            },
+            Shape::new(2, 5, 11, 13),
+        ),
+        (
             "dilation 2",
             Conv2d {
                 dilation: [2, 2],

@@ -58,7 +58,7 @@ if [ $native = 1 ]; then
   done
   if [ -f models/efficientnet_lite0.safetensors ]; then
     echo "# native efficientnet_lite0 PWLU against ReLU6, alternated"
-    for round in 1 2; do
+    for round in 1 2 3; do
       record efficientnet_lite0 "pwlu, PWLU (round $round)" "$($pwlu bench models/efficientnet_lite0.safetensors --runs "$runs" --json 2>/dev/null)"
       record efficientnet_lite0 "pwlu, ReLU6 (round $round)" "$($pwlu bench models/compare/efficientnet_lite0.safetensors --runs "$runs" --json 2>/dev/null)"
     done

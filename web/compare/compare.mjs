@@ -122,6 +122,11 @@ for (const r of browserResults) {
   const versusFirst = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.first, r.first);
   console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} |`);
 }
+const pwluRow = browserResults.find((r) => r.model === "efficientnet_lite0 (PWLU)" && !r.error);
+const reluRow = browserResults.find((r) => r.model === "efficientnet_lite0" && r.engine === "pwlu" && !r.error);
+if (pwluRow && reluRow) {
+  console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), browser: ${ratio(pwluRow.median, reluRow.median)}`);
+}
 if (native.length) {
   console.log("\n## Natively");
   console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median |");
@@ -129,7 +134,14 @@ if (native.length) {
   for (const r of native) {
     const ours = native.find((o) => o.model === r.model && o.engine === "pwlu");
     const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median_ms, 1)} (${fmt(r.min_ms, 1)}-${fmt(r.max_ms, 1)})`;
-    const versus = r.engine === "pwlu" || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
+    const versus = r.engine.startsWith("pwlu") || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
     console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus} |`);
+  }
+  const medians = (prefix) =>
+    native.filter((r) => r.engine.startsWith(prefix) && !r.error).map((r) => r.median_ms).sort((a, b) => a - b);
+  const [pwlu, relu] = [medians("pwlu, PWLU"), medians("pwlu, ReLU6")];
+  if (pwlu.length && relu.length) {
+    const mid = (v) => v[v.length >> 1];
+    console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), native, alternated rounds: ${ratio(mid(pwlu), mid(relu))}`);
   }
 }

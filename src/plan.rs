@@ -1,9 +1,9 @@
 //! The execution plan: an optimised graph turned into GPU dispatches for one batch size.
 //!
 //! Everything is created here, once: kernels (pipelines and packed weights), activation buffers and bind
-//! groups. Buffers are reused by lifetime: a value's buffer returns to a free list after its last reader, and
-//! the next output takes the smallest free buffer that fits. Running the plan writes the input, submits every
-//! dispatch in one command buffer and reads the output back.
+//! groups. Buffers are reused by lifetime ([`assign_slots`]): a value's buffer is free again after its last
+//! reader, and the next output takes the smallest free buffer that fits, or grows one. Running the plan writes
+//! the input, submits every dispatch in one command buffer and reads the output back.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::{ReadBack, TimedRun};
@@ -29,6 +29,9 @@ pub struct MemoryReport {
     /// The largest sum of two activations that are live at the same time: with the weights, the least
     /// memory any plan that keeps a layer's input and output apart could use.
     pub two_largest_live_bytes: u64,
+    /// The largest sum of all activations live at one step (a residual block's skip input, a layer's input
+    /// and its output): the least any plan that keeps a layer's input and output apart can use.
+    pub peak_live_bytes: u64,
 }
 
 impl MemoryReport {
@@ -108,9 +111,46 @@ impl Plan {
             }
         }
 
+        // Which values each node is the last reader of (never the graph input or output).
+        let releases: Vec<Vec<usize>> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(j, node)| {
+                let mut released: Vec<usize> = node
+                    .inputs
+                    .iter()
+                    .filter_map(|&v| match resolve(&source, v) {
+                        Value::Node(k) if last_use[k] == j && Value::Node(k) != output_value => {
+                            Some(k)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                released.sort_unstable();
+                released.dedup();
+                released
+            })
+            .collect();
+        // Bytes of each node's value, 0 for aliases.
+        let mut value_bytes = vec![0u64; n];
+        for (j, node) in graph.nodes.iter().enumerate() {
+            if aliases(j) {
+                continue;
+            }
+            let shape = node.shape.with_batch(batch);
+            let context = |e| node_error(node, batch, e);
+            let bytes = nhwc4_len(shape)
+                .map(|len| len as u64 * 4)
+                .ok_or_else(|| context(Error::invalid_op("plan", format!("{shape} overflows"))))?;
+            ctx.check_buffer_size(&format!("activation of node '{}'", node.name), bytes)
+                .map_err(context)?;
+            value_bytes[j] = bytes;
+        }
+        let slots = assign_slots(&value_bytes, &releases);
+
         let input = GpuTensor::zeros(ctx, graph.input.with_batch(batch))?;
         let mut values: Vec<Option<GpuTensor>> = vec![None; n];
-        let mut free: Vec<(u64, wgpu::Buffer)> = Vec::new();
         let mut memory = MemoryReport {
             activation_bytes: input.buffer().size(),
             unshared_activation_bytes: input.buffer().size(),
@@ -118,35 +158,24 @@ impl Plan {
             ..MemoryReport::default()
         };
         let mut activation_buffers = vec![input.buffer().clone()];
-        // Bytes of each node's value, 0 for aliases.
-        let mut value_bytes = vec![0u64; n];
+        for &size in &slots.sizes {
+            activation_buffers.push(ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("activations"),
+                size: size.max(16),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+            memory.activation_bytes += size.max(16);
+            memory.buffers += 1;
+        }
+        ctx.take_errors()?;
         let mut dispatches = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
 
         for (j, node) in graph.nodes.iter().enumerate() {
-            let context = |e: Error| match e {
-                // Too large for this device at this batch size: the model is fine, the request is not.
-                Error::ExceedsLimit {
-                    what,
-                    bytes,
-                    limit_name,
-                    limit,
-                } => Error::ExceedsLimit {
-                    what: format!(
-                        "node '{}' ({}) at batch {batch}: {what}",
-                        node.name,
-                        node.op.name()
-                    ),
-                    bytes,
-                    limit_name,
-                    limit,
-                },
-                e => Error::Model(format!(
-                    "planning node '{}' ({}): {e}",
-                    node.name,
-                    node.op.name()
-                )),
-            };
+            let context = |e| node_error(node, batch, e);
             let tensor_of = |values: &[Option<GpuTensor>], v: Value| -> Result<GpuTensor> {
                 match resolve(&source, v) {
                     Value::Input => Ok(input.clone()),
@@ -162,29 +191,10 @@ impl Plan {
                 continue;
             }
             let shape = node.shape.with_batch(batch);
-            let bytes = nhwc4_len(shape)
-                .map(|len| len as u64 * 4)
-                .ok_or_else(|| context(Error::invalid_op("plan", format!("{shape} overflows"))))?;
-            ctx.check_buffer_size(&format!("activation of node '{}'", node.name), bytes)
-                .map_err(context)?;
-            memory.unshared_activation_bytes += bytes.max(16);
-            value_bytes[j] = bytes;
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, (size, _))| *size >= bytes)
-                .min_by_key(|(_, (size, _))| *size)
-                .map(|(index, _)| index);
-            let buffer = match best {
-                Some(index) => free.swap_remove(index).1,
-                None => {
-                    let fresh = GpuTensor::zeros(ctx, shape).map_err(context)?;
-                    memory.activation_bytes += fresh.buffer().size();
-                    memory.buffers += 1;
-                    activation_buffers.push(fresh.buffer().clone());
-                    fresh.buffer().clone()
-                }
-            };
+            memory.unshared_activation_bytes += value_bytes[j].max(16);
+            let buffer = slots.of[j]
+                .map(|slot| activation_buffers[1 + slot].clone())
+                .ok_or_else(|| context(Error::Model("no buffer was planned".into())))?;
             let dims = if shape.h * shape.w == 1 && Value::Node(j) == output_value {
                 vec![shape.n, shape.c]
             } else {
@@ -248,22 +258,6 @@ impl Plan {
             dispatches.push(dispatch);
             nodes.push(node.name.clone());
             values[j] = Some(output);
-            // Inputs whose last reader this was give their buffers back (never the graph input or output).
-            let mut released: Vec<usize> = node
-                .inputs
-                .iter()
-                .filter_map(|&v| match resolve(&source, v) {
-                    Value::Node(k) if last_use[k] == j && Value::Node(k) != output_value => Some(k),
-                    _ => None,
-                })
-                .collect();
-            released.sort_unstable();
-            released.dedup();
-            for k in released {
-                if let Some(t) = &values[k] {
-                    free.push((t.buffer().size(), t.buffer().clone()));
-                }
-            }
         }
         let mut weights: Vec<&wgpu::Buffer> = Vec::new();
         for buffer in dispatches.iter().flat_map(|d| d.buffers()) {
@@ -275,7 +269,7 @@ impl Plan {
             }
         }
         memory.weight_bytes = weights.iter().map(|b| b.size()).sum();
-        memory.two_largest_live_bytes = two_largest_live(
+        (memory.two_largest_live_bytes, memory.peak_live_bytes) = live_bytes(
             graph,
             &value_bytes,
             &last_use,
@@ -407,15 +401,16 @@ impl PendingOutput {
     }
 }
 
-/// The largest sum of two values live at one step. A value is live from the node that makes it to its last
-/// reader; the graph input from the start to its last reader.
-fn two_largest_live(
+/// The largest sum of two values live at one step, and the largest sum of all values live at one step. A
+/// value is live from the node that makes it to its last reader; the graph input from the start to its last
+/// reader.
+fn live_bytes(
     graph: &Graph,
     value_bytes: &[u64],
     last_use: &[usize],
     input_bytes: u64,
     resolve: impl Fn(Value) -> Value,
-) -> u64 {
+) -> (u64, u64) {
     let input_last_use = graph
         .nodes
         .iter()
@@ -423,7 +418,7 @@ fn two_largest_live(
         .filter(|(_, node)| node.inputs.iter().any(|&v| resolve(v) == Value::Input))
         .map(|(j, _)| j)
         .max();
-    let mut best = 0;
+    let (mut two, mut all) = (0, 0);
     for j in 0..graph.nodes.len() {
         let mut live: Vec<u64> = (0..=j)
             .filter(|&k| value_bytes[k] > 0 && (k == j || last_use[k] >= j))
@@ -433,14 +428,126 @@ fn two_largest_live(
             live.push(input_bytes);
         }
         live.sort_unstable_by(|a, b| b.cmp(a));
-        best = best.max(live.iter().take(2).sum());
+        two = two.max(live.iter().take(2).sum());
+        all = all.max(live.iter().sum());
     }
-    best
+    (two, all)
+}
+
+/// `e` with the node and batch it arose at.
+fn node_error(node: &crate::graph::Node, batch: usize, e: Error) -> Error {
+    match e {
+        // Too large for this device at this batch size: the model is fine, the request is not.
+        Error::ExceedsLimit {
+            what,
+            bytes,
+            limit_name,
+            limit,
+        } => Error::ExceedsLimit {
+            what: format!(
+                "node '{}' ({}) at batch {batch}: {what}",
+                node.name,
+                node.op.name()
+            ),
+            bytes,
+            limit_name,
+            limit,
+        },
+        e => Error::Model(format!(
+            "planning node '{}' ({}): {e}",
+            node.name,
+            node.op.name()
+        )),
+    }
+}
+
+/// Activation buffers shared by values whose lifetimes do not overlap.
+#[derive(Debug, PartialEq, Eq)]
+struct Slots {
+    /// The slot of each node's value (`None` for values that need no buffer of their own).
+    of: Vec<Option<usize>>,
+    /// Bytes of each slot: the largest value it holds.
+    sizes: Vec<u64>,
+}
+
+/// Gives each value (`bytes[j] > 0`) a slot that no live value holds. A value is live from its node to the
+/// node that releases it (`releases[j]` lists what node `j` reads for the last time; the output is written
+/// before its inputs are released, so the two never share). Among free slots it takes the smallest that
+/// fits; if none fits it grows the largest free one rather than opening another, since a slot costs its
+/// largest value and only growth beyond that is new memory.
+fn assign_slots(bytes: &[u64], releases: &[Vec<usize>]) -> Slots {
+    let mut of = vec![None; bytes.len()];
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for j in 0..bytes.len() {
+        if bytes[j] > 0 {
+            let fitting = free
+                .iter()
+                .enumerate()
+                .filter(|&(_, &slot)| sizes[slot] >= bytes[j])
+                .min_by_key(|&(_, &slot)| sizes[slot]);
+            let largest = free
+                .iter()
+                .enumerate()
+                .max_by_key(|&(_, &slot)| sizes[slot]);
+            let slot = match fitting.or(largest).map(|(index, _)| index) {
+                Some(index) => free.swap_remove(index),
+                None => {
+                    sizes.push(0);
+                    sizes.len() - 1
+                }
+            };
+            sizes[slot] = sizes[slot].max(bytes[j]);
+            of[j] = Some(slot);
+        }
+        for &k in &releases[j] {
+            if let Some(slot) = of[k] {
+                free.push(slot);
+            }
+        }
+    }
+    Slots { of, sizes }
 }
 
 fn resolve(source: &[Value], v: Value) -> Value {
     match v {
         Value::Node(k) if source[k] != Value::Node(k) => resolve(source, source[k]),
         v => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{assign_slots, Slots};
+
+    #[test]
+    fn a_chain_alternates_between_two_slots_sized_by_their_largest_values() {
+        // 0 -> 1 -> 2 -> 3, each released by the next.
+        let slots = assign_slots(&[10, 40, 20, 30], &[vec![], vec![0], vec![1], vec![2]]);
+        assert_eq!(
+            slots,
+            Slots {
+                of: vec![Some(0), Some(1), Some(0), Some(1)],
+                sizes: vec![20, 40],
+            }
+        );
+    }
+
+    #[test]
+    fn a_skip_connection_keeps_its_slot_until_the_add() {
+        // 0 is read by 1 and by the add 3; 2 reads 1; 3 reads 2 and 0.
+        let slots = assign_slots(&[8, 32, 16, 8], &[vec![], vec![], vec![1], vec![0, 2]]);
+        assert_eq!(slots.of[0], Some(0));
+        assert_ne!(slots.of[2], slots.of[0]);
+        assert_ne!(slots.of[2], slots.of[1]);
+        assert_ne!(slots.of[3], slots.of[0]);
+        assert_ne!(slots.of[3], slots.of[2]);
+        assert_eq!(slots.sizes.iter().sum::<u64>(), 8 + 32 + 16);
+    }
+
+    #[test]
+    fn a_value_without_bytes_gets_no_slot() {
+        let slots = assign_slots(&[4, 0, 4], &[vec![], vec![], vec![0]]);
+        assert_eq!(slots.of, vec![Some(0), None, Some(1)]);
     }
 }

@@ -113,6 +113,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "activation_bytes": memory.activation_bytes,
             "activation_bytes_without_reuse": memory.unshared_activation_bytes,
             "two_largest_live_activation_bytes": memory.two_largest_live_bytes,
+            "peak_live_activation_bytes": memory.peak_live_bytes,
             "memory_over_floor": memory.overhead_ratio(),
             "layer_timing": timing,
             "gemm": gemms.iter().map(|g| json!({
@@ -160,9 +161,12 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         mib(memory.unshared_activation_bytes),
     );
     println!(
-        "             {:.2}x the floor of weights + two largest live activations ({:.1} MiB)",
+        "             {:.2}x weights + the two largest live activations ({:.1} MiB); {:.2}x weights + all \
+         activations live at the busiest step ({:.1} MiB)",
         memory.overhead_ratio(),
         mib(memory.weight_bytes + memory.two_largest_live_bytes),
+        memory.total_bytes() as f64 / (memory.weight_bytes + memory.peak_live_bytes).max(1) as f64,
+        mib(memory.weight_bytes + memory.peak_live_bytes),
     );
     if !layers.is_empty() {
         println!(

@@ -18,7 +18,7 @@ override OUT_H: u32 = 1u;
 override OUT_W: u32 = 1u;
 override OUT_C4: u32 = 1u;
 // Row width of the weight matrix in vec4s: OUT_C4 rounded up to a multiple of TILE_OC4.
-override W_OC4: u32 = 2u;
+override W_OC4: u32 = 4u;
 override KERNEL_H: u32 = 1u;
 override KERNEL_W: u32 = 1u;
 override STRIDE_H: u32 = 1u;

@@ -11,7 +11,7 @@
 override M: u32 = 1u;
 override K4: u32 = 1u;
 // A multiple of TILE_N4.
-override N4: u32 = 2u;
+override N4: u32 = 4u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 const TILE_M: u32 = 8u;

@@ -322,10 +322,7 @@ impl WebModel {
         let values = input.to_vec();
         future_to_promise(async move {
             let model = model?;
-            let shape = model.input_shape();
-            let batch = batch.unwrap_or(1).max(1) as usize;
-            let tensor =
-                Tensor::new(vec![batch, shape.c, shape.h, shape.w], values).map_err(from_pwlu)?;
+            let tensor = batch_tensor(&model, values, batch)?;
             let output = model.run(&tensor).await.map_err(from_pwlu)?;
             Ok(Float32Array::from(output.data()).into())
         })
@@ -339,10 +336,7 @@ impl WebModel {
         let values = input.to_vec();
         future_to_promise(async move {
             let model = model?;
-            let shape = model.input_shape();
-            let batch = batch.unwrap_or(1).max(1) as usize;
-            let tensor =
-                Tensor::new(vec![batch, shape.c, shape.h, shape.w], values).map_err(from_pwlu)?;
+            let tensor = batch_tensor(&model, values, batch)?;
             let layers = model.profile(&tensor).await.map_err(from_pwlu)?;
             let list = Array::new();
             for layer in layers {
@@ -455,6 +449,13 @@ struct ModelInfoJs<'a> {
     flops: u64,
     timestamps: bool,
     adapter: AdapterJs<'a>,
+}
+
+/// `batch` (default 1) NCHW images of the model's input shape from JavaScript's flat values.
+fn batch_tensor(model: &Model, values: Vec<f32>, batch: Option<u32>) -> Result<Tensor, JsValue> {
+    let shape = model.input_shape();
+    let batch = batch.unwrap_or(1).max(1) as usize;
+    Tensor::new(vec![batch, shape.c, shape.h, shape.w], values).map_err(from_pwlu)
 }
 
 async fn logits_of(model: &Model, source: &JsValue) -> Result<Tensor, JsValue> {

@@ -268,7 +268,14 @@ impl Plan {
                 weights.push(buffer);
             }
         }
-        memory.weight_bytes = weights.iter().map(|b| b.size()).sum();
+        let mut tables: Vec<&wgpu::Texture> = Vec::new();
+        for table in dispatches.iter().flat_map(|d| d.tables()) {
+            if table != ctx.placeholder_table() && !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
+        memory.weight_bytes = weights.iter().map(|b| b.size()).sum::<u64>()
+            + tables.iter().map(|t| texture_bytes(t)).sum::<u64>();
         (memory.two_largest_live_bytes, memory.peak_live_bytes) = live_bytes(
             graph,
             &value_bytes,
@@ -514,6 +521,13 @@ fn resolve(source: &[Value], v: Value) -> Value {
         Value::Node(k) if source[k] != Value::Node(k) => resolve(source, source[k]),
         v => v,
     }
+}
+
+/// Bytes of an uncompressed single-level texture.
+fn texture_bytes(texture: &wgpu::Texture) -> u64 {
+    let size = texture.size();
+    let texel = u64::from(texture.format().block_copy_size(None).unwrap_or(0));
+    u64::from(size.width) * u64::from(size.height) * u64::from(size.depth_or_array_layers) * texel
 }
 
 #[cfg(test)]

@@ -64,6 +64,18 @@ fn declared_bindings_match_the_shaders() {
                         Access::ReadWrite
                     }
                     naga::AddressSpace::Storage { .. } => Access::Read,
+                    naga::AddressSpace::Handle => match module.types[var.ty].inner {
+                        naga::TypeInner::Image {
+                            dim: naga::ImageDimension::D2,
+                            arrayed: false,
+                            class:
+                                naga::ImageClass::Sampled {
+                                    kind: naga::ScalarKind::Float,
+                                    multi: false,
+                                },
+                        } => Access::Table,
+                        ref other => panic!("{}: unexpected handle type {other:?}", shader.name),
+                    },
                     other => panic!("{}: unexpected address space {other:?}", shader.name),
                 };
                 Some((binding.binding, access))
@@ -72,7 +84,8 @@ fn declared_bindings_match_the_shaders() {
         found.sort_by_key(|&(b, _)| b);
         assert_eq!(found, shader.bindings, "{}: bindings", shader.name);
         assert!(
-            found.len() <= MAX_STORAGE_BUFFERS_PER_STAGE,
+            found.iter().filter(|(_, access)| *access != Access::Table).count()
+                <= MAX_STORAGE_BUFFERS_PER_STAGE,
             "{}: too many storage buffers",
             shader.name
         );

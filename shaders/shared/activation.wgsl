@@ -1,8 +1,8 @@
 // Activations, applied to 4 consecutive channels at once. CPU twin: src/cpu/activation.rs.
 // Needs shared/common.wgsl.
 //
-// The kernel that includes this file binds the PWLU table (or any small buffer when ACTIVATION is not PWLU)
-// at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
+// The kernel that includes this file binds the PWLU table (or a one-texel placeholder when ACTIVATION is not
+// PWLU) at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
 
 const ACT_IDENTITY: u32 = 0u;
 const ACT_RELU: u32 = 1u;
@@ -26,45 +26,46 @@ override PWLU_UNIFORM: bool = true;
 // Logical channel count of the tensor being written; lanes past it are padding.
 override CHANNELS: u32 = 4u;
 
-@group(0) @binding(7) var<storage, read> act_params: array<vec4<f32>>;
+// One row per unit, its record (see `PwluTable` in src/ops/pwlu.rs) as rgba32float texels: the header
+// [B_L, B_R, 1/d, 0], the N + 2 (slope, intercept) pairs two per texel, then a non-uniform unit's breakpoints.
+// A texture rather than a storage buffer because each invocation reads a data-dependent segment: CPU-emulated
+// adapters fetch texels for all invocations of a SIMD batch with one gather, but load storage buffers invocation
+// by invocation (PWLU cost 1.17x ReLU6 end to end on lavapipe with a buffer, ~1.0x with the texture).
+@group(0) @binding(7) var act_table: texture_2d<f32>;
 
 const PWLU_HEADER_LEN: u32 = 4u;
 
-// One unit's record is a whole number of vec4s (see `PwluTable` in src/ops/pwlu.rs): the header
-// [B_L, B_R, 1/d, 0], the N + 2 (slope, intercept) pairs two per vec4, then a non-uniform unit's breakpoints.
-fn pwlu_stride4() -> u32 {
-    let floats = PWLU_HEADER_LEN + 2u * (PWLU_N + 2u) + select(PWLU_N + 1u, 0u, PWLU_UNIFORM);
-    return (floats + 3u) / 4u;
+fn pwlu_texel(unit: u32, texel: u32) -> vec4<f32> {
+    return textureLoad(act_table, vec2<u32>(texel, unit), 0);
 }
 
-// The first vec4 of the record of each lane's unit. Padding lanes read the last unit; their result is discarded.
-fn pwlu_records(c4: u32) -> vec4<u32> {
+// Each lane's unit (table row). Padding lanes read the last unit; their result is discarded.
+fn pwlu_units(c4: u32) -> vec4<u32> {
     let channels = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    let units = select(vec4<u32>(0u), min(channels, vec4<u32>(CHANNELS - 1u)), PWLU_PER_CHANNEL);
-    return units * pwlu_stride4();
+    return select(vec4<u32>(0u), min(channels, vec4<u32>(CHANNELS - 1u)), PWLU_PER_CHANNEL);
 }
 
-// Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of vec4 1 + k / 2.
-fn pwlu_pair(record: u32, segment: u32) -> vec2<f32> {
-    let q = act_params[record + 1u + (segment >> 1u)];
+// Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of texel 1 + k / 2.
+fn pwlu_pair(unit: u32, segment: u32) -> vec2<f32> {
+    let q = pwlu_texel(unit, 1u + (segment >> 1u));
     return select(q.xy, q.zw, (segment & 1u) == 1u);
 }
 
 // A non-uniform unit's segment: binary search over its sorted breakpoints.
-fn pwlu_search(x: f32, record: u32, left: f32, right: f32) -> u32 {
+fn pwlu_search(x: f32, unit: u32, left: f32, right: f32) -> u32 {
     if (x < left) {
         return 0u;
     }
     if (x >= right) {
         return PWLU_N + 1u;
     }
-    let breakpoints = record * 4u + PWLU_HEADER_LEN + 2u * (PWLU_N + 2u);
+    let breakpoints = PWLU_HEADER_LEN + 2u * (PWLU_N + 2u);
     var lo = 0u;
     var hi = PWLU_N;
     while (hi - lo > 1u) {
         let mid = (lo + hi) / 2u;
         let at = breakpoints + mid;
-        if (act_params[at >> 2u][at & 3u] <= x) {
+        if (pwlu_texel(unit, at >> 2u)[at & 3u] <= x) {
             lo = mid;
         } else {
             hi = mid;
@@ -74,9 +75,9 @@ fn pwlu_search(x: f32, record: u32, left: f32, right: f32) -> u32 {
 }
 
 // What an activation reads per vec4 of channels, loaded once by kernels that write several pixels of the same
-// channels. Only PWLU has any: each lane's record and its header's bounds and 1/d.
+// channels. Only PWLU has any: each lane's unit and its header's bounds and 1/d.
 struct ActivationParams {
-    records: vec4<u32>,
+    units: vec4<u32>,
     left: vec4<f32>,
     right: vec4<f32>,
     inv_d: vec4<f32>,
@@ -86,23 +87,23 @@ fn activation_params(c4: u32) -> ActivationParams {
     if (ACTIVATION != ACT_PWLU) {
         return ActivationParams(vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     }
-    let records = pwlu_records(c4);
-    let h0 = act_params[records.x];
-    let h1 = act_params[records.y];
-    let h2 = act_params[records.z];
-    let h3 = act_params[records.w];
+    let units = pwlu_units(c4);
+    let h0 = pwlu_texel(units.x, 0u);
+    let h1 = pwlu_texel(units.y, 0u);
+    let h2 = pwlu_texel(units.z, 0u);
+    let h3 = pwlu_texel(units.w, 0u);
     return ActivationParams(
-        records,
+        units,
         vec4<f32>(h0.x, h1.x, h2.x, h3.x),
         vec4<f32>(h0.y, h1.y, h2.y, h3.y),
         vec4<f32>(h0.z, h1.z, h2.z, h3.z),
     );
 }
 
-// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), then one vec4 load per
+// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), then one texel fetch per
 // lane for its segment's slope and intercept.
 fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
-    let records = unit.records;
+    let units = unit.units;
     var segment: vec4<u32>;
     if (PWLU_UNIFORM) {
         // Rounding can give N just below B_R: clamp to the last interior segment. Tail lanes (and NaN, which
@@ -111,16 +112,16 @@ fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
         segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= unit.right), vec4<u32>(0u), v < unit.left);
     } else {
         segment = vec4<u32>(
-            pwlu_search(v.x, records.x, unit.left.x, unit.right.x),
-            pwlu_search(v.y, records.y, unit.left.y, unit.right.y),
-            pwlu_search(v.z, records.z, unit.left.z, unit.right.z),
-            pwlu_search(v.w, records.w, unit.left.w, unit.right.w),
+            pwlu_search(v.x, units.x, unit.left.x, unit.right.x),
+            pwlu_search(v.y, units.y, unit.left.y, unit.right.y),
+            pwlu_search(v.z, units.z, unit.left.z, unit.right.z),
+            pwlu_search(v.w, units.w, unit.left.w, unit.right.w),
         );
     }
-    let p0 = pwlu_pair(records.x, segment.x);
-    let p1 = pwlu_pair(records.y, segment.y);
-    let p2 = pwlu_pair(records.z, segment.z);
-    let p3 = pwlu_pair(records.w, segment.w);
+    let p0 = pwlu_pair(units.x, segment.x);
+    let p1 = pwlu_pair(units.y, segment.y);
+    let p2 = pwlu_pair(units.z, segment.z);
+    let p3 = pwlu_pair(units.w, segment.w);
     let slope = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
     let intercept = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
     // A flat tail at +-inf gives its value (the limit), not 0 * inf = NaN.

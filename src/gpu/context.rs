@@ -203,6 +203,7 @@ pub struct GpuContext {
     /// Set by wgpu's device-lost callback: why the device went away.
     lost: Arc<Mutex<Option<String>>>,
     placeholder: wgpu::Buffer,
+    placeholder_table: wgpu::Texture,
     timestamps: bool,
 }
 
@@ -318,7 +319,9 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let placeholder_table = device.create_texture(&table_descriptor("unused table", 1, 1));
         Ok(GpuContext {
+            placeholder_table,
             pipelines: PipelineCache::default(),
             adapter: AdapterSummary::from(&info),
             device,
@@ -373,9 +376,51 @@ impl GpuContext {
         self.pipelines.len()
     }
 
-    /// A tiny buffer to bind where a kernel's binding is unused (no residual, no PWLU table).
+    /// A tiny buffer to bind where a kernel's binding is unused (no residual, no affine parameters).
     pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
         &self.placeholder
+    }
+
+    /// A one-texel table to bind where a kernel's table is unused (no PWLU).
+    pub(crate) fn placeholder_table(&self) -> &wgpu::Texture {
+        &self.placeholder_table
+    }
+
+    /// A lookup table for an [`Access::Table`](super::shaders::Access::Table) binding: `rows` rows of
+    /// `data.len() / rows / 4` `rgba32float` texels each.
+    pub(crate) fn table(&self, label: &str, data: &[f32], rows: usize) -> Result<wgpu::Texture> {
+        let limit = self.limits.max_texture_dimension_2d;
+        let width = if rows == 0 { 0 } else { data.len() / 4 / rows };
+        if rows == 0 || width == 0 || width * rows * 4 != data.len() {
+            return Err(Error::Gpu(format!(
+                "{label}: {} floats do not make {rows} rows of whole texels",
+                data.len()
+            )));
+        }
+        for (what, texels) in [("rows", rows), ("texels per row", width)] {
+            if texels > limit as usize {
+                return Err(Error::InvalidOp {
+                    op: "lookup table",
+                    reason: format!(
+                        "{label} needs {texels} {what}, more than the device's max_texture_dimension_2d of {limit}"
+                    ),
+                });
+            }
+        }
+        let texture = self
+            .device
+            .create_texture(&table_descriptor(label, width as u32, rows as u32));
+        self.queue.write_texture(
+            texture.as_image_copy(),
+            bytemuck::cast_slice(data),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width as u32 * 16),
+                rows_per_image: None,
+            },
+            texture.size(),
+        );
+        Ok(texture)
     }
 
     /// Checks `bytes` against the storage-binding and buffer-size limits.
@@ -661,5 +706,23 @@ impl std::fmt::Debug for GpuContext {
         f.debug_struct("GpuContext")
             .field("adapter", &self.adapter)
             .finish_non_exhaustive()
+    }
+}
+
+/// An unfilterable `rgba32float` 2-D texture read by `textureLoad`: what an [`Access::Table`](super::shaders::Access::Table) binding takes.
+fn table_descriptor(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
     }
 }

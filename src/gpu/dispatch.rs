@@ -4,7 +4,23 @@ use std::sync::Arc;
 
 use super::context::GpuContext;
 use super::pipelines::Pipeline;
+use super::shaders::Access;
 use crate::error::{Error, Result};
+
+/// What a launcher binds to one binding of a kernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resource<'a> {
+    /// A storage buffer ([`Access::Read`] or [`Access::ReadWrite`]).
+    Buffer(&'a wgpu::Buffer),
+    /// A lookup table ([`Access::Table`]).
+    Table(&'a wgpu::Texture),
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Resource<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        Resource::Buffer(buffer)
+    }
+}
 
 /// One kernel launch with its buffers bound.
 #[derive(Debug)]
@@ -13,30 +29,56 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     /// What the bind group holds, for accounting the plan's memory.
     buffers: Vec<wgpu::Buffer>,
+    tables: Vec<wgpu::Texture>,
     workgroups: [u32; 3],
 }
 
 impl Dispatch {
-    /// Binds `buffers` (by binding number) to `pipeline` and sizes the grid for `workgroups` workgroups.
+    /// Binds `resources` (by binding number) to `pipeline` and sizes the grid for `workgroups` workgroups.
     pub(crate) fn new(
         ctx: &GpuContext,
         pipeline: Arc<Pipeline>,
-        buffers: &[(u32, &wgpu::Buffer)],
+        resources: &[(u32, Resource<'_>)],
         workgroups: u64,
     ) -> Result<Self> {
-        let expected: Vec<u32> = pipeline.shader.bindings.iter().map(|&(b, _)| b).collect();
-        let given: Vec<u32> = buffers.iter().map(|&(b, _)| b).collect();
-        if expected != given {
+        let expected = pipeline.shader.bindings;
+        let matches = expected.len() == resources.len()
+            && expected.iter().zip(resources).all(|(&(b, access), &(given, resource))| {
+                b == given && matches!(
+                    (access, resource),
+                    (Access::Read | Access::ReadWrite, Resource::Buffer(_)) | (Access::Table, Resource::Table(_))
+                )
+            });
+        if !matches {
             return Err(Error::Gpu(format!(
-                "{} binds {expected:?}, the launcher supplied {given:?}",
+                "{} binds {expected:?}, the launcher supplied {resources:?}",
                 pipeline.shader.name
             )));
         }
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        enum Bound<'a> {
+            Buffer(&'a wgpu::Buffer),
+            View(wgpu::TextureView),
+        }
+        let bound: Vec<(u32, Bound)> = resources
             .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
+            .map(|&(binding, resource)| {
+                let bound = match resource {
+                    Resource::Buffer(buffer) => Bound::Buffer(buffer),
+                    Resource::Table(texture) => {
+                        Bound::View(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+                    }
+                };
+                (binding, bound)
+            })
+            .collect();
+        let entries: Vec<wgpu::BindGroupEntry> = bound
+            .iter()
+            .map(|(binding, bound)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match bound {
+                    Bound::Buffer(buffer) => buffer.as_entire_binding(),
+                    Bound::View(view) => wgpu::BindingResource::TextureView(view),
+                },
             })
             .collect();
         let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
@@ -51,7 +93,20 @@ impl Dispatch {
         Ok(Dispatch {
             pipeline,
             bind_group,
-            buffers: buffers.iter().map(|&(_, b)| b.clone()).collect(),
+            buffers: resources
+                .iter()
+                .filter_map(|(_, resource)| match resource {
+                    Resource::Buffer(buffer) => Some((*buffer).clone()),
+                    Resource::Table(_) => None,
+                })
+                .collect(),
+            tables: resources
+                .iter()
+                .filter_map(|(_, resource)| match resource {
+                    Resource::Table(texture) => Some((*texture).clone()),
+                    Resource::Buffer(_) => None,
+                })
+                .collect(),
             workgroups,
         })
     }
@@ -72,6 +127,11 @@ impl Dispatch {
     /// The buffers bound, in binding order.
     pub fn buffers(&self) -> &[wgpu::Buffer] {
         &self.buffers
+    }
+
+    /// The lookup tables bound, in binding order.
+    pub fn tables(&self) -> &[wgpu::Texture] {
+        &self.tables
     }
 
     /// The dispatch grid.

@@ -2,13 +2,17 @@
 //! interface of each (its bindings), from which bind group layouts are made. `tests/shaders.rs` checks the
 //! declarations against what naga reads from the sources.
 
-/// How a kernel accesses one binding. All bindings are storage buffers in group 0.
+/// How a kernel accesses one binding. All bindings are in group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// `var<storage, read>`.
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
+    /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read with `textureLoad`. Used for lookup tables:
+    /// on CPU-emulated adapters a texel fetch at a different address per invocation is a vector gather, where a
+    /// storage-buffer load at one is a loop over the invocations.
+    Table,
 }
 
 /// A WGSL kernel: its file, entry point `main`, and bindings.
@@ -24,10 +28,10 @@ pub struct Shader {
     pub workgroup_size: u32,
 }
 
-/// Binding that every kernel with an activation uses for the PWLU table.
+/// Binding that every kernel with an activation uses for the PWLU table (an [`Access::Table`]).
 pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
 
-use Access::{Read, ReadWrite};
+use Access::{Read, ReadWrite, Table};
 
 const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (0, Read),
@@ -35,7 +39,7 @@ const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (2, Read),
     (3, Read),
     (4, ReadWrite),
-    (ACTIVATION_PARAMS_BINDING, Read),
+    (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
 macro_rules! shader {
@@ -62,7 +66,7 @@ pub const ELEMENTWISE_UNARY: Shader = shader!(
         (0, Read),
         (1, Read),
         (4, ReadWrite),
-        (ACTIVATION_PARAMS_BINDING, Read)
+        (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
 /// Add or channel-broadcast multiply, element-wise.
@@ -72,7 +76,7 @@ pub const ELEMENTWISE_BINARY: Shader = shader!(
         (0, Read),
         (1, Read),
         (4, ReadWrite),
-        (ACTIVATION_PARAMS_BINDING, Read)
+        (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
 /// Max and average pooling.

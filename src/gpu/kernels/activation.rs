@@ -1,7 +1,9 @@
-//! How an [`Activation`] reaches a kernel: override constants plus, for PWLU, the packed table at binding 7.
+//! How an [`Activation`] reaches a kernel: override constants plus, for PWLU, the packed table at binding 7
+//! (one texture row per unit, see [`PwluTable`](crate::ops::PwluTable)).
 
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
+use crate::gpu::dispatch::Resource;
 use crate::gpu::pipelines::Constants;
 use crate::ops::Activation;
 
@@ -26,7 +28,7 @@ enum ActivationCode {
 #[derive(Debug)]
 pub(crate) struct ActivationBinding {
     constants: Constants,
-    table: Option<wgpu::Buffer>,
+    table: Option<wgpu::Texture>,
 }
 
 impl ActivationBinding {
@@ -59,7 +61,7 @@ impl ActivationBinding {
                     ),
                     ("PWLU_UNIFORM", if packed.is_uniform() { 1.0 } else { 0.0 }),
                 ]);
-                table = Some(ctx.storage_buffer("pwlu table", packed.data())?);
+                table = Some(ctx.table("pwlu table", packed.data(), packed.units())?);
                 ActivationCode::Pwlu
             }
         };
@@ -72,8 +74,8 @@ impl ActivationBinding {
         &self.constants
     }
 
-    /// The buffer for binding 7.
-    pub(crate) fn buffer<'a>(&'a self, ctx: &'a GpuContext) -> &'a wgpu::Buffer {
-        self.table.as_ref().unwrap_or(ctx.placeholder())
+    /// What binding 7 takes.
+    pub(crate) fn resource<'a>(&'a self, ctx: &'a GpuContext) -> Resource<'a> {
+        Resource::Table(self.table.as_ref().unwrap_or(ctx.placeholder_table()))
     }
 }

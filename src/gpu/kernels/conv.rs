@@ -229,14 +229,14 @@ impl Conv2dKernel {
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, input.buffer()),
-                (1, &self.weights),
-                (2, &self.bias),
-                (3, residual),
-                (4, output.buffer()),
+                (0, input.buffer().into()),
+                (1, (&self.weights).into()),
+                (2, (&self.bias).into()),
+                (3, residual.into()),
+                (4, output.buffer().into()),
                 (
                     shaders::ACTIVATION_PARAMS_BINDING,
-                    self.activation.buffer(ctx),
+                    self.activation.resource(ctx),
                 ),
             ],
             self.invocations

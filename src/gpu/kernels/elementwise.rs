@@ -101,10 +101,10 @@ impl UnaryKernel {
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, input.buffer()),
-                (1, self.affine.as_ref().unwrap_or(ctx.placeholder())),
-                (4, output.buffer()),
-                (ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+                (0, input.buffer().into()),
+                (1, self.affine.as_ref().unwrap_or(ctx.placeholder()).into()),
+                (4, output.buffer().into()),
+                (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
             groups(&self.pipeline, self.invocations),
         )
@@ -183,10 +183,10 @@ impl BinaryKernel {
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, a.buffer()),
-                (1, b.buffer()),
-                (4, output.buffer()),
-                (ACTIVATION_PARAMS_BINDING, self.activation.buffer(ctx)),
+                (0, a.buffer().into()),
+                (1, b.buffer().into()),
+                (4, output.buffer().into()),
+                (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
             groups(&self.pipeline, self.invocations),
         )

@@ -76,7 +76,7 @@ impl MatmulKernel {
         let dispatch = Dispatch::new(
             ctx,
             Arc::clone(&self.pipeline),
-            &[(0, &a_buffer), (1, &b_buffer), (4, &c)],
+            &[(0, (&a_buffer).into()), (1, (&b_buffer).into()), (4, (&c).into())],
             workgroups,
         )?;
         Ok(BoundMatmul { dispatch, c, m, n })

@@ -54,7 +54,7 @@ fn bind_input_output(
     Dispatch::new(
         ctx,
         std::sync::Arc::clone(pipeline),
-        &[(0, input.buffer()), (4, output.buffer())],
+        &[(0, input.buffer().into()), (4, output.buffer().into())],
         workgroups,
     )
 }

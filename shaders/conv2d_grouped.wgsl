@@ -28,10 +28,12 @@ override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 
-@group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
+// Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
+// forbids binding one buffer both read-only and writable in the same dispatch.
+@group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> residual: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
 @compute @workgroup_size(64)

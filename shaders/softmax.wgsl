@@ -11,7 +11,9 @@ override CHANNELS: u32 = 4u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 
-@group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
+// Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
+// forbids binding one buffer both read-only and writable in the same dispatch.
+@group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
 @compute @workgroup_size(64)

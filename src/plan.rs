@@ -1,9 +1,10 @@
 //! The execution plan: an optimised graph turned into GPU dispatches for one batch size.
 //!
-//! Everything is created here, once: kernels (pipelines and packed weights), activation buffers and bind
-//! groups. Buffers are reused by lifetime ([`assign_slots`]): a value's buffer is free again after its last
-//! reader, and the next output takes the smallest free buffer that fits, or grows one. Running the plan writes
-//! the input, submits every dispatch in one command buffer and reads the output back.
+//! Everything is created here, once: kernels (pipelines and packed weights), activation memory and bind
+//! groups. Activations live at offsets in one arena buffer ([`place_values`]): a value's bytes are free again
+//! after its last reader, and values are placed largest first, each in the tightest gap left by the values live
+//! at the same time. Running the plan writes the input, submits every dispatch in one command buffer and reads
+//! the output back.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::{ReadBack, TimedRun};
@@ -13,7 +14,7 @@ use crate::gpu::kernels::{
 use crate::gpu::tensor::{nhwc4_len, to_nhwc4};
 use crate::gpu::{Dispatch, GpuContext, GpuTensor};
 use crate::graph::{Graph, Op, Value};
-use crate::tensor::Tensor;
+use crate::tensor::{Shape, Tensor};
 
 /// Where the plan's memory goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub struct MemoryReport {
     pub activation_bytes: u64,
     /// Bytes the activations would take without reuse.
     pub unshared_activation_bytes: u64,
-    /// Number of activation buffers.
+    /// Number of activation buffers (arenas; more than one only where one would exceed `max_buffer_size`).
     pub buffers: usize,
     /// Bytes of everything else the dispatches bind: packed weights, biases, PWLU tables.
     pub weight_bytes: u64,
@@ -111,27 +112,6 @@ impl Plan {
             }
         }
 
-        // Which values each node is the last reader of (never the graph input or output).
-        let releases: Vec<Vec<usize>> = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(j, node)| {
-                let mut released: Vec<usize> = node
-                    .inputs
-                    .iter()
-                    .filter_map(|&v| match resolve(&source, v) {
-                        Value::Node(k) if last_use[k] == j && Value::Node(k) != output_value => {
-                            Some(k)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                released.sort_unstable();
-                released.dedup();
-                released
-            })
-            .collect();
         // Bytes of each node's value, 0 for aliases.
         let mut value_bytes = vec![0u64; n];
         for (j, node) in graph.nodes.iter().enumerate() {
@@ -147,29 +127,85 @@ impl Plan {
                 .map_err(context)?;
             value_bytes[j] = bytes;
         }
-        let slots = assign_slots(&value_bytes, &releases);
+        let input_shape = graph.input.with_batch(batch);
+        let input_bytes = nhwc4_len(input_shape)
+            .map(|len| len as u64 * 4)
+            .ok_or_else(|| Error::invalid_op("plan", format!("input {input_shape} overflows")))?;
+        ctx.check_buffer_size("the input", input_bytes)?;
+        let input_last_use = graph
+            .nodes
+            .iter()
+            .rposition(|node| {
+                node.inputs
+                    .iter()
+                    .any(|&v| resolve(&source, v) == Value::Input)
+            })
+            .unwrap_or(0);
+        // Nodes' values, then the graph input. A node's output is live from its step to its last reader's
+        // step, both included, so it never shares bytes with the inputs it is computed from.
+        let lifetimes: Vec<Lifetime> = (0..n)
+            .map(|j| Lifetime {
+                bytes: value_bytes[j],
+                first: j,
+                last: if Value::Node(j) == output_value {
+                    n
+                } else {
+                    last_use[j].max(j)
+                },
+            })
+            .chain([Lifetime {
+                bytes: input_bytes,
+                first: 0,
+                last: if output_value == Value::Input {
+                    n
+                } else {
+                    input_last_use
+                },
+            }])
+            .collect();
+        let limits = ctx.limits();
+        let placement = place_values(
+            &lifetimes,
+            u64::from(limits.min_storage_buffer_offset_alignment).max(16),
+            limits.max_buffer_size,
+        );
 
-        let input = GpuTensor::zeros(ctx, graph.input.with_batch(batch))?;
+        let arenas: Vec<wgpu::Buffer> = placement
+            .arena_sizes
+            .iter()
+            .map(|&size| {
+                ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("activations"),
+                    size: size.max(16),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let tensor_at = |value: usize, shape: Shape, dims: Vec<usize>| -> Result<GpuTensor> {
+            let (arena, offset) = placement.of[value]
+                .ok_or_else(|| Error::Model("no memory was planned for a value".into()))?;
+            Ok(GpuTensor::in_buffer(
+                arenas[arena].clone(),
+                offset,
+                shape,
+                dims,
+            ))
+        };
+        let input = tensor_at(
+            n,
+            input_shape,
+            vec![input_shape.n, input_shape.c, input_shape.h, input_shape.w],
+        )?;
         let mut values: Vec<Option<GpuTensor>> = vec![None; n];
         let mut memory = MemoryReport {
-            activation_bytes: input.buffer().size(),
-            unshared_activation_bytes: input.buffer().size(),
-            buffers: 1,
+            activation_bytes: arenas.iter().map(wgpu::Buffer::size).sum(),
+            unshared_activation_bytes: input_bytes.max(16),
+            buffers: arenas.len(),
             ..MemoryReport::default()
         };
-        let mut activation_buffers = vec![input.buffer().clone()];
-        for &size in &slots.sizes {
-            activation_buffers.push(ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("activations"),
-                size: size.max(16),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
-            memory.activation_bytes += size.max(16);
-            memory.buffers += 1;
-        }
         ctx.take_errors()?;
         let mut dispatches = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
@@ -192,15 +228,12 @@ impl Plan {
             }
             let shape = node.shape.with_batch(batch);
             memory.unshared_activation_bytes += value_bytes[j].max(16);
-            let buffer = slots.of[j]
-                .map(|slot| activation_buffers[1 + slot].clone())
-                .ok_or_else(|| context(Error::Model("no buffer was planned".into())))?;
             let dims = if shape.h * shape.w == 1 && Value::Node(j) == output_value {
                 vec![shape.n, shape.c]
             } else {
                 vec![shape.n, shape.c, shape.h, shape.w]
             };
-            let output = GpuTensor::from_buffer(buffer, shape, dims);
+            let output = tensor_at(j, shape, dims).map_err(context)?;
             let inputs: Vec<GpuTensor> = node
                 .inputs
                 .iter()
@@ -261,9 +294,7 @@ impl Plan {
         }
         let mut weights: Vec<&wgpu::Buffer> = Vec::new();
         for buffer in dispatches.iter().flat_map(|d| d.buffers()) {
-            if !activation_buffers.contains(buffer)
-                && buffer != ctx.placeholder()
-                && !weights.contains(&buffer)
+            if !arenas.contains(buffer) && buffer != ctx.placeholder() && !weights.contains(&buffer)
             {
                 weights.push(buffer);
             }
@@ -296,7 +327,7 @@ impl Plan {
             } else {
                 vec![s.n, s.c, s.h, s.w]
             };
-            GpuTensor::from_buffer(output.buffer().clone(), s, dims)
+            output.with_dims(dims)
         };
         Ok(Plan {
             batch,
@@ -380,12 +411,16 @@ impl Plan {
         }
         ctx.queue().write_buffer(
             self.input.buffer(),
-            0,
+            self.input.offset(),
             bytemuck::cast_slice(&to_nhwc4(input)),
         );
         let dispatches: Vec<&Dispatch> = self.dispatches.iter().collect();
-        let read_back =
-            ctx.submit_and_read_back(&dispatches, self.output.buffer(), self.output.byte_len())?;
+        let read_back = ctx.submit_and_read_back(
+            &dispatches,
+            self.output.buffer(),
+            self.output.offset(),
+            self.output.byte_len(),
+        )?;
         Ok(PendingOutput {
             read_back,
             output: self.output.clone(),
@@ -468,52 +503,89 @@ fn node_error(node: &crate::graph::Node, batch: usize, e: Error) -> Error {
     }
 }
 
-/// Activation buffers shared by values whose lifetimes do not overlap.
-#[derive(Debug, PartialEq, Eq)]
-struct Slots {
-    /// The slot of each node's value (`None` for values that need no buffer of their own).
-    of: Vec<Option<usize>>,
-    /// Bytes of each slot: the largest value it holds.
-    sizes: Vec<u64>,
+/// A value's bytes and the steps it is live, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lifetime {
+    bytes: u64,
+    first: usize,
+    last: usize,
 }
 
-/// Gives each value (`bytes[j] > 0`) a slot that no live value holds. A value is live from its node to the
-/// node that releases it (`releases[j]` lists what node `j` reads for the last time; the output is written
-/// before its inputs are released, so the two never share). Among free slots it takes the smallest that
-/// fits; if none fits it grows the largest free one rather than opening another, since a slot costs its
-/// largest value and only growth beyond that is new memory.
-fn assign_slots(bytes: &[u64], releases: &[Vec<usize>]) -> Slots {
-    let mut of = vec![None; bytes.len()];
-    let mut sizes: Vec<u64> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    for j in 0..bytes.len() {
-        if bytes[j] > 0 {
-            let fitting = free
-                .iter()
-                .enumerate()
-                .filter(|&(_, &slot)| sizes[slot] >= bytes[j])
-                .min_by_key(|&(_, &slot)| sizes[slot]);
-            let largest = free
-                .iter()
-                .enumerate()
-                .max_by_key(|&(_, &slot)| sizes[slot]);
-            let slot = match fitting.or(largest).map(|(index, _)| index) {
-                Some(index) => free.swap_remove(index),
-                None => {
-                    sizes.push(0);
-                    sizes.len() - 1
-                }
-            };
-            sizes[slot] = sizes[slot].max(bytes[j]);
-            of[j] = Some(slot);
-        }
-        for &k in &releases[j] {
-            if let Some(slot) = of[k] {
-                free.push(slot);
-            }
-        }
+impl Lifetime {
+    fn overlaps(&self, other: &Lifetime) -> bool {
+        self.first <= other.last && other.first <= self.last
     }
-    Slots { of, sizes }
+}
+
+/// Where [`place_values`] put each value.
+#[derive(Debug, PartialEq, Eq)]
+struct Placement {
+    /// `(arena, byte offset)` of each value (`None` for values without bytes).
+    of: Vec<Option<(usize, u64)>>,
+    /// Bytes of each arena.
+    arena_sizes: Vec<u64>,
+}
+
+/// Gives each value with bytes an aligned offset in an arena such that values live at the same step never
+/// share a byte. Greedy by size, as TFLite plans its arena: the largest value first, each at the start of the
+/// smallest gap between the values already placed that are live at the same time, or after the last of them.
+/// An arena holds at most `capacity` bytes; a value that fits in none opens another.
+fn place_values(values: &[Lifetime], alignment: u64, capacity: u64) -> Placement {
+    let mut order: Vec<usize> = (0..values.len()).filter(|&i| values[i].bytes > 0).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(values[i].bytes), values[i].first, i));
+    let mut of = vec![None; values.len()];
+    // Per arena: (offset, value) of what it holds.
+    let mut arenas: Vec<Vec<(u64, usize)>> = Vec::new();
+    for &i in &order {
+        let value = &values[i];
+        let fits = |placed: &Vec<(u64, usize)>| -> Option<u64> {
+            let mut busy: Vec<(u64, u64)> = placed
+                .iter()
+                .filter(|&&(_, k)| values[k].overlaps(value))
+                .map(|&(offset, k)| {
+                    (
+                        offset,
+                        (offset + values[k].bytes).next_multiple_of(alignment),
+                    )
+                })
+                .collect();
+            busy.sort_unstable();
+            let (mut end, mut best): (u64, Option<(u64, u64)>) = (0, None);
+            for (start, stop) in busy {
+                let gap = start.saturating_sub(end);
+                if gap >= value.bytes && best.is_none_or(|(smallest, _)| gap < smallest) {
+                    best = Some((gap, end));
+                }
+                end = end.max(stop);
+            }
+            let offset = best.map_or(end, |(_, offset)| offset);
+            (offset + value.bytes <= capacity).then_some(offset)
+        };
+        let (arena, offset) = match arenas
+            .iter()
+            .enumerate()
+            .find_map(|(a, placed)| fits(placed).map(|o| (a, o)))
+        {
+            Some(found) => found,
+            None => {
+                arenas.push(Vec::new());
+                (arenas.len() - 1, 0)
+            }
+        };
+        arenas[arena].push((offset, i));
+        of[i] = Some((arena, offset));
+    }
+    let arena_sizes = arenas
+        .iter()
+        .map(|placed| {
+            placed
+                .iter()
+                .map(|&(offset, k)| (offset + values[k].bytes).next_multiple_of(alignment))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    Placement { of, arena_sizes }
 }
 
 fn resolve(source: &[Value], v: Value) -> Value {
@@ -532,36 +604,103 @@ fn texture_bytes(texture: &wgpu::Texture) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{assign_slots, Slots};
+    use super::{place_values, Lifetime, Placement};
 
-    #[test]
-    fn a_chain_alternates_between_two_slots_sized_by_their_largest_values() {
-        // 0 -> 1 -> 2 -> 3, each released by the next.
-        let slots = assign_slots(&[10, 40, 20, 30], &[vec![], vec![0], vec![1], vec![2]]);
-        assert_eq!(
-            slots,
-            Slots {
-                of: vec![Some(0), Some(1), Some(0), Some(1)],
-                sizes: vec![20, 40],
+    fn lifetimes(list: &[(u64, usize, usize)]) -> Vec<Lifetime> {
+        list.iter()
+            .map(|&(bytes, first, last)| Lifetime { bytes, first, last })
+            .collect()
+    }
+
+    /// No two values live at one step share a byte, offsets are aligned and arenas hold what they are given.
+    fn check(values: &[Lifetime], placement: &Placement, alignment: u64, capacity: u64) {
+        for (i, a) in values.iter().enumerate() {
+            let Some((arena, offset)) = placement.of[i] else {
+                assert_eq!(a.bytes, 0, "value {i} has bytes but no place");
+                continue;
+            };
+            assert_eq!(offset % alignment, 0, "value {i} is not aligned");
+            assert!(offset + a.bytes <= placement.arena_sizes[arena].min(capacity));
+            for (k, b) in values.iter().enumerate().skip(i + 1) {
+                if let Some((other_arena, other)) = placement.of[k] {
+                    let disjoint = offset + a.bytes <= other || other + b.bytes <= offset;
+                    assert!(
+                        other_arena != arena || !a.overlaps(b) || disjoint,
+                        "values {i} and {k} are live together and share bytes"
+                    );
+                }
             }
-        );
+        }
     }
 
     #[test]
-    fn a_skip_connection_keeps_its_slot_until_the_add() {
+    fn a_chain_needs_only_its_largest_neighbouring_pair() {
+        // 0 -> 1 -> 2 -> 3, each read by the next; 3 is the output.
+        let values = lifetimes(&[(10, 0, 1), (40, 1, 2), (20, 2, 3), (30, 3, 4)]);
+        let placement = place_values(&values, 1, u64::MAX);
+        check(&values, &placement, 1, u64::MAX);
+        assert_eq!(placement.arena_sizes, vec![60]);
+    }
+
+    #[test]
+    fn a_value_freed_early_makes_room_for_two_smaller_ones() {
+        // A big value dies at step 1; two smaller values live together later and fit in its place, which
+        // whole buffers per value could not do.
+        let values = lifetimes(&[(100, 0, 1), (10, 1, 2), (50, 2, 3), (50, 2, 3)]);
+        let placement = place_values(&values, 1, u64::MAX);
+        check(&values, &placement, 1, u64::MAX);
+        assert_eq!(placement.arena_sizes, vec![110]);
+    }
+
+    #[test]
+    fn a_skip_connection_keeps_its_bytes_until_the_add() {
         // 0 is read by 1 and by the add 3; 2 reads 1; 3 reads 2 and 0.
-        let slots = assign_slots(&[8, 32, 16, 8], &[vec![], vec![], vec![1], vec![0, 2]]);
-        assert_eq!(slots.of[0], Some(0));
-        assert_ne!(slots.of[2], slots.of[0]);
-        assert_ne!(slots.of[2], slots.of[1]);
-        assert_ne!(slots.of[3], slots.of[0]);
-        assert_ne!(slots.of[3], slots.of[2]);
-        assert_eq!(slots.sizes.iter().sum::<u64>(), 8 + 32 + 16);
+        let values = lifetimes(&[(8, 0, 3), (32, 1, 2), (16, 2, 3), (8, 3, 4)]);
+        let placement = place_values(&values, 1, u64::MAX);
+        check(&values, &placement, 1, u64::MAX);
+        assert_eq!(placement.arena_sizes, vec![8 + 32 + 16]);
     }
 
     #[test]
-    fn a_value_without_bytes_gets_no_slot() {
-        let slots = assign_slots(&[4, 0, 4], &[vec![], vec![], vec![0]]);
-        assert_eq!(slots.of, vec![Some(0), None, Some(1)]);
+    fn offsets_are_aligned_and_values_without_bytes_get_no_place() {
+        let values = lifetimes(&[(20, 0, 1), (0, 1, 1), (20, 1, 2)]);
+        let placement = place_values(&values, 256, u64::MAX);
+        check(&values, &placement, 256, u64::MAX);
+        assert_eq!(placement.of, vec![Some((0, 0)), None, Some((0, 256))]);
+    }
+
+    #[test]
+    fn values_that_do_not_fit_one_arena_open_another() {
+        let values = lifetimes(&[(60, 0, 2), (60, 1, 2), (30, 2, 3)]);
+        let placement = place_values(&values, 1, 100);
+        check(&values, &placement, 1, 100);
+        assert_eq!(placement.arena_sizes.len(), 2);
+        assert!(placement.arena_sizes.iter().all(|&size| size <= 100));
+    }
+
+    #[test]
+    fn random_lifetimes_never_share_live_bytes() {
+        // A small linear congruential generator keeps the test deterministic without a dependency.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) % bound
+        };
+        for _ in 0..200 {
+            let count = 1 + next(30) as usize;
+            let values: Vec<Lifetime> = (0..count)
+                .map(|first| Lifetime {
+                    bytes: next(5) * 16 * (1 + next(64)),
+                    first,
+                    last: first + next(6) as usize,
+                })
+                .collect();
+            let alignment = [16, 256][next(2) as usize];
+            let capacity = 64 * 16 * 8;
+            let placement = place_values(&values, alignment, capacity);
+            check(&values, &placement, alignment, capacity);
+        }
     }
 }

@@ -84,7 +84,10 @@ fn declared_bindings_match_the_shaders() {
         found.sort_by_key(|&(b, _)| b);
         assert_eq!(found, shader.bindings, "{}: bindings", shader.name);
         assert!(
-            found.iter().filter(|(_, access)| *access != Access::Table).count()
+            found
+                .iter()
+                .filter(|(_, access)| *access != Access::Table)
+                .count()
                 <= MAX_STORAGE_BUFFERS_PER_STAGE,
             "{}: too many storage buffers",
             shader.name

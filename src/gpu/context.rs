@@ -390,8 +390,8 @@ impl GpuContext {
     /// `data.len() / rows / 4` `rgba32float` texels each.
     pub(crate) fn table(&self, label: &str, data: &[f32], rows: usize) -> Result<wgpu::Texture> {
         let limit = self.limits.max_texture_dimension_2d;
-        let width = if rows == 0 { 0 } else { data.len() / 4 / rows };
-        if rows == 0 || width == 0 || width * rows * 4 != data.len() {
+        let width = (data.len() / 4).checked_div(rows).unwrap_or(0);
+        if width == 0 || width * rows * 4 != data.len() {
             return Err(Error::Gpu(format!(
                 "{label}: {} floats do not make {rows} rows of whole texels",
                 data.len()
@@ -407,9 +407,9 @@ impl GpuContext {
                 });
             }
         }
-        let texture = self
-            .device
-            .create_texture(&table_descriptor(label, width as u32, rows as u32));
+        let texture =
+            self.device
+                .create_texture(&table_descriptor(label, width as u32, rows as u32));
         self.queue.write_texture(
             texture.as_image_copy(),
             bytemuck::cast_slice(data),
@@ -492,13 +492,14 @@ impl GpuContext {
         encoder
     }
 
-    /// Submits `dispatches` followed by a copy of the first `bytes` of `buffer` into a fresh staging buffer,
+    /// Submits `dispatches` followed by a copy of `bytes` of `buffer` from `offset` into a fresh staging buffer,
     /// in one command buffer. Once this returns, `buffer` may be overwritten by later submissions; the copy
     /// is read with [`ReadBack::read`].
     pub fn submit_and_read_back(
         &self,
         dispatches: &[&Dispatch],
         buffer: &wgpu::Buffer,
+        offset: u64,
         bytes: u64,
     ) -> Result<ReadBack> {
         self.check_alive()?;
@@ -510,7 +511,7 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let mut encoder = self.encode(dispatches);
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         self.take_errors()?;
         Ok(ReadBack { staging, bytes })
@@ -628,9 +629,14 @@ impl GpuContext {
         Err(Error::Gpu(message))
     }
 
-    /// Copies the first `bytes` of `buffer` back to the host.
-    pub async fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        self.submit_and_read_back(&[], buffer, bytes)?
+    /// Copies `bytes` of `buffer` from `offset` back to the host.
+    pub async fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        self.submit_and_read_back(&[], buffer, offset, bytes)?
             .read(self)
             .await
     }

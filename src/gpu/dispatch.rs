@@ -8,17 +8,17 @@ use super::shaders::Access;
 use crate::error::{Error, Result};
 
 /// What a launcher binds to one binding of a kernel.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Resource<'a> {
-    /// A storage buffer ([`Access::Read`] or [`Access::ReadWrite`]).
-    Buffer(&'a wgpu::Buffer),
+    /// A storage buffer or a range of one ([`Access::Read`] or [`Access::ReadWrite`]).
+    Buffer(wgpu::BufferBinding<'a>),
     /// A lookup table ([`Access::Table`]).
     Table(&'a wgpu::Texture),
 }
 
 impl<'a> From<&'a wgpu::Buffer> for Resource<'a> {
     fn from(buffer: &'a wgpu::Buffer) -> Self {
-        Resource::Buffer(buffer)
+        Resource::Buffer(buffer.as_entire_buffer_binding())
     }
 }
 
@@ -43,12 +43,17 @@ impl Dispatch {
     ) -> Result<Self> {
         let expected = pipeline.shader.bindings;
         let matches = expected.len() == resources.len()
-            && expected.iter().zip(resources).all(|(&(b, access), &(given, resource))| {
-                b == given && matches!(
-                    (access, resource),
-                    (Access::Read | Access::ReadWrite, Resource::Buffer(_)) | (Access::Table, Resource::Table(_))
-                )
-            });
+            && expected
+                .iter()
+                .zip(resources)
+                .all(|(&(b, access), (given, resource))| {
+                    b == *given
+                        && matches!(
+                            (access, resource),
+                            (Access::Read | Access::ReadWrite, Resource::Buffer(_))
+                                | (Access::Table, Resource::Table(_))
+                        )
+                });
         if !matches {
             return Err(Error::Gpu(format!(
                 "{} binds {expected:?}, the launcher supplied {resources:?}",
@@ -56,19 +61,19 @@ impl Dispatch {
             )));
         }
         enum Bound<'a> {
-            Buffer(&'a wgpu::Buffer),
+            Buffer(wgpu::BufferBinding<'a>),
             View(wgpu::TextureView),
         }
         let bound: Vec<(u32, Bound)> = resources
             .iter()
-            .map(|&(binding, resource)| {
+            .map(|(binding, resource)| {
                 let bound = match resource {
-                    Resource::Buffer(buffer) => Bound::Buffer(buffer),
+                    Resource::Buffer(range) => Bound::Buffer(range.clone()),
                     Resource::Table(texture) => {
                         Bound::View(texture.create_view(&wgpu::TextureViewDescriptor::default()))
                     }
                 };
-                (binding, bound)
+                (*binding, bound)
             })
             .collect();
         let entries: Vec<wgpu::BindGroupEntry> = bound
@@ -76,7 +81,7 @@ impl Dispatch {
             .map(|(binding, bound)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: match bound {
-                    Bound::Buffer(buffer) => buffer.as_entire_binding(),
+                    Bound::Buffer(binding) => wgpu::BindingResource::Buffer(binding.clone()),
                     Bound::View(view) => wgpu::BindingResource::TextureView(view),
                 },
             })
@@ -96,7 +101,7 @@ impl Dispatch {
             buffers: resources
                 .iter()
                 .filter_map(|(_, resource)| match resource {
-                    Resource::Buffer(buffer) => Some((*buffer).clone()),
+                    Resource::Buffer(binding) => Some(binding.buffer.clone()),
                     Resource::Table(_) => None,
                 })
                 .collect(),

@@ -5,9 +5,10 @@
 /// How a kernel accesses one binding. All bindings are in group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// `var<storage, read>`.
+    /// `var<storage, read>`: weights and other constants.
     Read,
-    /// `var<storage, read_write>`.
+    /// `var<storage, read_write>`: outputs, and activations a kernel only reads. A plan keeps all activations
+    /// in one arena buffer, and WebGPU forbids binding a buffer read-only and writable in one dispatch.
     ReadWrite,
     /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read with `textureLoad`. Used for lookup tables:
     /// on CPU-emulated adapters a texel fetch at a different address per invocation is a vector gather, where a
@@ -34,10 +35,10 @@ pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
 use Access::{Read, ReadWrite, Table};
 
 const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
-    (0, Read),
+    (0, ReadWrite),
     (1, Read),
     (2, Read),
-    (3, Read),
+    (3, ReadWrite),
     (4, ReadWrite),
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
@@ -63,7 +64,7 @@ pub const CONV2D_GROUPED: Shader = shader!("conv2d_grouped.wgsl", EPILOGUE_BINDI
 pub const ELEMENTWISE_UNARY: Shader = shader!(
     "elementwise_unary.wgsl",
     &[
-        (0, Read),
+        (0, ReadWrite),
         (1, Read),
         (4, ReadWrite),
         (ACTIVATION_PARAMS_BINDING, Table)
@@ -73,20 +74,21 @@ pub const ELEMENTWISE_UNARY: Shader = shader!(
 pub const ELEMENTWISE_BINARY: Shader = shader!(
     "elementwise_binary.wgsl",
     &[
-        (0, Read),
-        (1, Read),
+        (0, ReadWrite),
+        (1, ReadWrite),
         (4, ReadWrite),
         (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
 /// Max and average pooling.
-pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, Read), (4, ReadWrite)]);
+pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 /// Global average pooling.
-pub const GLOBAL_AVG_POOL: Shader = shader!("global_avg_pool.wgsl", &[(0, Read), (4, ReadWrite)]);
+pub const GLOBAL_AVG_POOL: Shader =
+    shader!("global_avg_pool.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 /// NCHW-ordered flatten.
-pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, Read), (4, ReadWrite)]);
+pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 /// Softmax over channels.
-pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, Read), (4, ReadWrite)]);
+pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 
 /// Matrix multiply: the GEMM yardstick of `pwlu bench`.
 pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Read), (1, Read), (4, ReadWrite)]);

@@ -5,13 +5,17 @@
 //! at upload and download.
 
 use super::context::GpuContext;
+use super::dispatch::Resource;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 
-/// A tensor in a GPU storage buffer, NHWC4 layout.
+/// A tensor in a GPU storage buffer, NHWC4 layout: the whole buffer, or a range of it (a plan places its
+/// activations at offsets in one arena).
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     buffer: wgpu::Buffer,
+    /// Where the tensor starts in `buffer`, in bytes.
+    offset: u64,
     shape: Shape,
     dims: Vec<usize>,
 }
@@ -71,6 +75,7 @@ impl GpuTensor {
         let buffer = ctx.storage_buffer("tensor", &to_nhwc4(tensor))?;
         Ok(GpuTensor {
             buffer,
+            offset: 0,
             shape,
             dims: tensor.dims().to_vec(),
         })
@@ -98,17 +103,33 @@ impl GpuTensor {
         });
         Ok(GpuTensor {
             buffer,
+            offset: 0,
             shape,
             dims,
         })
     }
 
-    /// A tensor view of an existing buffer (at least the NHWC4 size of `shape`).
-    pub(crate) fn from_buffer(buffer: wgpu::Buffer, shape: Shape, dims: Vec<usize>) -> Self {
+    /// A view of `buffer` from `offset` (a multiple of the device's `min_storage_buffer_offset_alignment`), which
+    /// must hold the NHWC4 bytes of `shape` from there.
+    pub(crate) fn in_buffer(
+        buffer: wgpu::Buffer,
+        offset: u64,
+        shape: Shape,
+        dims: Vec<usize>,
+    ) -> Self {
         GpuTensor {
             buffer,
+            offset,
             shape,
             dims,
+        }
+    }
+
+    /// The same data, downloading with `dims`.
+    pub(crate) fn with_dims(&self, dims: Vec<usize>) -> Self {
+        GpuTensor {
+            dims,
+            ..self.clone()
         }
     }
 
@@ -132,14 +153,30 @@ impl GpuTensor {
         &self.dims
     }
 
-    /// The storage buffer.
+    /// The storage buffer the tensor lies in.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
 
+    /// Where the tensor starts in [`GpuTensor::buffer`], in bytes.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The tensor's range of its buffer, for a kernel's binding.
+    pub(crate) fn resource(&self) -> Resource<'_> {
+        Resource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.byte_len()),
+        })
+    }
+
     /// Copies the tensor back to the host, in NCHW order.
     pub async fn download(&self, ctx: &GpuContext) -> Result<Tensor> {
-        let bytes = ctx.read_buffer(&self.buffer, self.byte_len()).await?;
+        let bytes = ctx
+            .read_buffer(&self.buffer, self.offset, self.byte_len())
+            .await?;
         self.decode_read_back(&bytes)
     }
 

@@ -207,7 +207,7 @@ impl Conv2dKernel {
         check_input("conv2d input", input, self.input_shape)?;
         check_input("conv2d output", output, self.output_shape)?;
         let residual = match (self.residual, residual) {
-            (ResidualAdd::None, None) => ctx.placeholder(),
+            (ResidualAdd::None, None) => ctx.placeholder().into(),
             (ResidualAdd::None, Some(_)) => {
                 return Err(Error::invalid_op(
                     "conv2d",
@@ -222,18 +222,18 @@ impl Conv2dKernel {
             }
             (_, Some(r)) => {
                 check_input("conv2d residual", r, self.output_shape)?;
-                r.buffer()
+                r.resource()
             }
         };
         Dispatch::new(
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, input.buffer().into()),
+                (0, input.resource()),
                 (1, (&self.weights).into()),
                 (2, (&self.bias).into()),
-                (3, residual.into()),
-                (4, output.buffer().into()),
+                (3, residual),
+                (4, output.resource()),
                 (
                     shaders::ACTIVATION_PARAMS_BINDING,
                     self.activation.resource(ctx),

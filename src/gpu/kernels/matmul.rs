@@ -76,7 +76,11 @@ impl MatmulKernel {
         let dispatch = Dispatch::new(
             ctx,
             Arc::clone(&self.pipeline),
-            &[(0, (&a_buffer).into()), (1, (&b_buffer).into()), (4, (&c).into())],
+            &[
+                (0, (&a_buffer).into()),
+                (1, (&b_buffer).into()),
+                (4, (&c).into()),
+            ],
             workgroups,
         )?;
         Ok(BoundMatmul { dispatch, c, m, n })
@@ -93,7 +97,7 @@ impl BoundMatmul {
     pub async fn run(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         let n_padded = self.c.size() as usize / 4 / self.m.max(1);
         let bytes = ctx
-            .submit_and_read_back(&[&self.dispatch], &self.c, self.c.size())?
+            .submit_and_read_back(&[&self.dispatch], &self.c, 0, self.c.size())?
             .read(ctx)
             .await?;
         let padded: Vec<f32> = bytes

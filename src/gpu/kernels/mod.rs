@@ -54,7 +54,7 @@ fn bind_input_output(
     Dispatch::new(
         ctx,
         std::sync::Arc::clone(pipeline),
-        &[(0, input.buffer().into()), (4, output.buffer().into())],
+        &[(0, input.resource()), (4, output.resource())],
         workgroups,
     )
 }

@@ -1003,6 +1003,8 @@ fn matmul_agrees_with_cpu_on_random_and_odd_shapes() {
             (4, 4, 8),
             (7, 13, 5),
             (64, 33, 17),
+            // More rows of B than a texture may have: its table is folded into blocks side by side.
+            (3, ctx.limits().max_texture_dimension_2d as usize + 6, 5),
         ];
         for _ in 0..12 {
             shapes.push((

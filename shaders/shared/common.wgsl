@@ -11,6 +11,13 @@ fn linear_index(workgroup: vec3<u32>, workgroups: vec3<u32>, local: u32, workgro
     return (workgroup.y * workgroups.x + workgroup.x) * workgroup_size + local;
 }
 
+// Where row `row` of a matrix stored as a `Table` (src/gpu/context.rs) starts in its texture: rows are laid out
+// in blocks of `block_rows` side by side, each block `width` texels wide. `block_rows` is a multiple of 4, so
+// rows 4k to 4k + 3 start at the same x.
+fn matrix_origin(row: u32, width: u32, block_rows: u32) -> vec2<u32> {
+    return vec2<u32>((row / block_rows) * width, row % block_rows);
+}
+
 // Tensors are NHWC with channels padded to a multiple of 4 and read as vec4 (see src/gpu/tensor.rs).
 // Padding lanes are always stored as 0, so consumers may read whole vec4s without masking.
 fn zero_padding_lanes(value: vec4<f32>, c4: u32, channels: u32) -> vec4<f32> {

@@ -386,41 +386,60 @@ impl GpuContext {
         &self.placeholder_table
     }
 
-    /// A lookup table for an [`Access::Table`](super::shaders::Access::Table) binding: `rows` rows of
-    /// `data.len() / rows / 4` `rgba32float` texels each.
-    pub(crate) fn table(&self, label: &str, data: &[f32], rows: usize) -> Result<wgpu::Texture> {
-        let limit = self.limits.max_texture_dimension_2d;
-        let width = (data.len() / 4).checked_div(rows).unwrap_or(0);
-        if width == 0 || width * rows * 4 != data.len() {
+    /// Rows per block of a [`Table`] of `rows` rows on this device.
+    pub(crate) fn table_block_rows(&self, rows: usize) -> usize {
+        let limit = self.limits.max_texture_dimension_2d as usize;
+        // A multiple of 4, so that the 4 rows a kernel reads per vec4 of inputs are in one block.
+        if rows <= limit {
+            rows
+        } else {
+            limit - limit % 4
+        }
+    }
+
+    /// A matrix of `rgba32float` texels, `width` per row, for an [`Access::Table`](super::shaders::Access::Table)
+    /// binding. Where it has more rows than the device's `max_texture_dimension_2d`, its rows are laid out in
+    /// blocks side by side (see [`Table`]); `data.len()` must be a whole number of rows.
+    pub(crate) fn table(&self, label: &str, data: &[f32], width: usize) -> Result<Table> {
+        let limit = self.limits.max_texture_dimension_2d as usize;
+        let rows = (data.len() / 4).checked_div(width).unwrap_or(0);
+        if rows == 0 || width * rows * 4 != data.len() {
             return Err(Error::Gpu(format!(
-                "{label}: {} floats do not make {rows} rows of whole texels",
+                "{label}: {} floats do not make rows of {width} texels",
                 data.len()
             )));
         }
-        for (what, texels) in [("rows", rows), ("texels per row", width)] {
-            if texels > limit as usize {
-                return Err(Error::InvalidOp {
-                    op: "lookup table",
-                    reason: format!(
-                        "{label} needs {texels} {what}, more than the device's max_texture_dimension_2d of {limit}"
-                    ),
-                });
-            }
+        let block_rows = self.table_block_rows(rows);
+        let blocks = rows.div_ceil(block_rows);
+        if width * blocks > limit {
+            return Err(Error::InvalidOp {
+                op: "lookup table",
+                reason: format!(
+                    "{label} needs {rows} rows of {width} texels, more than fit in the device's \
+                     max_texture_dimension_2d of {limit} squared"
+                ),
+            });
         }
-        let texture =
-            self.device
-                .create_texture(&table_descriptor(label, width as u32, rows as u32));
+        let texels = fold_rows(data, width, block_rows);
+        let texture = self.device.create_texture(&table_descriptor(
+            label,
+            (width * blocks) as u32,
+            block_rows as u32,
+        ));
         self.queue.write_texture(
             texture.as_image_copy(),
-            bytemuck::cast_slice(data),
+            bytemuck::cast_slice(&texels),
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
-                bytes_per_row: Some(width as u32 * 16),
+                bytes_per_row: Some((width * blocks * 16) as u32),
                 rows_per_image: None,
             },
             texture.size(),
         );
-        Ok(texture)
+        Ok(Table {
+            texture,
+            block_rows,
+        })
     }
 
     /// Checks `bytes` against the storage-binding and buffer-size limits.
@@ -715,6 +734,32 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
+/// A matrix on the GPU as an unfilterable `rgba32float` texture, read with `textureLoad`. Row `r` of the
+/// matrix is texture row `r % block_rows`, starting at texel `(r / block_rows) * width`: blocks of rows side by
+/// side, one block wherever the matrix fits (`matrix_texel` in shaders/shared/common.wgsl reads it).
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) texture: wgpu::Texture,
+    pub(crate) block_rows: usize,
+}
+
+/// `data` (rows of `width` texels) laid out as [`Table`] blocks of `block_rows` rows, the last block padded
+/// with zeros.
+fn fold_rows(data: &[f32], width: usize, block_rows: usize) -> Vec<f32> {
+    let row_floats = width * 4;
+    let rows = data.len() / row_floats;
+    if rows <= block_rows {
+        return data.to_vec();
+    }
+    let blocks = rows.div_ceil(block_rows);
+    let mut folded = vec![0.0; blocks * row_floats * block_rows];
+    for (r, row) in data.chunks_exact(row_floats).enumerate() {
+        let at = ((r % block_rows) * blocks + r / block_rows) * row_floats;
+        folded[at..at + row_floats].copy_from_slice(row);
+    }
+    folded
+}
+
 /// An unfilterable `rgba32float` 2-D texture read by `textureLoad`: what an [`Access::Table`](super::shaders::Access::Table) binding takes.
 fn table_descriptor(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
     wgpu::TextureDescriptor {
@@ -730,5 +775,26 @@ fn table_descriptor(label: &str, width: u32, height: u32) -> wgpu::TextureDescri
         format: wgpu::TextureFormat::Rgba32Float,
         usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_rows;
+
+    #[test]
+    fn rows_beyond_a_block_continue_in_the_next_block_to_the_right() {
+        // 5 rows of 1 texel, blocks of 2 rows: texture rows [r0 r2 r4], [r1 r3 0].
+        let data: Vec<f32> = (0..5).flat_map(|r| [r as f32; 4]).collect();
+        let folded = fold_rows(&data, 1, 2);
+        let texel = |x: usize, y: usize| folded[(y * 3 + x) * 4];
+        assert_eq!([texel(0, 0), texel(1, 0), texel(2, 0)], [0.0, 2.0, 4.0]);
+        assert_eq!([texel(0, 1), texel(1, 1), texel(2, 1)], [1.0, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn a_matrix_that_fits_is_left_as_it_is() {
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        assert_eq!(fold_rows(&data, 2, 3), data);
     }
 }

@@ -54,8 +54,18 @@ macro_rules! shader {
     };
 }
 
-/// Dense convolution (implicit GEMM).
-pub const CONV2D: Shader = shader!("conv2d.wgsl", EPILOGUE_BINDINGS);
+/// Dense convolution (implicit GEMM), its weights a table.
+pub const CONV2D: Shader = shader!(
+    "conv2d.wgsl",
+    &[
+        (0, ReadWrite),
+        (1, Table),
+        (2, Read),
+        (3, ReadWrite),
+        (4, ReadWrite),
+        (ACTIVATION_PARAMS_BINDING, Table),
+    ]
+);
 /// Depthwise convolution.
 pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", EPILOGUE_BINDINGS);
 /// Any other grouped convolution.
@@ -91,7 +101,7 @@ pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWr
 pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 
 /// Matrix multiply: the GEMM yardstick of `pwlu bench`.
-pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Read), (1, Read), (4, ReadWrite)]);
+pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Read), (1, Table), (4, ReadWrite)]);
 
 /// Every kernel, for tests and tools that check them all.
 pub const ALL: &[Shader] = &[

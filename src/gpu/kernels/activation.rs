@@ -1,7 +1,7 @@
 //! How an [`Activation`] reaches a kernel: override constants plus, for PWLU, the packed table at binding 7
 //! (one texture row per unit, see [`PwluTable`](crate::ops::PwluTable)).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Resource;
 use crate::gpu::pipelines::Constants;
@@ -61,7 +61,18 @@ impl ActivationBinding {
                     ),
                     ("PWLU_UNIFORM", if packed.is_uniform() { 1.0 } else { 0.0 }),
                 ]);
-                table = Some(ctx.table("pwlu table", packed.data(), packed.units())?);
+                let pwlu_table = ctx.table("pwlu table", packed.data(), packed.stride() / 4)?;
+                if pwlu_table.block_rows != packed.units() {
+                    return Err(Error::invalid_op(
+                        "pwlu",
+                        format!(
+                            "{} units are more than the device's max_texture_dimension_2d of {}",
+                            packed.units(),
+                            ctx.limits().max_texture_dimension_2d
+                        ),
+                    ));
+                }
+                table = Some(pwlu_table.texture);
                 ActivationCode::Pwlu
             }
         };

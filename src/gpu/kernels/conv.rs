@@ -8,6 +8,7 @@ use super::{check_input, check_invocations, run_single};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
+use crate::gpu::dispatch::Resource;
 use crate::gpu::pipelines::{Constants, Pipeline};
 use crate::gpu::shaders::{self, Shader};
 use crate::gpu::tensor::{channel_vec4s, GpuTensor};
@@ -53,12 +54,19 @@ impl ConvVariant {
     }
 }
 
+/// Packed weights: a table (texture) for the dense kernel, a storage buffer for the others.
+#[derive(Debug)]
+enum Weights {
+    Table(wgpu::Texture),
+    Buffer(wgpu::Buffer),
+}
+
 /// A convolution layer on the GPU for one input shape: pipeline, packed weights, bias and activation table.
 #[derive(Debug)]
 pub struct Conv2dKernel {
     variant: ConvVariant,
     pipeline: Arc<Pipeline>,
-    weights: wgpu::Buffer,
+    weights: Weights,
     bias: wgpu::Buffer,
     activation: ActivationBinding,
     residual: ResidualAdd,
@@ -158,11 +166,25 @@ impl Conv2dKernel {
             ("RESIDUAL", residual_code(layer.epilogue.residual)),
         ]);
         constants.extend(activation.constants().iter().copied());
+        let weights = match variant {
+            ConvVariant::Dense => {
+                let table = ctx.table(
+                    "conv weights",
+                    &weights,
+                    oc4.next_multiple_of(DENSE_TILE_OC4),
+                )?;
+                constants.push(("W_BLOCK_ROWS", table.block_rows as f64));
+                Weights::Table(table.texture)
+            }
+            ConvVariant::Depthwise | ConvVariant::Grouped => {
+                Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?)
+            }
+        };
         let pipeline = ctx.pipeline(&variant.shader(), &constants)?;
         Ok(Conv2dKernel {
             variant,
             pipeline,
-            weights: ctx.storage_buffer("conv weights", &weights)?,
+            weights,
             bias: ctx.storage_buffer("conv bias", &bias)?,
             activation,
             residual: layer.epilogue.residual,
@@ -230,7 +252,13 @@ impl Conv2dKernel {
             Arc::clone(&self.pipeline),
             &[
                 (0, input.resource()),
-                (1, (&self.weights).into()),
+                (
+                    1,
+                    match &self.weights {
+                        Weights::Table(texture) => Resource::Table(texture),
+                        Weights::Buffer(buffer) => buffer.into(),
+                    },
+                ),
                 (2, (&self.bias).into()),
                 (3, residual),
                 (4, output.resource()),

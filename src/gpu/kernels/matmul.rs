@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::check_invocations;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::dispatch::Dispatch;
+use crate::gpu::dispatch::{Dispatch, Resource};
 use crate::gpu::pipelines::Pipeline;
 use crate::gpu::shaders;
 
@@ -45,7 +45,12 @@ impl MatmulKernel {
         let (k4, n4) = (k.div_ceil(4), padded_n4(n));
         let invocations = (n4 / TILE_N4) as u64 * m.div_ceil(TILE_M) as u64;
         check_invocations("matmul", invocations)?;
-        let constants = vec![("M", m as f64), ("K4", k4 as f64), ("N4", n4 as f64)];
+        let constants = vec![
+            ("M", m as f64),
+            ("K4", k4 as f64),
+            ("N4", n4 as f64),
+            ("B_BLOCK_ROWS", ctx.table_block_rows(k4 * 4) as f64),
+        ];
         let pipeline = ctx.pipeline(&shaders::MATMUL, &constants)?;
         Ok(MatmulKernel { pipeline, m, k, n })
     }
@@ -70,7 +75,11 @@ impl MatmulKernel {
         }
         let (k_padded, n_padded) = (k.div_ceil(4) * 4, padded_n4(n) * 4);
         let a_buffer = ctx.storage_buffer("matmul a", &pad_rows(a, k, k_padded, m))?;
-        let b_buffer = ctx.storage_buffer("matmul b", &pad_rows(b, n, n_padded, k_padded))?;
+        let b_table = ctx.table(
+            "matmul b",
+            &pad_rows(b, n, n_padded, k_padded),
+            n_padded / 4,
+        )?;
         let c = ctx.storage_buffer("matmul c", &vec![0.0; m * n_padded])?;
         let workgroups = ((n_padded / 4 / TILE_N4) * m.div_ceil(TILE_M)).div_ceil(64) as u64;
         let dispatch = Dispatch::new(
@@ -78,7 +87,7 @@ impl MatmulKernel {
             Arc::clone(&self.pipeline),
             &[
                 (0, (&a_buffer).into()),
-                (1, (&b_buffer).into()),
+                (1, Resource::Table(&b_table.texture)),
                 (4, (&c).into()),
             ],
             workgroups,

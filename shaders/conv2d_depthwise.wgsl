@@ -3,7 +3,7 @@
 //
 // One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
 // activation's parameters are loaded once for the tile, and each input vec4 of a kernel row once (a sliding
-// window in registers). Weights are [KH][KW][C4] vec4s.
+// window in registers). Weights are [KH][KW][C4] texels.
 
 #include "shared/common.wgsl"
 #include "shared/activation.wgsl"
@@ -34,7 +34,8 @@ const MAX_SPAN: u32 = 11u;
 // Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
 // forbids binding one buffer both read-only and writable in the same dispatch.
 @group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
+// KH * KW rows of C4 texels: a table, as in conv2d.wgsl.
+@group(0) @binding(1) var weights: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
@@ -83,14 +84,14 @@ fn main(
                 window[i] = select(vec4<f32>(0.0), input[index], inside);
             }
             for (var kx = 0u; kx < KERNEL_W; kx++) {
-                let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
+                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
                 for (var p = 0u; p < TILE_W; p++) {
                     acc[p] += w * window[p * STRIDE_W + kx * DILATION_W];
                 }
             }
         } else {
             for (var kx = 0u; kx < KERNEL_W; kx++) {
-                let w = weights[(ky * KERNEL_W + kx) * C4 + c4];
+                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
                 for (var p = 0u; p < TILE_W; p++) {
                     let x = origin_x + i32(p * STRIDE_W + kx * DILATION_W);
                     if (x >= 0 && x < i32(IN_W)) {

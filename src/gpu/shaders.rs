@@ -43,6 +43,16 @@ const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
+/// The epilogue's bindings with the weights in a table, for kernels where every invocation reads its own.
+const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
+    (0, ReadWrite),
+    (1, Table),
+    (2, Read),
+    (3, ReadWrite),
+    (4, ReadWrite),
+    (ACTIVATION_PARAMS_BINDING, Table),
+];
+
 macro_rules! shader {
     ($name:literal, $bindings:expr) => {
         Shader {
@@ -55,19 +65,9 @@ macro_rules! shader {
 }
 
 /// Dense convolution (implicit GEMM), its weights a table.
-pub const CONV2D: Shader = shader!(
-    "conv2d.wgsl",
-    &[
-        (0, ReadWrite),
-        (1, Table),
-        (2, Read),
-        (3, ReadWrite),
-        (4, ReadWrite),
-        (ACTIVATION_PARAMS_BINDING, Table),
-    ]
-);
-/// Depthwise convolution.
-pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", EPILOGUE_BINDINGS);
+pub const CONV2D: Shader = shader!("conv2d.wgsl", TABLE_WEIGHT_BINDINGS);
+/// Depthwise convolution, its weights a table.
+pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", TABLE_WEIGHT_BINDINGS);
 /// Any other grouped convolution.
 pub const CONV2D_GROUPED: Shader = shader!("conv2d_grouped.wgsl", EPILOGUE_BINDINGS);
 /// Activation or batch norm, element-wise.

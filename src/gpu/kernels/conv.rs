@@ -54,7 +54,7 @@ impl ConvVariant {
     }
 }
 
-/// Packed weights: a table (texture) for the dense kernel, a storage buffer for the others.
+/// Packed weights: a table (texture) for the dense and depthwise kernels, a storage buffer for the grouped one.
 #[derive(Debug)]
 enum Weights {
     Table(wgpu::Texture),
@@ -176,9 +176,10 @@ impl Conv2dKernel {
                 constants.push(("W_BLOCK_ROWS", table.block_rows as f64));
                 Weights::Table(table.texture)
             }
-            ConvVariant::Depthwise | ConvVariant::Grouped => {
-                Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?)
+            ConvVariant::Depthwise => {
+                Weights::Table(ctx.table("conv weights", &weights, oc4)?.texture)
             }
+            ConvVariant::Grouped => Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?),
         };
         let pipeline = ctx.pipeline(&variant.shader(), &constants)?;
         Ok(Conv2dKernel {

@@ -22,6 +22,17 @@ const WORKGROUP_SIZE: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
+// Both operands are one value (x + x). It is then read through `a`: WebGPU forbids binding one range of a buffer
+// to two writable bindings.
+override B_IS_A: bool = false;
+
+fn operand_b(index: u32) -> vec4<f32> {
+    if (B_IS_A) {
+        return a[index];
+    }
+    return b[index];
+}
+
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -36,9 +47,9 @@ fn main(
     var v: vec4<f32>;
     if (OP == OP_MUL_CHANNELS) {
         let n = id / (PIXELS * C4);
-        v = a[id] * b[n * C4 + c4];
+        v = a[id] * operand_b(n * C4 + c4);
     } else {
-        v = a[id] + b[id];
+        v = a[id] + operand_b(id);
     }
     output[id] = zero_padding_lanes(activate(v, c4), c4, CHANNELS);
 }

@@ -380,6 +380,7 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
             };
             let kernel = Conv2dKernel::new(&ctx, &fused, input.shape()).expect("kernel");
             let x = GpuTensor::upload(&ctx, &input).expect("upload");
+            // The residual is the input itself: read through the input's binding.
             let got = kernel
                 .run(&ctx, &x, Some(&x))
                 .and_then(|t| t.download_blocking(&ctx))
@@ -703,6 +704,14 @@ fn binary_ops_agree_with_cpu() {
                     );
                 }
             }
+            // x + x: one tensor in both operands, read through one binding.
+            let twice = cpu::binary(BinaryOp::Add, &Activation::Relu6, &a, &a).expect("cpu");
+            let x = GpuTensor::upload(&ctx, &a).expect("upload");
+            let got = BinaryKernel::new(&ctx, BinaryOp::Add, &Activation::Relu6, shape)
+                .and_then(|k| k.run(&ctx, &x, &x))
+                .and_then(|t| t.download_blocking(&ctx))
+                .expect("run");
+            assert_close(&got, &twice, TOLERANCE, &format!("x + x {shape}"));
         }
     }
 }

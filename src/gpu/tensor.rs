@@ -163,6 +163,11 @@ impl GpuTensor {
         self.offset
     }
 
+    /// Whether `other` is this very tensor's data (the same range of the same buffer).
+    pub(crate) fn same_data(&self, other: &GpuTensor) -> bool {
+        self.buffer == other.buffer && self.offset == other.offset
+    }
+
     /// The tensor's range of its buffer, for a kernel's binding.
     pub(crate) fn resource(&self) -> Resource<'_> {
         Resource::Buffer(wgpu::BufferBinding {

@@ -66,6 +66,8 @@ enum Weights {
 pub struct Conv2dKernel {
     variant: ConvVariant,
     pipeline: Arc<Pipeline>,
+    /// The pipeline's override constants, for its variant that reads the residual from the input.
+    constants: Constants,
     weights: Weights,
     bias: wgpu::Buffer,
     activation: ActivationBinding,
@@ -185,6 +187,7 @@ impl Conv2dKernel {
         Ok(Conv2dKernel {
             variant,
             pipeline,
+            constants,
             weights,
             bias: ctx.storage_buffer("conv bias", &bias)?,
             activation,
@@ -229,6 +232,7 @@ impl Conv2dKernel {
     ) -> Result<Dispatch> {
         check_input("conv2d input", input, self.input_shape)?;
         check_input("conv2d output", output, self.output_shape)?;
+        let mut pipeline = Arc::clone(&self.pipeline);
         let residual = match (self.residual, residual) {
             (ResidualAdd::None, None) => ctx.placeholder().into(),
             (ResidualAdd::None, Some(_)) => {
@@ -243,6 +247,13 @@ impl Conv2dKernel {
                     "the epilogue adds a residual but none was given",
                 ))
             }
+            (_, Some(r)) if r.same_data(input) => {
+                check_input("conv2d residual", r, self.output_shape)?;
+                let mut constants = self.constants.clone();
+                constants.push(("RESIDUAL_FROM_INPUT", 1.0));
+                pipeline = ctx.pipeline(&self.variant.shader(), &constants)?;
+                ctx.placeholder().into()
+            }
             (_, Some(r)) => {
                 check_input("conv2d residual", r, self.output_shape)?;
                 r.resource()
@@ -250,7 +261,7 @@ impl Conv2dKernel {
         };
         Dispatch::new(
             ctx,
-            Arc::clone(&self.pipeline),
+            pipeline,
             &[
                 (0, input.resource()),
                 (

@@ -121,6 +121,8 @@ impl UnaryKernel {
 #[derive(Debug)]
 pub struct BinaryKernel {
     pipeline: Arc<Pipeline>,
+    /// The pipeline's override constants, for its variant that reads both operands from one binding.
+    constants: Constants,
     activation: ActivationBinding,
     op: BinaryOp,
     shape: Shape,
@@ -154,6 +156,7 @@ impl BinaryKernel {
         constants.extend(activation.constants().iter().copied());
         Ok(BinaryKernel {
             pipeline: ctx.pipeline(&shaders::ELEMENTWISE_BINARY, &constants)?,
+            constants,
             activation,
             op,
             shape,
@@ -179,12 +182,20 @@ impl BinaryKernel {
         check_input("binary first operand", a, self.shape)?;
         check_input("binary second operand", b, self.second_shape())?;
         check_input("binary output", output, self.shape)?;
+        let (pipeline, b) = if b.same_data(a) {
+            let mut constants = self.constants.clone();
+            constants.push(("B_IS_A", 1.0));
+            let pipeline = ctx.pipeline(&shaders::ELEMENTWISE_BINARY, &constants)?;
+            (pipeline, ctx.placeholder().into())
+        } else {
+            (Arc::clone(&self.pipeline), b.resource())
+        };
         Dispatch::new(
             ctx,
-            Arc::clone(&self.pipeline),
+            pipeline,
             &[
                 (0, a.resource()),
-                (1, b.resource()),
+                (1, b),
                 (4, output.resource()),
                 (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],

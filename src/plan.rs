@@ -173,16 +173,7 @@ impl Plan {
         let arenas: Vec<wgpu::Buffer> = placement
             .arena_sizes
             .iter()
-            .map(|&size| {
-                ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("activations"),
-                    size: size.max(16),
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
+            .map(|&size| ctx.tensor_buffer("activations", size))
             .collect();
         let tensor_at = |value: usize, shape: Shape, dims: Vec<usize>| -> Result<GpuTensor> {
             let (arena, offset) = placement.of[value]

@@ -464,6 +464,18 @@ impl GpuContext {
         Ok(())
     }
 
+    /// A zero-filled storage buffer for tensors (at least 16 bytes), which may be written, copied and read back.
+    pub(crate) fn tensor_buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
     /// A storage buffer initialised with `data` (at least 16 bytes, as bindings must not be empty).
     pub(crate) fn storage_buffer(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
         let bytes = (data.len() as u64) * 4;

@@ -93,14 +93,7 @@ impl GpuTensor {
             .ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
         let bytes = (len as u64).saturating_mul(4);
         ctx.check_buffer_size(&format!("tensor {shape}"), bytes)?;
-        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tensor"),
-            size: bytes.max(16),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buffer = ctx.tensor_buffer("tensor", bytes);
         Ok(GpuTensor {
             buffer,
             offset: 0,

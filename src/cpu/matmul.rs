@@ -1,19 +1,10 @@
 //! Twin of `shaders/matmul.wgsl`: C = A B for row-major matrices, accumulated in f64.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `a` is `m x k`, `b` is `k x n`, both row-major; returns the `m x n` product.
 pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
-    if Some(a.len()) != m.checked_mul(k) || Some(b.len()) != k.checked_mul(n) {
-        return Err(Error::invalid_op(
-            "matmul",
-            format!(
-                "{} and {} values do not make {m} x {k} and {k} x {n} matrices",
-                a.len(),
-                b.len()
-            ),
-        ));
-    }
+    crate::ops::check_matmul_operands(a, b, m, k, n)?;
     let mut c = Vec::with_capacity(m * n);
     for row in a.chunks_exact(k.max(1)).take(m) {
         for j in 0..n {

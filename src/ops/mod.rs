@@ -58,3 +58,18 @@ pub enum BinaryOp {
     /// `a * b` with `b` broadcast over height and width.
     MulChannels,
 }
+
+/// Checks that `a` and `b` hold an `m x k` and a `k x n` matrix.
+pub fn check_matmul_operands(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Result<()> {
+    if Some(a.len()) != m.checked_mul(k) || Some(b.len()) != k.checked_mul(n) {
+        return Err(Error::invalid_op(
+            "matmul",
+            format!(
+                "{} and {} values do not make {m} x {k} and {k} x {n} matrices",
+                a.len(),
+                b.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -2,46 +2,14 @@
 // one session, and prints the figures and the ratios, together with the native figures scripts/compare.sh
 // measured (a JSON-lines file). Usage: node compare.mjs NATIVE.jsonl OUT.json --models a,b --engines x,y --runs N
 import fs from "node:fs/promises";
-import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { launch, serve } from "../e2e/browser.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, "../dist");
 const TIMEOUT = 20 * 60 * 1000;
-
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-};
-
-/** A static server with the cross-origin isolation headers ONNX Runtime's threaded wasm needs. */
-function serve(root) {
-  const server = http.createServer(async (request, response) => {
-    const url = new URL(request.url, "http://localhost");
-    let file = path.join(root, decodeURIComponent(url.pathname));
-    if (!file.startsWith(root)) return response.writeHead(403).end();
-    if (url.pathname.endsWith("/")) file = path.join(file, "index.html");
-    try {
-      const body = await fs.readFile(file);
-      response.writeHead(200, {
-        "content-type": MIME[path.extname(file)] ?? "application/octet-stream",
-        "content-length": body.length,
-        "cross-origin-opener-policy": "same-origin",
-        "cross-origin-embedder-policy": "require-corp",
-      });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end("not found");
-    }
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -59,9 +27,11 @@ const jobs = models.flatMap((model) => engines.map((engine) => ({ model, page: `
 if (models.includes("efficientnet_lite0") && engines.includes("pwlu")) {
   jobs.push({ model: "efficientnet_lite0 (PWLU)", page: "efficientnet_lite0", engine: "pwlu" });
 }
-const server = jobs.length ? await serve(dist) : null;
+// Cross-origin isolation, so that ONNX Runtime's wasm gets threads.
+const isolation = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+const server = jobs.length ? await serve(dist, isolation) : null;
 const base = server ? `http://127.0.0.1:${server.address().port}` : "";
-const browser = jobs.length ? await launch() : null;
+const browser = jobs.length ? await launch(chromium) : null;
 const version = browser?.version() ?? "";
 const browserResults = [];
 try {
@@ -86,23 +56,6 @@ try {
 } finally {
   await browser?.close();
   server?.close();
-}
-
-function launch() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--enable-unsafe-webgpu",
-      "--no-sandbox",
-      "--disable-gpu-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
 }
 
 const native = nativeFile

@@ -4,50 +4,16 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
-import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { launch, serve } from "./browser.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const dist = path.join(repo, "web/dist");
 // SwiftShader runs EfficientNet-Lite0 in seconds, but the first run compiles every pipeline on the CPU.
 const SLOW = 10 * 60 * 1000;
-
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-  ".png": "image/png",
-  ".jpg": "image/jpeg",
-  ".safetensors": "application/octet-stream",
-};
-
-function serve(root) {
-  const server = http.createServer(async (request, response) => {
-    const url = new URL(request.url, "http://localhost");
-    let file = path.join(root, decodeURIComponent(url.pathname));
-    if (!file.startsWith(root)) {
-      response.writeHead(403).end();
-      return;
-    }
-    if (url.pathname.endsWith("/")) file = path.join(file, "index.html");
-    try {
-      const body = await fs.readFile(file);
-      response.writeHead(200, {
-        "content-type": MIME[path.extname(file)] ?? "application/octet-stream",
-        "content-length": body.length,
-      });
-      response.end(body);
-    } catch {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found");
-    }
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
 
 let browser;
 let server;
@@ -61,20 +27,7 @@ before(async () => {
   server = await serve(dist);
   otherOrigin = await serve(dist); // same files, another port: a cross-origin server without CORS headers
   base = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--enable-unsafe-webgpu",
-      "--no-sandbox",
-      "--disable-gpu-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
+  browser = await launch(chromium);
 });
 
 after(async () => {

@@ -63,16 +63,7 @@ impl MatmulKernel {
     /// Uploads `a` (`m x k`, row-major) and `b` (`k x n`) in the kernel's padded layout.
     pub fn bind(&self, ctx: &GpuContext, a: &[f32], b: &[f32]) -> Result<BoundMatmul> {
         let (m, k, n) = (self.m, self.k, self.n);
-        if a.len() != m * k || b.len() != k * n {
-            return Err(Error::invalid_op(
-                "matmul",
-                format!(
-                    "{} and {} values do not make {m} x {k} and {k} x {n} matrices",
-                    a.len(),
-                    b.len()
-                ),
-            ));
-        }
+        crate::ops::check_matmul_operands(a, b, m, k, n)?;
         let (k_padded, n_padded) = (k.div_ceil(4) * 4, padded_n4(n) * 4);
         let a_buffer = ctx.storage_buffer("matmul a", &pad_rows(a, k, k_padded, m))?;
         let b_table = ctx.table(

@@ -298,13 +298,7 @@ impl Plan {
         }
         memory.weight_bytes = weights.iter().map(|b| b.size()).sum::<u64>()
             + tables.iter().map(|t| texture_bytes(t)).sum::<u64>();
-        (memory.two_largest_live_bytes, memory.peak_live_bytes) = live_bytes(
-            graph,
-            &value_bytes,
-            &last_use,
-            nhwc4_len(graph.input.with_batch(batch)).unwrap_or(0) as u64 * 4,
-            |v| resolve(&source, v),
-        );
+        (memory.two_largest_live_bytes, memory.peak_live_bytes) = live_bytes(&lifetimes, n);
         let output = match output_value {
             Value::Input => input.clone(),
             Value::Node(k) => values[k]
@@ -434,32 +428,16 @@ impl PendingOutput {
     }
 }
 
-/// The largest sum of two values live at one step, and the largest sum of all values live at one step. A
-/// value is live from the node that makes it to its last reader; the graph input from the start to its last
-/// reader.
-fn live_bytes(
-    graph: &Graph,
-    value_bytes: &[u64],
-    last_use: &[usize],
-    input_bytes: u64,
-    resolve: impl Fn(Value) -> Value,
-) -> (u64, u64) {
-    let input_last_use = graph
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, node)| node.inputs.iter().any(|&v| resolve(v) == Value::Input))
-        .map(|(j, _)| j)
-        .max();
+/// The largest sum of two values live at one step, and the largest sum of all values live at one step, over
+/// the steps `0..steps`.
+fn live_bytes(lifetimes: &[Lifetime], steps: usize) -> (u64, u64) {
     let (mut two, mut all) = (0, 0);
-    for j in 0..graph.nodes.len() {
-        let mut live: Vec<u64> = (0..=j)
-            .filter(|&k| value_bytes[k] > 0 && (k == j || last_use[k] >= j))
-            .map(|k| value_bytes[k])
+    for step in 0..steps {
+        let mut live: Vec<u64> = lifetimes
+            .iter()
+            .filter(|v| v.bytes > 0 && v.first <= step && step <= v.last)
+            .map(|v| v.bytes)
             .collect();
-        if input_last_use.is_some_and(|last| last >= j) {
-            live.push(input_bytes);
-        }
         live.sort_unstable_by(|a, b| b.cmp(a));
         two = two.max(live.iter().take(2).sum());
         all = all.max(live.iter().sum());

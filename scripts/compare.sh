@@ -2,8 +2,10 @@
 # Side-by-side speed comparison, all in one session on this machine (docs/performance.md keeps the figures):
 #   natively:   pwlu on the default adapter against wonnx 0.5.1 (crates.io), same ONNX/safetensors pair;
 #               pwlu's EfficientNet-Lite0 with PWLU against the same weights with ReLU6;
-#   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers.
-# Each model is exported from one PyTorch module to both formats (python -m pwlu_torch.compare).
+#   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers,
+#                and TensorFlow.js 4.22 (npm), WebGPU backend.
+# Each model is exported from one PyTorch module to both formats (python -m pwlu_torch.compare); TF.js runs the
+# ONNX export rewritten as its own op list (python -m pwlu_torch.tfjs).
 # Benchmarks, not tests: nothing here fails on a slow figure.
 #
 #   bash scripts/compare.sh [--runs N] [--models a,b,c] [--native-only | --browser-only]
@@ -39,6 +41,11 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   (IFS=,; python/.venv/bin/python -m pwlu_torch.compare --out models/compare --models "${missing[*]}")
 fi
+for name in "${names[@]}"; do
+  if [ ! -f "models/compare/$name.tfjs.json" ] || [ "models/compare/$name.onnx" -nt "models/compare/$name.tfjs.json" ]; then
+    python/.venv/bin/python -m pwlu_torch.tfjs "models/compare/$name.onnx"
+  fi
+done
 cargo build --release --locked --bin pwlu
 pwlu=target/release/pwlu
 
@@ -69,17 +76,20 @@ browser_models=()
 if [ $browser = 1 ]; then
   bash web/build.sh
   (cd web/compare && npm ci --no-audit --no-fund --loglevel=error)
-  mkdir -p web/dist/ort web/dist/models/compare
+  mkdir -p web/dist/ort web/dist/tfjs web/dist/models/compare
   # The entry module and every wasm build it may pick (asyncify for WebGPU, plain or JSEP for wasm).
   cp web/compare/node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs \
     web/compare/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded*.{mjs,wasm} web/dist/ort/
+  cp web/compare/node_modules/@tensorflow/tfjs-core/dist/tf-core.fesm.min.js \
+    web/compare/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.fesm.min.js web/dist/tfjs/
   entries=()
   for name in "${names[@]}"; do
-    ln -f "models/compare/$name.safetensors" "models/compare/$name.onnx" web/dist/models/compare/ 2>/dev/null \
-      || cp "models/compare/$name.safetensors" "models/compare/$name.onnx" web/dist/models/compare/
+    for file in "$name.safetensors" "$name.onnx" "$name.tfjs.json" "$name.tfjs.bin"; do
+      ln -f "models/compare/$file" web/dist/models/compare/ 2>/dev/null || cp "models/compare/$file" web/dist/models/compare/
+    done
     info=$($pwlu info "models/compare/$name.safetensors" --json 2>/dev/null)
     flops=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["flops"])' "$info")
-    entries+=("{\"name\": \"compare/$name\", \"title\": \"$name (comparison set, original activations)\", \"file\": \"models/compare/$name.safetensors\", \"onnx\": \"models/compare/$name.onnx\", \"flops\": $flops, \"input\": [3, 224, 224]}")
+    entries+=("{\"name\": \"compare/$name\", \"title\": \"$name (comparison set, original activations)\", \"file\": \"models/compare/$name.safetensors\", \"onnx\": \"models/compare/$name.onnx\", \"tfjs\": \"models/compare/$name.tfjs.json\", \"flops\": $flops, \"input\": [3, 224, 224]}")
   done
   (IFS=,; printf '{"models": [%s]}\n' "${entries[*]}") > web/dist/models/compare/index.json
   browser_models=("${names[@]}")

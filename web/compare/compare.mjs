@@ -18,7 +18,7 @@ function option(name, fallback) {
 
 const [nativeFile, outFile] = process.argv.slice(2).filter((a, i, all) => !a.startsWith("--") && !all[i - 1]?.startsWith("--"));
 const models = option("models", "efficientnet_lite0,mobilenet_v2,resnet18").split(",").filter(Boolean);
-const engines = option("engines", "pwlu,ort-webgpu,ort-wasm").split(",").filter(Boolean);
+const engines = option("engines", "pwlu,ort-webgpu,ort-wasm,tfjs-webgpu").split(",").filter(Boolean);
 const runs = Number(option("runs", "5"));
 
 // Each comparison model has its original activations (models/compare/); the zoo's PWLU Lite0 runs once more
@@ -66,14 +66,22 @@ await fs.writeFile(outFile ?? "compare.json", JSON.stringify({ date: new Date().
 const fmt = (v, digits = 0) => (v == null || Number.isNaN(v) ? "-" : v.toFixed(digits));
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : "-");
 console.log(`\n## In the browser: headless Chromium ${version}, ${browserResults[0]?.adapter ?? ""}`);
-console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median | pwlu / this, first run |");
-console.log("|---|---|---|---|---|---|");
+// Every engine runs the same weights on the same input: their logits must agree, or the figures compare
+// different work.
+const largestDifference = (a, b) =>
+  a?.length && a.length === b?.length ? Math.max(...a.map((v, i) => Math.abs(v - b[i]))) : null;
+console.log(
+  "| model | engine | first run ms | median ms (min-max) | pwlu / this, median | pwlu / this, first run | max abs logit difference from pwlu |",
+);
+console.log("|---|---|---|---|---|---|---|");
 for (const r of browserResults) {
   const ours = browserResults.find((o) => o.model === r.model && o.engine === "pwlu");
   const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median, 1)} (${fmt(r.min, 1)}-${fmt(r.max, 1)})`;
   const versus = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.median, r.median);
   const versusFirst = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.first, r.first);
-  console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} |`);
+  const difference = r.engine === "pwlu" ? null : largestDifference(r.logits, ours?.logits);
+  const agreement = difference == null ? "" : difference.toExponential(1);
+  console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} | ${agreement} |`);
 }
 const pwluRow = browserResults.find((r) => r.model === "efficientnet_lite0 (PWLU)" && !r.error);
 const reluRow = browserResults.find((r) => r.model === "efficientnet_lite0" && r.engine === "pwlu" && !r.error);

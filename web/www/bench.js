@@ -2,8 +2,9 @@
 // `window.benchResult` (scripts/compare.sh reads them there).
 //
 // Query parameters (all optional): model=NAME (models/index.json or models/compare/index.json),
-// engine=pwlu|ort-webgpu|ort-wasm, batch=B, runs=N, auto (start without a click).
+// engine=pwlu|ort-webgpu|ort-wasm|tfjs-webgpu, batch=B, runs=N, auto (start without a click).
 import init, { Model, webgpuStatus } from "./pkg/pwlu_web.js";
+import { loadTfjsGraph } from "./tfjs-graph.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -40,20 +41,24 @@ async function modelList() {
   return lists.flatMap((list) => list.models);
 }
 
-/** Times `run()` once (the first run) and then `runs` more times. */
+/**
+ * Times `run()` once (the first run) and then `runs` more times. `run` resolves to the outputs on the CPU; those
+ * of the last run come back with the figures, so that the engines can be checked against each other.
+ */
 async function time(run, runs) {
   let start = performance.now();
-  await run();
+  let output = await run();
   const first = performance.now() - start;
   const times = [];
   for (let i = 0; i < runs; i++) {
     start = performance.now();
-    await run();
+    output = await run();
     times.push(performance.now() - start);
     status(`run ${i + 1} of ${runs}: ${times[i].toFixed(1)} ms`);
   }
   times.sort((a, b) => a - b);
-  return { first, median: times[times.length >> 1], min: times[0], max: times[times.length - 1] };
+  const median = times[times.length >> 1];
+  return { first, median, min: times[0], max: times[times.length - 1], logits: Array.from(output) };
 }
 
 async function benchPwlu(entry, batch, runs) {
@@ -94,11 +99,53 @@ async function benchOrt(entry, batch, runs, provider) {
     const figures = await time(async () => {
       const out = await session.run(feeds);
       // Reading the data makes the output come back to the CPU, as pwlu's run() does.
-      await out[session.outputNames[0]].getData?.();
+      return await out[session.outputNames[0]].getData();
     }, runs);
     return { ...figures, load, flops: entry.flops ? entry.flops * batch : null, adapter: null, layers: null };
   } finally {
     await session.release();
+  }
+}
+
+/** TensorFlow.js 4.22 on its WebGPU backend, running the op list of `python -m pwlu_torch.tfjs`. */
+async function benchTfjs(entry, batch, runs) {
+  if (!entry.tfjs) throw new Error(`${entry.name} has no TF.js op list here (scripts/compare.sh makes them)`);
+  let tf;
+  try {
+    // The import map in bench.html resolves the backend's import of "@tensorflow/tfjs-core" to ./tfjs/.
+    tf = await import("@tensorflow/tfjs-core");
+    await import("./tfjs/tf-backend-webgpu.fesm.min.js");
+  } catch {
+    throw new Error("TensorFlow.js is not on this page: scripts/compare.sh copies it into tfjs/");
+  }
+  if (!(await tf.setBackend("webgpu"))) throw new Error("TensorFlow.js found no WebGPU adapter");
+  await tf.ready();
+  let start = performance.now();
+  const model = await loadTfjsGraph(tf, entry.tfjs);
+  const load = performance.now() - start;
+  try {
+    const [c, h, w] = entry.input ?? [3, 224, 224];
+    // The same input as the other engines, in TF.js's NHWC order.
+    const nchw = syntheticInput(batch * c * h * w);
+    const nhwc = new Float32Array(nchw.length);
+    for (let n = 0; n < batch; n++) {
+      for (let ch = 0; ch < c; ch++) {
+        for (let p = 0; p < h * w; p++) nhwc[(n * h * w + p) * c + ch] = nchw[(n * c + ch) * h * w + p];
+      }
+    }
+    const figures = await time(async () => {
+      const input = tf.tensor(nhwc, [batch, h, w, c]);
+      const output = model.predict(input);
+      try {
+        return await output.data();
+      } finally {
+        input.dispose();
+        output.dispose();
+      }
+    }, runs);
+    return { ...figures, load, flops: entry.flops ? entry.flops * batch : null, adapter: null, layers: null };
+  } finally {
+    model.dispose();
   }
 }
 
@@ -156,10 +203,10 @@ async function start(models) {
   setState("running");
   status(`loading ${entry.name} on ${engine}…`);
   try {
-    const figures =
-      engine === "pwlu"
-        ? await benchPwlu(entry, batch, runs)
-        : await benchOrt(entry, batch, runs, engine === "ort-webgpu" ? "webgpu" : "wasm");
+    let figures;
+    if (engine === "pwlu") figures = await benchPwlu(entry, batch, runs);
+    else if (engine === "tfjs-webgpu") figures = await benchTfjs(entry, batch, runs);
+    else figures = await benchOrt(entry, batch, runs, engine === "ort-webgpu" ? "webgpu" : "wasm");
     const result = { engine, model: entry.name, batch, runs, ...figures };
     window.benchResult = result;
     show(result);

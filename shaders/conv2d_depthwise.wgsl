@@ -2,8 +2,12 @@
 // CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
 // One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
-// activation's parameters are loaded once for the tile, and each input vec4 of a kernel row once (a sliding
-// window in registers). Weights are [KH][KW][C4] texels.
+// activation's parameters are loaded once for the tile, and, at stride 1 or 2 without dilation, each input
+// vec4 of a kernel row once (windows that slide through named registers). Weights are [KH][KW][C4] texels.
+//
+// The tile's pixels are spelled out rather than looped over: SwiftShader (Chrome without a GPU) does not
+// unroll loops and keeps an array indexed by a loop variable in memory, with a gather or scatter per
+// invocation at each access; named variables stay in registers.
 
 #include "shared/common.wgsl"
 #include "shared/activation.wgsl"
@@ -26,11 +30,8 @@ override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 // Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
+// The code below is written out for it.
 const TILE_W: u32 = 4u;
-// The longest input row segment a tile reads through registers: covers 5-wide kernels at stride 2
-// ((TILE_W - 1) * 2 + 5); wider or more dilated kernels read the input directly.
-const MAX_SPAN: u32 = 11u;
-
 // Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
 // forbids binding one buffer both read-only and writable in the same dispatch.
 @group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
@@ -39,6 +40,12 @@ const MAX_SPAN: u32 = 11u;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+
+// Input pixel x of the row starting at pixel `row_start`; zeros in the padding.
+fn input_at(row_start: u32, x: i32, c4: u32) -> vec4<f32> {
+    let inside = x >= 0 && x < i32(IN_W);
+    return select(vec4<f32>(0.0), input[select(0u, (row_start + u32(x)) * C4 + c4, inside)], inside);
+}
 
 @compute @workgroup_size(64)
 fn main(
@@ -59,53 +66,90 @@ fn main(
     let n = row / OUT_H;
     let out_y = row % OUT_H;
     let origin_y = i32(out_y * STRIDE_H) - i32(PAD_TOP);
+    // Where the tile's first pixel's first tap reads, and how far apart its pixels read.
+    let x0 = i32(first_x * STRIDE_W) - i32(PAD_LEFT);
+    let step = i32(STRIDE_W);
 
     let b = bias[c4];
-    var acc: array<vec4<f32>, TILE_W>;
-    for (var p = 0u; p < TILE_W; p++) {
-        acc[p] = b;
-    }
-    // The input pixels of one kernel row that the tile's outputs read, left to right.
-    let span = (TILE_W - 1u) * STRIDE_W + (KERNEL_W - 1u) * DILATION_W + 1u;
-    let origin_x = i32(first_x * STRIDE_W) - i32(PAD_LEFT);
+    var acc0 = b;
+    var acc1 = b;
+    var acc2 = b;
+    var acc3 = b;
     for (var ky = 0u; ky < KERNEL_H; ky++) {
         let y = origin_y + i32(ky * DILATION_H);
         if (y < 0 || y >= i32(IN_H)) {
             continue;
         }
         let row_start = (n * IN_H + u32(y)) * IN_W;
-        if (span <= MAX_SPAN) {
-            // Each input vec4 is read once and used by every output of the tile that needs it.
-            var window: array<vec4<f32>, MAX_SPAN>;
-            for (var i = 0u; i < span; i++) {
-                let x = origin_x + i32(i);
-                let inside = x >= 0 && x < i32(IN_W);
-                let index = select(0u, (row_start + u32(x)) * C4 + c4, inside);
-                window[i] = select(vec4<f32>(0.0), input[index], inside);
-            }
+        if (DILATION_W == STRIDE_W) {
+            // Tap kx + 1 of pixel p reads what tap kx of pixel p + 1 read: one new load per tap.
+            var r0 = input_at(row_start, x0, c4);
+            var r1 = input_at(row_start, x0 + step, c4);
+            var r2 = input_at(row_start, x0 + 2 * step, c4);
+            var r3 = input_at(row_start, x0 + 3 * step, c4);
             for (var kx = 0u; kx < KERNEL_W; kx++) {
                 let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
-                for (var p = 0u; p < TILE_W; p++) {
-                    acc[p] += w * window[p * STRIDE_W + kx * DILATION_W];
+                acc0 += w * r0;
+                acc1 += w * r1;
+                acc2 += w * r2;
+                acc3 += w * r3;
+                r0 = r1;
+                r1 = r2;
+                r2 = r3;
+                r3 = input_at(row_start, x0 + i32(kx + TILE_W) * step, c4);
+            }
+        } else if (STRIDE_W == 2u && DILATION_W == 1u) {
+            // Even taps read even offsets from x0 and odd taps odd ones: two windows, each sliding at every other
+            // tap, so that each input is still loaded once.
+            var e0 = input_at(row_start, x0, c4);
+            var e1 = input_at(row_start, x0 + 2, c4);
+            var e2 = input_at(row_start, x0 + 4, c4);
+            var e3 = input_at(row_start, x0 + 6, c4);
+            var o0 = input_at(row_start, x0 + 1, c4);
+            var o1 = input_at(row_start, x0 + 3, c4);
+            var o2 = input_at(row_start, x0 + 5, c4);
+            var o3 = input_at(row_start, x0 + 7, c4);
+            for (var kx = 0u; kx < KERNEL_W; kx++) {
+                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
+                let next = input_at(row_start, x0 + i32(kx) + 8, c4);
+                if ((kx & 1u) == 0u) {
+                    acc0 += w * e0;
+                    acc1 += w * e1;
+                    acc2 += w * e2;
+                    acc3 += w * e3;
+                    e0 = e1;
+                    e1 = e2;
+                    e2 = e3;
+                    e3 = next;
+                } else {
+                    acc0 += w * o0;
+                    acc1 += w * o1;
+                    acc2 += w * o2;
+                    acc3 += w * o3;
+                    o0 = o1;
+                    o1 = o2;
+                    o2 = o3;
+                    o3 = next;
                 }
             }
         } else {
             for (var kx = 0u; kx < KERNEL_W; kx++) {
                 let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
-                for (var p = 0u; p < TILE_W; p++) {
-                    let x = origin_x + i32(p * STRIDE_W + kx * DILATION_W);
-                    if (x >= 0 && x < i32(IN_W)) {
-                        acc[p] += w * input[(row_start + u32(x)) * C4 + c4];
-                    }
-                }
+                let x = x0 + i32(kx * DILATION_W);
+                acc0 += w * input_at(row_start, x, c4);
+                acc1 += w * input_at(row_start, x + step, c4);
+                acc2 += w * input_at(row_start, x + 2 * step, c4);
+                acc3 += w * input_at(row_start, x + 3 * step, c4);
             }
         }
     }
+    // The epilogue loops over the tile, so that the activation's code is inlined once.
+    let tile_acc = array<vec4<f32>, TILE_W>(acc0, acc1, acc2, acc3);
     let act = activation_params(c4);
     let first_pixel = row * OUT_W + first_x;
     for (var p = 0u; p < TILE_W; p++) {
         if (first_x + p < OUT_W) {
-            store_output_with((first_pixel + p) * C4 + c4, c4, acc[p], act);
+            store_output_with((first_pixel + p) * C4 + c4, c4, tile_acc[p], act);
         }
     }
 }

@@ -5,7 +5,9 @@
 // K4 * 4 rows of N4 texels; C is M rows of N4 vec4s. Padding is zero. Each invocation computes TILE_M rows x
 // TILE_N4 vec4s of C in registers, reading A and B as whole vec4s, with no workgroup memory and no barriers:
 // the same scheme as conv2d.wgsl, on a plain matrix, so the difference between the two is what the
-// convolution's indexing costs.
+// convolution's indexing costs. As there, the loop over K is written out for the fixed tile, one variable per
+// accumulator (`acc_R_J`: row R, column vec4 J) and per texel of B (`b_I_J`): SwiftShader keeps arrays indexed
+// by loop variables in memory.
 
 #include "shared/common.wgsl"
 
@@ -17,6 +19,7 @@ override N4: u32 = 4u;
 override B_BLOCK_ROWS: u32 = 4u;
 
 const WORKGROUP_SIZE: u32 = 64u;
+// The tile; the loop over K below is written out for it.
 const TILE_M: u32 = 8u;
 const TILE_N4: u32 = 4u;
 
@@ -44,23 +47,107 @@ fn main(
         // Rows past the end repeat the last one; their results are not stored.
         row_base[r] = min(first_row + r, M - 1u) * K4;
     }
-    var acc: array<vec4<f32>, TILE_M * TILE_N4>;
+    var acc_0_0 = vec4<f32>(0.0);
+    var acc_0_1 = vec4<f32>(0.0);
+    var acc_0_2 = vec4<f32>(0.0);
+    var acc_0_3 = vec4<f32>(0.0);
+    var acc_1_0 = vec4<f32>(0.0);
+    var acc_1_1 = vec4<f32>(0.0);
+    var acc_1_2 = vec4<f32>(0.0);
+    var acc_1_3 = vec4<f32>(0.0);
+    var acc_2_0 = vec4<f32>(0.0);
+    var acc_2_1 = vec4<f32>(0.0);
+    var acc_2_2 = vec4<f32>(0.0);
+    var acc_2_3 = vec4<f32>(0.0);
+    var acc_3_0 = vec4<f32>(0.0);
+    var acc_3_1 = vec4<f32>(0.0);
+    var acc_3_2 = vec4<f32>(0.0);
+    var acc_3_3 = vec4<f32>(0.0);
+    var acc_4_0 = vec4<f32>(0.0);
+    var acc_4_1 = vec4<f32>(0.0);
+    var acc_4_2 = vec4<f32>(0.0);
+    var acc_4_3 = vec4<f32>(0.0);
+    var acc_5_0 = vec4<f32>(0.0);
+    var acc_5_1 = vec4<f32>(0.0);
+    var acc_5_2 = vec4<f32>(0.0);
+    var acc_5_3 = vec4<f32>(0.0);
+    var acc_6_0 = vec4<f32>(0.0);
+    var acc_6_1 = vec4<f32>(0.0);
+    var acc_6_2 = vec4<f32>(0.0);
+    var acc_6_3 = vec4<f32>(0.0);
+    var acc_7_0 = vec4<f32>(0.0);
+    var acc_7_1 = vec4<f32>(0.0);
+    var acc_7_2 = vec4<f32>(0.0);
+    var acc_7_3 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < K4; k4++) {
         let origin = matrix_origin(k4 * 4u, N4, B_BLOCK_ROWS) + vec2<u32>(column, 0u);
-        var bk: array<vec4<f32>, 4u * TILE_N4>;
-        for (var i = 0u; i < 4u; i++) {
-            for (var j = 0u; j < TILE_N4; j++) {
-                bk[i * TILE_N4 + j] = textureLoad(b, origin + vec2<u32>(j, i), 0);
-            }
-        }
-        for (var r = 0u; r < TILE_M; r++) {
-            let v = a[row_base[r] + k4];
-            for (var j = 0u; j < TILE_N4; j++) {
-                acc[r * TILE_N4 + j] += bk[j] * v.x + bk[TILE_N4 + j] * v.y + bk[2u * TILE_N4 + j] * v.z
-                    + bk[3u * TILE_N4 + j] * v.w;
-            }
-        }
+        let b_0_0 = textureLoad(b, origin + vec2<u32>(0u, 0u), 0);
+        let b_0_1 = textureLoad(b, origin + vec2<u32>(1u, 0u), 0);
+        let b_0_2 = textureLoad(b, origin + vec2<u32>(2u, 0u), 0);
+        let b_0_3 = textureLoad(b, origin + vec2<u32>(3u, 0u), 0);
+        let b_1_0 = textureLoad(b, origin + vec2<u32>(0u, 1u), 0);
+        let b_1_1 = textureLoad(b, origin + vec2<u32>(1u, 1u), 0);
+        let b_1_2 = textureLoad(b, origin + vec2<u32>(2u, 1u), 0);
+        let b_1_3 = textureLoad(b, origin + vec2<u32>(3u, 1u), 0);
+        let b_2_0 = textureLoad(b, origin + vec2<u32>(0u, 2u), 0);
+        let b_2_1 = textureLoad(b, origin + vec2<u32>(1u, 2u), 0);
+        let b_2_2 = textureLoad(b, origin + vec2<u32>(2u, 2u), 0);
+        let b_2_3 = textureLoad(b, origin + vec2<u32>(3u, 2u), 0);
+        let b_3_0 = textureLoad(b, origin + vec2<u32>(0u, 3u), 0);
+        let b_3_1 = textureLoad(b, origin + vec2<u32>(1u, 3u), 0);
+        let b_3_2 = textureLoad(b, origin + vec2<u32>(2u, 3u), 0);
+        let b_3_3 = textureLoad(b, origin + vec2<u32>(3u, 3u), 0);
+        let a_0 = a[row_base[0] + k4];
+        acc_0_0 += b_0_0 * a_0.x + b_1_0 * a_0.y + b_2_0 * a_0.z + b_3_0 * a_0.w;
+        acc_0_1 += b_0_1 * a_0.x + b_1_1 * a_0.y + b_2_1 * a_0.z + b_3_1 * a_0.w;
+        acc_0_2 += b_0_2 * a_0.x + b_1_2 * a_0.y + b_2_2 * a_0.z + b_3_2 * a_0.w;
+        acc_0_3 += b_0_3 * a_0.x + b_1_3 * a_0.y + b_2_3 * a_0.z + b_3_3 * a_0.w;
+        let a_1 = a[row_base[1] + k4];
+        acc_1_0 += b_0_0 * a_1.x + b_1_0 * a_1.y + b_2_0 * a_1.z + b_3_0 * a_1.w;
+        acc_1_1 += b_0_1 * a_1.x + b_1_1 * a_1.y + b_2_1 * a_1.z + b_3_1 * a_1.w;
+        acc_1_2 += b_0_2 * a_1.x + b_1_2 * a_1.y + b_2_2 * a_1.z + b_3_2 * a_1.w;
+        acc_1_3 += b_0_3 * a_1.x + b_1_3 * a_1.y + b_2_3 * a_1.z + b_3_3 * a_1.w;
+        let a_2 = a[row_base[2] + k4];
+        acc_2_0 += b_0_0 * a_2.x + b_1_0 * a_2.y + b_2_0 * a_2.z + b_3_0 * a_2.w;
+        acc_2_1 += b_0_1 * a_2.x + b_1_1 * a_2.y + b_2_1 * a_2.z + b_3_1 * a_2.w;
+        acc_2_2 += b_0_2 * a_2.x + b_1_2 * a_2.y + b_2_2 * a_2.z + b_3_2 * a_2.w;
+        acc_2_3 += b_0_3 * a_2.x + b_1_3 * a_2.y + b_2_3 * a_2.z + b_3_3 * a_2.w;
+        let a_3 = a[row_base[3] + k4];
+        acc_3_0 += b_0_0 * a_3.x + b_1_0 * a_3.y + b_2_0 * a_3.z + b_3_0 * a_3.w;
+        acc_3_1 += b_0_1 * a_3.x + b_1_1 * a_3.y + b_2_1 * a_3.z + b_3_1 * a_3.w;
+        acc_3_2 += b_0_2 * a_3.x + b_1_2 * a_3.y + b_2_2 * a_3.z + b_3_2 * a_3.w;
+        acc_3_3 += b_0_3 * a_3.x + b_1_3 * a_3.y + b_2_3 * a_3.z + b_3_3 * a_3.w;
+        let a_4 = a[row_base[4] + k4];
+        acc_4_0 += b_0_0 * a_4.x + b_1_0 * a_4.y + b_2_0 * a_4.z + b_3_0 * a_4.w;
+        acc_4_1 += b_0_1 * a_4.x + b_1_1 * a_4.y + b_2_1 * a_4.z + b_3_1 * a_4.w;
+        acc_4_2 += b_0_2 * a_4.x + b_1_2 * a_4.y + b_2_2 * a_4.z + b_3_2 * a_4.w;
+        acc_4_3 += b_0_3 * a_4.x + b_1_3 * a_4.y + b_2_3 * a_4.z + b_3_3 * a_4.w;
+        let a_5 = a[row_base[5] + k4];
+        acc_5_0 += b_0_0 * a_5.x + b_1_0 * a_5.y + b_2_0 * a_5.z + b_3_0 * a_5.w;
+        acc_5_1 += b_0_1 * a_5.x + b_1_1 * a_5.y + b_2_1 * a_5.z + b_3_1 * a_5.w;
+        acc_5_2 += b_0_2 * a_5.x + b_1_2 * a_5.y + b_2_2 * a_5.z + b_3_2 * a_5.w;
+        acc_5_3 += b_0_3 * a_5.x + b_1_3 * a_5.y + b_2_3 * a_5.z + b_3_3 * a_5.w;
+        let a_6 = a[row_base[6] + k4];
+        acc_6_0 += b_0_0 * a_6.x + b_1_0 * a_6.y + b_2_0 * a_6.z + b_3_0 * a_6.w;
+        acc_6_1 += b_0_1 * a_6.x + b_1_1 * a_6.y + b_2_1 * a_6.z + b_3_1 * a_6.w;
+        acc_6_2 += b_0_2 * a_6.x + b_1_2 * a_6.y + b_2_2 * a_6.z + b_3_2 * a_6.w;
+        acc_6_3 += b_0_3 * a_6.x + b_1_3 * a_6.y + b_2_3 * a_6.z + b_3_3 * a_6.w;
+        let a_7 = a[row_base[7] + k4];
+        acc_7_0 += b_0_0 * a_7.x + b_1_0 * a_7.y + b_2_0 * a_7.z + b_3_0 * a_7.w;
+        acc_7_1 += b_0_1 * a_7.x + b_1_1 * a_7.y + b_2_1 * a_7.z + b_3_1 * a_7.w;
+        acc_7_2 += b_0_2 * a_7.x + b_1_2 * a_7.y + b_2_2 * a_7.z + b_3_2 * a_7.w;
+        acc_7_3 += b_0_3 * a_7.x + b_1_3 * a_7.y + b_2_3 * a_7.z + b_3_3 * a_7.w;
     }
+    let acc = array<vec4<f32>, TILE_M * TILE_N4>(
+        acc_0_0, acc_0_1, acc_0_2, acc_0_3,
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3,
+        acc_2_0, acc_2_1, acc_2_2, acc_2_3,
+        acc_3_0, acc_3_1, acc_3_2, acc_3_3,
+        acc_4_0, acc_4_1, acc_4_2, acc_4_3,
+        acc_5_0, acc_5_1, acc_5_2, acc_5_3,
+        acc_6_0, acc_6_1, acc_6_2, acc_6_3,
+        acc_7_0, acc_7_1, acc_7_2, acc_7_3,
+    );
     for (var r = 0u; r < TILE_M; r++) {
         let row = first_row + r;
         if (row < M) {

@@ -216,7 +216,7 @@ fn conv2d_edge_cases_agree_with_cpu() {
             Shape::new(1, 12, 14, 14),
         ),
         (
-            "depthwise 7x7 stride 2: the row is longer than the register window",
+            "depthwise 7x7 stride 2: even and odd taps from two sliding windows",
             Conv2d {
                 stride: [2, 2],
                 padding: Padding::symmetric(3, 3),
@@ -224,6 +224,27 @@ fn conv2d_edge_cases_agree_with_cpu() {
                 ..base(6, 6, 7)
             },
             Shape::new(1, 6, 19, 21),
+        ),
+        (
+            "depthwise 3x3 stride 2 dilation 2: one sliding window",
+            Conv2d {
+                stride: [2, 2],
+                dilation: [2, 2],
+                padding: Padding::symmetric(2, 2),
+                groups: 7,
+                ..base(7, 7, 3)
+            },
+            Shape::new(1, 7, 13, 15),
+        ),
+        (
+            "depthwise 3x3 stride 3: every tap loaded",
+            Conv2d {
+                stride: [3, 3],
+                padding: Padding::symmetric(1, 1),
+                groups: 4,
+                ..base(4, 4, 3)
+            },
+            Shape::new(1, 4, 14, 17),
         ),
         (
             "depthwise 3x3 dilation 3, asymmetric padding",

@@ -120,6 +120,29 @@ fn small_input() -> pwlu::Tensor {
 }
 
 #[test]
+fn warming_up_builds_nothing_new_and_changes_no_result() {
+    for ctx in common::contexts() {
+        let ctx = Arc::new(ctx);
+        let cold = small_model_on(Arc::clone(&ctx));
+        let expected = pollster::block_on(cold.run(&small_input())).expect("cold run");
+        let warm = small_model_on(Arc::clone(&ctx));
+        let pipelines = ctx.pipeline_count();
+        pollster::block_on(warm.warm_up()).expect("warm-up");
+        assert_eq!(
+            ctx.pipeline_count(),
+            pipelines,
+            "the load built every pipeline"
+        );
+        let got = pollster::block_on(warm.run(&small_input())).expect("warm run");
+        assert_eq!(
+            got.data(),
+            expected.data(),
+            "the warm-up's zeros leave nothing behind"
+        );
+    }
+}
+
+#[test]
 fn a_lost_device_is_an_error_and_a_new_context_recovers() {
     for ctx in common::contexts() {
         let ctx = Arc::new(ctx);

@@ -304,6 +304,16 @@ impl Model {
         pending.read(&self.ctx).await
     }
 
+    /// Runs the batch-1 plan once on zeros and waits for it. Adapters that compile a pipeline at its first
+    /// dispatch rather than at creation (lavapipe, and SwiftShader in Chrome without a GPU, where compiling
+    /// takes seconds) then do it now, so that the first [`Model::run`] is as fast as the rest. The browser
+    /// package calls it while loading; a one-shot native run has nothing to gain from it.
+    pub async fn warm_up(&self) -> Result<()> {
+        self.run(&Tensor::zeros(self.checked.graph.input))
+            .await
+            .map(|_| ())
+    }
+
     /// The time each layer takes on `input`: GPU timestamps where the device has them (all layers in one
     /// submission), otherwise, natively, the wall clock around each layer submitted alone. In a browser
     /// without the `timestamp-query` feature this is an error. A profile for finding the slow layers; the

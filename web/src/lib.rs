@@ -239,7 +239,8 @@ pub struct WebModel {
 
 #[wasm_bindgen(js_class = Model)]
 impl WebModel {
-    /// Downloads a `.safetensors` model file and prepares it for the GPU.
+    /// Downloads a `.safetensors` model file and prepares it for the GPU, compiling every kernel (one run on
+    /// zeros), so that the first classification is as fast as the next.
     #[wasm_bindgen(js_name = fromUrl)]
     pub async fn from_url(url: String, options: Option<LoadOptions>) -> Result<WebModel, JsValue> {
         let get = |key: &str| {
@@ -264,16 +265,22 @@ impl WebModel {
         let ctx = shared_context().await?;
         let bytes = fetch::download(&url, on_progress.as_ref(), signal.as_ref()).await?;
         let model = Model::from_bytes(ctx, &bytes).map_err(|e| error::from_pwlu_about(e, &url))?;
+        model
+            .warm_up()
+            .await
+            .map_err(|e| error::from_pwlu_about(e, &url))?;
         Ok(WebModel {
             model: Some(Rc::new(model)),
         })
     }
 
-    /// Prepares a model from the bytes of a `.safetensors` model file (an opened `File`'s `arrayBuffer()`).
+    /// Prepares a model from the bytes of a `.safetensors` model file (an opened `File`'s `arrayBuffer()`),
+    /// compiling every kernel as `fromUrl` does.
     #[wasm_bindgen(js_name = fromBytes)]
     pub async fn from_bytes(bytes: Vec<u8>) -> Result<WebModel, JsValue> {
         let ctx = shared_context().await?;
         let model = Model::from_bytes(ctx, &bytes).map_err(from_pwlu)?;
+        model.warm_up().await.map_err(from_pwlu)?;
         Ok(WebModel {
             model: Some(Rc::new(model)),
         })

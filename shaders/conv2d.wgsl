@@ -187,8 +187,10 @@ fn main(
         }
     }
 
-    // The epilogue loops over the tile, so that the activation's code is inlined once.
-    let acc = array<vec4<f32>, TILE_PIXELS * TILE_OC4>(
+    // The epilogue loops over the tile, so that the activation's code is inlined once. A `var`, not a `let`:
+    // naga copies a `let` array into a temporary at every run-time index, which made lavapipe's compile of a
+    // PWLU model take minutes.
+    var acc = array<vec4<f32>, TILE_PIXELS * TILE_OC4>(
         acc_0_0, acc_0_1, acc_0_2, acc_0_3,
         acc_1_0, acc_1_1, acc_1_2, acc_1_3,
         acc_2_0, acc_2_1, acc_2_2, acc_2_3,

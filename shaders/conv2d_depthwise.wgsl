@@ -144,7 +144,7 @@ fn main(
         }
     }
     // The epilogue loops over the tile, so that the activation's code is inlined once.
-    let tile_acc = array<vec4<f32>, TILE_W>(acc0, acc1, acc2, acc3);
+    var tile_acc = array<vec4<f32>, TILE_W>(acc0, acc1, acc2, acc3);
     let act = activation_params(c4);
     let first_pixel = row * OUT_W + first_x;
     for (var p = 0u; p < TILE_W; p++) {

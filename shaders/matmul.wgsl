@@ -138,7 +138,7 @@ fn main(
         acc_7_2 += b_0_2 * a_7.x + b_1_2 * a_7.y + b_2_2 * a_7.z + b_3_2 * a_7.w;
         acc_7_3 += b_0_3 * a_7.x + b_1_3 * a_7.y + b_2_3 * a_7.z + b_3_3 * a_7.w;
     }
-    let acc = array<vec4<f32>, TILE_M * TILE_N4>(
+    var acc = array<vec4<f32>, TILE_M * TILE_N4>(
         acc_0_0, acc_0_1, acc_0_2, acc_0_3,
         acc_1_0, acc_1_1, acc_1_2, acc_1_3,
         acc_2_0, acc_2_1, acc_2_2, acc_2_3,

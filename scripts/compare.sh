@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side speed comparison, all in one session on this machine (docs/performance.md keeps the figures):
 #   natively:   pwlu on the default adapter against wonnx 0.5.1 (crates.io), same ONNX/safetensors pair;
-#               pwlu's EfficientNet-Lite0 with PWLU against the same weights with ReLU6;
+#               pwlu's EfficientNet-Lite0 with PWLU against the same weights with ReLU6 (in alternation);
 #   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers,
 #                and TensorFlow.js 4.22 (npm), WebGPU backend.
 # Each model is exported from one PyTorch module to both formats (python -m pwlu_torch.compare); TF.js runs the
@@ -64,11 +64,10 @@ if [ $native = 1 ]; then
     record "$name" "wonnx 0.5.1" "$(bench/wonnx/target/release/wonnx-bench "models/compare/$name.onnx" "$runs" 2>/dev/null || true)"
   done
   if [ -f models/efficientnet_lite0.safetensors ]; then
-    echo "# native efficientnet_lite0 PWLU against ReLU6, alternated"
-    for round in 1 2 3; do
-      record efficientnet_lite0 "pwlu, PWLU (round $round)" "$($pwlu bench models/efficientnet_lite0.safetensors --runs "$runs" --json 2>/dev/null)"
-      record efficientnet_lite0 "pwlu, ReLU6 (round $round)" "$($pwlu bench models/compare/efficientnet_lite0.safetensors --runs "$runs" --json 2>/dev/null)"
-    done
+    echo "# native efficientnet_lite0 PWLU against ReLU6, in alternation"
+    record efficientnet_lite0 "pwlu, PWLU versus ReLU6" \
+      "$($pwlu bench models/efficientnet_lite0.safetensors --versus models/compare/efficientnet_lite0.safetensors \
+        --runs $((runs * 6)) --json 2>/dev/null)"
   fi
 fi
 

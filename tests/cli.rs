@@ -418,6 +418,61 @@ fn devices_lists_the_adapters() {
 }
 
 #[test]
+fn bench_versus_alternates_two_models_and_reports_the_per_round_ratio() {
+    let ws = Workspace::new("bench-versus");
+    let model = ws.model();
+    let other = ws.path("other.safetensors");
+    let mut parts = small_classifier();
+    parts.metadata.insert("name".into(), "other".into());
+    std::fs::write(&other, parts.bytes()).expect("write model");
+    let out = ws.run(&[
+        "bench",
+        s(&model),
+        "--versus",
+        s(&other),
+        "--runs",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let versus = &doc["versus"];
+    assert_eq!(versus["model"], "other");
+    assert_eq!(versus["rounds"], 4);
+    assert!(versus["median_ms"].as_f64().expect("median") > 0.0);
+    let quartiles = [
+        "ratio_lower_quartile",
+        "ratio_median",
+        "ratio_upper_quartile",
+    ]
+    .map(|key| versus[key].as_f64().expect("ratio"));
+    assert!(0.0 < quartiles[0] && quartiles[0] <= quartiles[1] && quartiles[1] <= quartiles[2]);
+
+    // Text output names both models.
+    let out = ws.run(&["bench", s(&model), "--versus", s(&other), "--runs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("small / other per round"), "{text}");
+
+    // Without --versus there is no comparison.
+    let out = ws.run(&["bench", s(&model), "--runs", "1", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(doc["versus"].is_null());
+}
+
+#[test]
+fn bench_versus_refuses_models_with_different_inputs() {
+    let ws = Workspace::new("bench-versus-shape");
+    let model = ws.model();
+    let other = ws.path("wider.safetensors");
+    let mut parts = small_classifier();
+    parts.graph["inputs"][0]["shape"] = serde_json::json!([1, 3, 12, 11]);
+    std::fs::write(&other, parts.bytes()).expect("write model");
+    let out = ws.run(&["bench", s(&model), "--versus", s(&other), "--runs", "1"]);
+    assert_fails_with(&out, "same input");
+}
+
+#[test]
 fn bench_reports_latency_throughput_memory_and_layers() {
     let ws = Workspace::new("bench");
     let model = ws.model();

@@ -22,10 +22,16 @@ const engines = option("engines", "pwlu,ort-webgpu,ort-wasm,tfjs-webgpu").split(
 const runs = Number(option("runs", "5"));
 
 // Each comparison model has its original activations (models/compare/); the zoo's PWLU Lite0 runs once more
-// on pwlu, to give the cost of PWLU in the browser.
-const jobs = models.flatMap((model) => engines.map((engine) => ({ model, page: `compare/${model}`, engine })));
+// on pwlu, in alternation with the same weights with ReLU6, to give the cost of PWLU in the browser.
+const jobs = models.flatMap((model) => engines.map((engine) => ({ model, page: `compare/${model}`, engine, runs })));
 if (models.includes("efficientnet_lite0") && engines.includes("pwlu")) {
-  jobs.push({ model: "efficientnet_lite0 (PWLU)", page: "efficientnet_lite0", engine: "pwlu" });
+  jobs.push({
+    model: "efficientnet_lite0 (PWLU)",
+    page: "efficientnet_lite0",
+    engine: "pwlu",
+    versus: "compare/efficientnet_lite0",
+    runs: runs * 4,
+  });
 }
 // Cross-origin isolation, so that ONNX Runtime's wasm gets threads.
 const isolation = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
@@ -35,10 +41,11 @@ const browser = jobs.length ? await launch(chromium) : null;
 const version = browser?.version() ?? "";
 const browserResults = [];
 try {
-  for (const { model, page: name, engine } of jobs) {
+  for (const { model, page: name, engine, versus, runs } of jobs) {
     const context = await browser.newContext();
     const page = await context.newPage();
-    await page.goto(`${base}/bench.html?model=${encodeURIComponent(name)}&engine=${engine}&runs=${runs}&auto`);
+    const pair = versus ? `&versus=${encodeURIComponent(versus)}` : "";
+    await page.goto(`${base}/bench.html?model=${encodeURIComponent(name)}&engine=${engine}&runs=${runs}${pair}&auto`);
     await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, {
       timeout: TIMEOUT,
       polling: 250,
@@ -89,10 +96,12 @@ for (const r of browserResults) {
     `| ${r.model} | ${r.engine} | ${fmt(r.load)} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} | ${versusStartUp} | ${agreement} |`,
   );
 }
-const pwluRow = browserResults.find((r) => r.model === "efficientnet_lite0 (PWLU)" && !r.error);
-const reluRow = browserResults.find((r) => r.model === "efficientnet_lite0" && r.engine === "pwlu" && !r.error);
-if (pwluRow && reluRow) {
-  console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), browser: ${ratio(pwluRow.median, reluRow.median)}`);
+// The cost of PWLU: the per-round ratio of two models timed in alternation (`versus`).
+const pairLine = (v) =>
+  `${v.ratio.toFixed(3)}x (middle half ${v.ratioLow.toFixed(3)}-${v.ratioHigh.toFixed(3)}) over ${v.rounds} alternated rounds`;
+const pwluRow = browserResults.find((r) => r.model === "efficientnet_lite0 (PWLU)" && r.versus);
+if (pwluRow) {
+  console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), browser: ${pairLine(pwluRow.versus)}`);
 }
 if (native.length) {
   console.log("\n## Natively");
@@ -104,11 +113,9 @@ if (native.length) {
     const versus = r.engine.startsWith("pwlu") || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
     console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus} |`);
   }
-  const medians = (prefix) =>
-    native.filter((r) => r.engine.startsWith(prefix) && !r.error).map((r) => r.median_ms).sort((a, b) => a - b);
-  const [pwlu, relu] = [medians("pwlu, PWLU"), medians("pwlu, ReLU6")];
-  if (pwlu.length && relu.length) {
-    const mid = (v) => v[v.length >> 1];
-    console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), native, alternated rounds: ${ratio(mid(pwlu), mid(relu))}`);
+  const pair = native.find((r) => r.engine === "pwlu, PWLU versus ReLU6" && r.versus)?.versus;
+  if (pair) {
+    const v = { ratio: pair.ratio_median, ratioLow: pair.ratio_lower_quartile, ratioHigh: pair.ratio_upper_quartile, rounds: pair.rounds };
+    console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), native: ${pairLine(v)}`);
   }
 }

@@ -129,6 +129,31 @@ test("the bench page times a bundled model and lists its layers", { timeout: SLO
   await ctx.close();
 });
 
+test("the bench page runs two models in alternation and gives the per-round ratio", { timeout: SLOW }, async () => {
+  const { page, ctx, console } = await open("bench.html?model=digits&engine=pwlu&runs=4&versus=digits&auto", ["done", "error"]);
+  const result = await page.evaluate(() => window.benchResult);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), "done", `${result?.error}\n${console.join("\n")}`);
+  const v = result.versus;
+  assert.equal(v.model, "digits");
+  assert.equal(v.rounds, 4);
+  assert.ok(v.first > 0 && v.median > 0);
+  assert.ok(0 < v.ratioLow && v.ratioLow <= v.ratio && v.ratio <= v.ratioHigh);
+  assert.match(await page.evaluate(() => document.getElementById("versus-note").textContent), /digits \/ digits per round: [\d.]+x/);
+  // Only pwlu models run in alternation, and an unknown one is named.
+  for (const [query, message] of [
+    ["engine=ort-wasm", /choose the pwlu engine/],
+    ["versus=nonexistent", /unknown model 'nonexistent'/],
+  ]) {
+    const [key] = query.split("=");
+    const url = new URL(page.url());
+    url.searchParams.set(key, query.split("=")[1]);
+    await page.goto(url.href);
+    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: SLOW });
+    assert.match(await page.evaluate(() => document.getElementById("error").textContent), message);
+  }
+  await ctx.close();
+});
+
 test("a missing model file is reported in the page", { timeout: SLOW }, async () => {
   const { page, ctx } = await open("?model-url=models/missing.safetensors&no-offline", ["error"]);
   const message = await page.locator("#error").innerText();

@@ -2,7 +2,8 @@
 // `window.benchResult` (scripts/compare.sh reads them there).
 //
 // Query parameters (all optional): model=NAME (models/index.json or models/compare/index.json),
-// engine=pwlu|ort-webgpu|ort-wasm|tfjs-webgpu, batch=B, runs=N, auto (start without a click).
+// engine=pwlu|ort-webgpu|ort-wasm|tfjs-webgpu, batch=B, runs=N, versus=NAME (pwlu only: a second model with the
+// same input, run in alternation; see `timePair`), auto (start without a click).
 import init, { Model, webgpuStatus } from "./pkg/pwlu_web.js";
 import { loadTfjsGraph } from "./tfjs-graph.js";
 
@@ -61,14 +62,78 @@ async function time(run, runs) {
   return { first, median, min: times[0], max: times[times.length - 1], logits: Array.from(output) };
 }
 
-async function benchPwlu(entry, batch, runs) {
+/** The lower quartile, median and upper quartile of `values`. */
+function quartiles(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q) => sorted[Math.round((sorted.length - 1) * q)];
+  return [at(0.25), at(0.5), at(0.75)];
+}
+
+/**
+ * Times `run` against `other` in alternation, as `pwlu bench --versus` does: each round times both, in turns
+ * first, and gives one ratio run / other. The load of a shared machine drifts over seconds; a ratio taken within
+ * a round cancels it, where two medians taken a minute apart do not.
+ */
+async function timePair(run, other, runs) {
+  const once = async (f) => {
+    const start = performance.now();
+    const output = await f();
+    return [performance.now() - start, output];
+  };
+  const [first, firstOutput] = await once(run);
+  const [otherFirst] = await once(other);
+  let output = firstOutput;
+  const times = [];
+  const otherTimes = [];
+  const ratios = [];
+  for (let i = 0; i < runs; i++) {
+    let ours, theirs;
+    if (i % 2 === 0) {
+      [ours, output] = await once(run);
+      [theirs] = await once(other);
+    } else {
+      [theirs] = await once(other);
+      [ours, output] = await once(run);
+    }
+    times.push(ours);
+    otherTimes.push(theirs);
+    ratios.push(ours / theirs);
+    status(`round ${i + 1} of ${runs}: ${ours.toFixed(1)} ms against ${theirs.toFixed(1)} ms`);
+  }
+  const [, median] = quartiles(times);
+  const [ratioLow, ratio, ratioHigh] = quartiles(ratios);
+  return {
+    first,
+    median,
+    min: Math.min(...times),
+    max: Math.max(...times),
+    logits: Array.from(output),
+    versus: { first: otherFirst, median: quartiles(otherTimes)[1], ratio, ratioLow, ratioHigh, rounds: runs },
+  };
+}
+
+async function benchPwlu(entry, batch, runs, versusEntry) {
   let start = performance.now();
   const model = await Model.fromUrl(entry.file);
   const load = performance.now() - start;
+  let other = null;
   try {
     const [c, h, w] = model.info.input;
     const input = syntheticInput(batch * c * h * w);
-    const figures = await time(() => model.run(input, batch), runs);
+    let figures;
+    if (versusEntry) {
+      other = await Model.fromUrl(versusEntry.file);
+      const [oc, oh, ow] = other.info.input;
+      if (oc !== c || oh !== h || ow !== w) {
+        throw new Error(
+          `versus needs models with the same input: ${entry.name} takes ${c}x${h}x${w}, ${versusEntry.name} takes ${oc}x${oh}x${ow}`,
+        );
+      }
+      figures = await timePair(() => model.run(input, batch), () => other.run(input, batch), runs);
+      figures.versus.model = versusEntry.name;
+    } else {
+      figures = await time(() => model.run(input, batch), runs);
+    }
     const info = model.info;
     let layers = null;
     if (info.timestamps) {
@@ -77,6 +142,7 @@ async function benchPwlu(entry, batch, runs) {
     return { ...figures, load, flops: info.flops * batch, adapter: info.adapter.name, layers };
   } finally {
     model.dispose();
+    other?.dispose();
   }
 }
 
@@ -169,6 +235,11 @@ function show(result) {
     row.append(td);
   }
   $("results").tBodies[0].append(row);
+  const v = result.versus;
+  $("versus-note").textContent = v
+    ? `${result.model} / ${v.model} per round: ${v.ratio.toFixed(3)}x (middle half ${v.ratioLow.toFixed(3)}-` +
+      `${v.ratioHigh.toFixed(3)}) over ${v.rounds} alternated rounds; ${v.model}: median ${v.median.toFixed(1)} ms.`
+    : "";
   const body = $("layers").tBodies[0];
   body.replaceChildren();
   if (!result.layers) {
@@ -198,13 +269,23 @@ async function start(models) {
   const engine = $("engine").value;
   const batch = Math.max(1, Number($("batch").value) | 0);
   const runs = Math.max(1, Number($("runs").value) | 0);
+  const versusName = $("versus").value;
+  const versusEntry = versusName ? models.find((m) => m.name === versusName) : null;
+  if (versusName && !versusEntry) {
+    fail(`unknown model '${versusName}' to run versus`);
+    return;
+  }
+  if (versusEntry && engine !== "pwlu") {
+    fail("versus runs two pwlu models in alternation: choose the pwlu engine");
+    return;
+  }
   $("error").hidden = true;
   $("start").disabled = true;
   setState("running");
   status(`loading ${entry.name} on ${engine}…`);
   try {
     let figures;
-    if (engine === "pwlu") figures = await benchPwlu(entry, batch, runs);
+    if (engine === "pwlu") figures = await benchPwlu(entry, batch, runs, versusEntry);
     else if (engine === "tfjs-webgpu") figures = await benchTfjs(entry, batch, runs);
     else figures = await benchOrt(entry, batch, runs, engine === "ort-webgpu" ? "webgpu" : "wasm");
     const result = { engine, model: entry.name, batch, runs, ...figures };
@@ -228,9 +309,18 @@ async function main() {
     fail("no models: run scripts/zoo.sh (and scripts/compare.sh for the comparison set), then web/build.sh");
     return;
   }
-  for (const m of models) $("model").add(new Option(m.title ?? m.name, m.name));
-  for (const key of ["model", "engine", "batch", "runs"]) {
-    if (params.has(key)) $(key).value = params.get(key);
+  for (const m of models) {
+    $("model").add(new Option(m.title ?? m.name, m.name));
+    $("versus").add(new Option(m.title ?? m.name, m.name));
+  }
+  for (const key of ["model", "engine", "batch", "runs", "versus"]) {
+    if (!params.has(key)) continue;
+    const value = params.get(key);
+    // A select silently keeps its old value for an unknown one; `start` reports it instead.
+    if (key === "versus" && ![...$("versus").options].some((o) => o.value === value)) {
+      $("versus").add(new Option(value, value));
+    }
+    $(key).value = value;
   }
   $("setup").addEventListener("submit", (event) => {
     event.preventDefault();

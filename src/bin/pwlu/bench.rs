@@ -28,6 +28,27 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Another model with the same input (a variant of MODEL: other activation, other export), run in
+    /// alternation with it: each round times both, in turns first, and the report gives the per-round ratio
+    /// MODEL / OTHER. Load on a shared machine drifts over seconds; a ratio taken within one round cancels it.
+    #[arg(long, value_name = "OTHER")]
+    versus: Option<PathBuf>,
+}
+
+/// The lower quartile, median and upper quartile of `values` (not empty).
+fn quartiles(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+/// What `--versus` measured: the other model's latency and the per-round ratios.
+struct Versus {
+    name: String,
+    first: f64,
+    times: Vec<f64>,
+    ratios: Vec<f64>,
 }
 
 fn ms(seconds: f64) -> f64 {
@@ -46,14 +67,60 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let data: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.001).sin()).collect();
     let input = Tensor::new(vec![batch, s.c, s.h, s.w], data).map_err(|e| e.to_string())?;
 
-    let start = Instant::now();
-    model.run_blocking(&input).map_err(|e| e.to_string())?;
-    let first = start.elapsed().as_secs_f64();
-    let mut times = Vec::with_capacity(args.runs as usize);
-    for _ in 0..args.runs {
+    let other = match &args.versus {
+        Some(path) => {
+            let other = load_model(ctx.clone(), path)?;
+            if other.input_shape() != s {
+                let o = other.input_shape();
+                return Err(format!(
+                    "--versus needs models with the same input: {} takes {}x{}x{}, {} takes {}x{}x{}",
+                    model.name(),
+                    s.c,
+                    s.h,
+                    s.w,
+                    other.name(),
+                    o.c,
+                    o.h,
+                    o.w
+                ));
+            }
+            Some(other)
+        }
+        None => None,
+    };
+    let time_run = |m: &pwlu::Model| -> Result<f64, String> {
         let start = Instant::now();
-        model.run_blocking(&input).map_err(|e| e.to_string())?;
-        times.push(start.elapsed().as_secs_f64());
+        m.run_blocking(&input).map_err(|e| e.to_string())?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let first = time_run(&model)?;
+    let mut versus = match &other {
+        Some(other) => Some(Versus {
+            name: other.name().to_string(),
+            first: time_run(other)?,
+            times: Vec::with_capacity(args.runs as usize),
+            ratios: Vec::with_capacity(args.runs as usize),
+        }),
+        None => None,
+    };
+    let mut times = Vec::with_capacity(args.runs as usize);
+    for round in 0..args.runs {
+        match (&other, &mut versus) {
+            (Some(other), Some(versus)) => {
+                // In turns first, so that neither always runs right after the other.
+                let (ours, theirs) = if round % 2 == 0 {
+                    let ours = time_run(&model)?;
+                    (ours, time_run(other)?)
+                } else {
+                    let theirs = time_run(other)?;
+                    (time_run(&model)?, theirs)
+                };
+                times.push(ours);
+                versus.times.push(theirs);
+                versus.ratios.push(ours / theirs);
+            }
+            _ => times.push(time_run(&model)?),
+        }
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
@@ -120,6 +187,19 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
                 "m": g.m, "k": g.k, "n": g.n, "ms": ms(g.seconds), "gflop_per_second": g.gflop_per_second,
             })).collect::<Vec<_>>(),
             "best_gemm_gflop_per_second": best_gemm,
+            "versus": versus.as_ref().map(|v| {
+                let (_, median, _) = quartiles(&v.times);
+                let (low, ratio, high) = quartiles(&v.ratios);
+                json!({
+                    "model": v.name,
+                    "first_run_ms": ms(v.first),
+                    "median_ms": ms(median),
+                    "ratio_median": ratio,
+                    "ratio_lower_quartile": low,
+                    "ratio_upper_quartile": high,
+                    "rounds": v.ratios.len(),
+                })
+            }),
             "layers": layers.iter().map(|l| json!({
                 "node": l.node,
                 "kernel": l.kernel,
@@ -168,6 +248,22 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         memory.total_bytes() as f64 / (memory.weight_bytes + memory.peak_live_bytes).max(1) as f64,
         mib(memory.weight_bytes + memory.peak_live_bytes),
     );
+    if let Some(v) = &versus {
+        let (_, median, _) = quartiles(&v.times);
+        let (low, ratio, high) = quartiles(&v.ratios);
+        println!(
+            "versus       {}: first run {:.1} ms, median {:.1} ms",
+            v.name,
+            ms(v.first),
+            ms(median)
+        );
+        println!(
+            "             {} / {} per round: {ratio:.3}x (middle half {low:.3}-{high:.3}) over {} alternated rounds",
+            model.name(),
+            v.name,
+            v.ratios.len()
+        );
+    }
     if !layers.is_empty() {
         println!(
             "slowest layers ({timing}; {:.1} ms in all):",

@@ -173,6 +173,16 @@ fn conv2d_edge_cases_agree_with_cpu() {
             Shape::new(2, 5, 1, 1),
         ),
         (
+            "a classifier at batch 3: fewer pixels than a dense tile",
+            base(21, 9, 1),
+            Shape::new(3, 21, 1, 1),
+        ),
+        (
+            "7 output pixels: one short of a dense tile",
+            base(6, 5, 1),
+            Shape::new(1, 6, 1, 7),
+        ),
+        (
             "1x1 spatial input, 3x3 kernel padded",
             Conv2d {
                 padding: Padding::symmetric(1, 1),

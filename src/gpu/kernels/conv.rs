@@ -109,6 +109,7 @@ impl Conv2dKernel {
                         ("IN_C4", ic4 as f64),
                         ("OUT_C4", oc4 as f64),
                         ("W_OC4", w_oc4 as f64),
+                        ("LIVE_PIXELS", pixels.min(DENSE_TILE_PIXELS as u64) as f64),
                     ];
                     (
                         pack_dense(layer, ic4, w_oc4),

@@ -1,8 +1,8 @@
 // Mean over height and width of an NHWC4 tensor: [N, H, W, C4] -> [N, 1, 1, C4].
 // CPU twin: `global_avg_pool` in src/cpu/pool.rs. Launcher: src/gpu/kernels/pool.rs.
 //
-// One workgroup per (image, channel vec4): 64 strided partial sums, then a tree reduction in workgroup memory
-// (6 barriers), so large feature maps (squeeze-and-excitation on 112 x 112) are spread over 64 invocations.
+// One workgroup per (image, channel vec4): 64 strided partial sums, so that large feature maps
+// (squeeze-and-excitation on 112 x 112) are spread over 64 invocations, then one barrier and their sum.
 
 #include "shared/common.wgsl"
 
@@ -38,13 +38,13 @@ fn main(
     }
     partial[local] = sum;
     workgroupBarrier();
-    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-        if (local < stride) {
-            partial[local] += partial[local + stride];
-        }
-        workgroupBarrier();
-    }
+    // One invocation adds the 64 partial sums: on the CPU-emulated adapters each barrier switches every
+    // invocation of the workgroup, and a tree reduction's six more cost more than these 63 additions.
     if (local == 0u) {
-        output[slot] = partial[0] / f32(PIXELS);
+        var total = partial[0];
+        for (var i = 1u; i < WORKGROUP_SIZE; i++) {
+            total += partial[i];
+        }
+        output[slot] = total / f32(PIXELS);
     }
 }

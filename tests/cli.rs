@@ -497,6 +497,17 @@ fn bench_reports_latency_throughput_memory_and_layers() {
     assert!(0.0 < min && min <= median && median <= max);
     assert!(doc["gflop_per_second"].as_f64().expect("rate") > 0.0);
     assert_eq!(doc["dispatches"], 5);
+    // Batch 2 compiles its own specialisations on top of batch 1's (built at load).
+    let at_batch_2 = doc["pipelines_compiled"].as_u64().expect("pipelines");
+    let out = ws.run(&["bench", s(&model), "--runs", "1", "--json"]);
+    let at_batch_1: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let at_batch_1 = at_batch_1["pipelines_compiled"]
+        .as_u64()
+        .expect("pipelines");
+    assert!(
+        1 <= at_batch_1 && at_batch_1 < at_batch_2,
+        "{at_batch_1}, {at_batch_2}"
+    );
     assert_eq!(doc["layers"].as_array().map(Vec::len), Some(5));
     let reused = doc["activation_bytes"].as_u64().expect("bytes");
     let unshared = doc["activation_bytes_without_reuse"]

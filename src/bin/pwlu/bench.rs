@@ -67,6 +67,15 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let data: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.001).sin()).collect();
     let input = Tensor::new(vec![batch, s.c, s.h, s.w], data).map_err(|e| e.to_string())?;
 
+    let time_run = |m: &pwlu::Model| -> Result<f64, String> {
+        let start = Instant::now();
+        m.run_blocking(&input).map_err(|e| e.to_string())?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let first = time_run(&model)?;
+    // Batch 1's at load and, at another batch, that batch's; before the other model or the GEMM yardstick add
+    // theirs.
+    let pipelines = ctx.pipeline_count();
     let other = match &args.versus {
         Some(path) => {
             let other = load_model(ctx.clone(), path)?;
@@ -88,12 +97,6 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         }
         None => None,
     };
-    let time_run = |m: &pwlu::Model| -> Result<f64, String> {
-        let start = Instant::now();
-        m.run_blocking(&input).map_err(|e| e.to_string())?;
-        Ok(start.elapsed().as_secs_f64())
-    };
-    let first = time_run(&model)?;
     let mut versus = match &other {
         Some(other) => Some(Versus {
             name: other.name().to_string(),
@@ -175,6 +178,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "gflops": flops / 1e9,
             "gflop_per_second": flops / median / 1e9,
             "dispatches": dispatches,
+            "pipelines_compiled": pipelines,
             "gpu_memory_bytes": memory.total_bytes(),
             "weight_bytes": memory.weight_bytes,
             "activation_bytes": memory.activation_bytes,
@@ -214,7 +218,14 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         return Ok(());
     }
     println!("model        {} on {adapter}", model.name());
-    println!("batch        {batch}, {} dispatches", dispatches);
+    println!(
+        "batch        {batch}, {dispatches} dispatches; {pipelines} pipelines compiled{}",
+        if batch == 1 {
+            ""
+        } else {
+            " (batch 1's at load, then this batch's)"
+        }
+    );
     println!(
         "load         {:.1} ms (parse, optimise, pipelines and weights for batch 1)",
         ms(load)

@@ -56,28 +56,6 @@ override LIVE_PIXELS: u32 = TILE_PIXELS;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
-// Where output pixel `m` (pixels past the end repeat the last one; their results are not stored) reads its
-// first tap: (first input row of its image, top row, left column) of its receptive field.
-fn pixel_origin(pixel: u32, pixels: u32) -> vec3<i32> {
-    let m = min(pixel, pixels - 1u);
-    let n = m / (OUT_H * OUT_W);
-    let r = m % (OUT_H * OUT_W);
-    return vec3<i32>(
-        i32(n * IN_H),
-        i32((r / OUT_W) * STRIDE_H) - i32(PAD_TOP),
-        i32((r % OUT_W) * STRIDE_W) - i32(PAD_LEFT),
-    );
-}
-
-// The input offset (in vec4s) of a pixel's tap (dy, dx), and 1 if it is inside the image (0 in the padding,
-// where the offset is 0 so that the load stays in bounds). Named per pixel, not in an array: see above.
-fn tap(origin: vec3<i32>, dy: i32, dx: i32) -> vec2<u32> {
-    let y = origin.y + dy;
-    let x = origin.z + dx;
-    let inside = y >= 0 && y < i32(IN_H) && x >= 0 && x < i32(IN_W);
-    return vec2<u32>(select(0u, u32((origin.x + y) * i32(IN_W) + x) * IN_C4, inside), u32(inside));
-}
-
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -94,14 +72,18 @@ fn main(
     let oc_tile = id % oc_tiles;
     let first_pixel = (id / oc_tiles) * TILE_PIXELS;
 
-    let origin_0 = pixel_origin(first_pixel + 0u, pixels);
-    let origin_1 = pixel_origin(first_pixel + 1u, pixels);
-    let origin_2 = pixel_origin(first_pixel + 2u, pixels);
-    let origin_3 = pixel_origin(first_pixel + 3u, pixels);
-    let origin_4 = pixel_origin(first_pixel + 4u, pixels);
-    let origin_5 = pixel_origin(first_pixel + 5u, pixels);
-    let origin_6 = pixel_origin(first_pixel + 6u, pixels);
-    let origin_7 = pixel_origin(first_pixel + 7u, pixels);
+    var image_base: array<i32, TILE_PIXELS>;
+    var origin_y: array<i32, TILE_PIXELS>;
+    var origin_x: array<i32, TILE_PIXELS>;
+    for (var p = 0u; p < TILE_PIXELS; p++) {
+        // Pixels past the end repeat the last one; their results are not stored.
+        let m = min(first_pixel + p, pixels - 1u);
+        let n = m / (OUT_H * OUT_W);
+        let r = m % (OUT_H * OUT_W);
+        image_base[p] = i32(n * IN_H);
+        origin_y[p] = i32((r / OUT_W) * STRIDE_H) - i32(PAD_TOP);
+        origin_x[p] = i32((r % OUT_W) * STRIDE_W) - i32(PAD_LEFT);
+    }
 
     var acc_0_0 = vec4<f32>(0.0);
     var acc_0_1 = vec4<f32>(0.0);
@@ -137,16 +119,14 @@ fn main(
     var acc_7_3 = vec4<f32>(0.0);
     for (var ky = 0u; ky < KERNEL_H; ky++) {
         for (var kx = 0u; kx < KERNEL_W; kx++) {
-            let tap_y = i32(ky * DILATION_H);
-            let tap_x = i32(kx * DILATION_W);
-            let tap_0 = tap(origin_0, tap_y, tap_x);
-            let tap_1 = tap(origin_1, tap_y, tap_x);
-            let tap_2 = tap(origin_2, tap_y, tap_x);
-            let tap_3 = tap(origin_3, tap_y, tap_x);
-            let tap_4 = tap(origin_4, tap_y, tap_x);
-            let tap_5 = tap(origin_5, tap_y, tap_x);
-            let tap_6 = tap(origin_6, tap_y, tap_x);
-            let tap_7 = tap(origin_7, tap_y, tap_x);
+            var offset: array<u32, TILE_PIXELS>;
+            var inside: array<bool, TILE_PIXELS>;
+            for (var p = 0u; p < TILE_PIXELS; p++) {
+                let y = origin_y[p] + i32(ky * DILATION_H);
+                let x = origin_x[p] + i32(kx * DILATION_W);
+                inside[p] = y >= 0 && y < i32(IN_H) && x >= 0 && x < i32(IN_W);
+                offset[p] = select(0u, u32((image_base[p] + y) * i32(IN_W) + x) * IN_C4, inside[p]);
+            }
             var row = (ky * KERNEL_W + kx) * IN_C4 * 4u;
             for (var ic4 = 0u; ic4 < IN_C4; ic4++) {
                 let origin = matrix_origin(row, W_OC4, W_BLOCK_ROWS) + vec2<u32>(oc_tile * TILE_OC4, 0u);
@@ -167,55 +147,55 @@ fn main(
                 let w_3_2 = textureLoad(weights, origin + vec2<u32>(2u, 3u), 0);
                 let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
                 row += 4u;
-                let v_0 = select(vec4<f32>(0.0), input[tap_0.x + ic4], tap_0.y != 0u);
+                let v_0 = select(vec4<f32>(0.0), input[offset[0] + ic4], inside[0]);
                 acc_0_0 += w_0_0 * v_0.x + w_1_0 * v_0.y + w_2_0 * v_0.z + w_3_0 * v_0.w;
                 acc_0_1 += w_0_1 * v_0.x + w_1_1 * v_0.y + w_2_1 * v_0.z + w_3_1 * v_0.w;
                 acc_0_2 += w_0_2 * v_0.x + w_1_2 * v_0.y + w_2_2 * v_0.z + w_3_2 * v_0.w;
                 acc_0_3 += w_0_3 * v_0.x + w_1_3 * v_0.y + w_2_3 * v_0.z + w_3_3 * v_0.w;
                 if (LIVE_PIXELS > 1u) {
-                    let v_1 = select(vec4<f32>(0.0), input[tap_1.x + ic4], tap_1.y != 0u);
+                    let v_1 = select(vec4<f32>(0.0), input[offset[1] + ic4], inside[1]);
                     acc_1_0 += w_0_0 * v_1.x + w_1_0 * v_1.y + w_2_0 * v_1.z + w_3_0 * v_1.w;
                     acc_1_1 += w_0_1 * v_1.x + w_1_1 * v_1.y + w_2_1 * v_1.z + w_3_1 * v_1.w;
                     acc_1_2 += w_0_2 * v_1.x + w_1_2 * v_1.y + w_2_2 * v_1.z + w_3_2 * v_1.w;
                     acc_1_3 += w_0_3 * v_1.x + w_1_3 * v_1.y + w_2_3 * v_1.z + w_3_3 * v_1.w;
                 }
                 if (LIVE_PIXELS > 2u) {
-                    let v_2 = select(vec4<f32>(0.0), input[tap_2.x + ic4], tap_2.y != 0u);
+                    let v_2 = select(vec4<f32>(0.0), input[offset[2] + ic4], inside[2]);
                     acc_2_0 += w_0_0 * v_2.x + w_1_0 * v_2.y + w_2_0 * v_2.z + w_3_0 * v_2.w;
                     acc_2_1 += w_0_1 * v_2.x + w_1_1 * v_2.y + w_2_1 * v_2.z + w_3_1 * v_2.w;
                     acc_2_2 += w_0_2 * v_2.x + w_1_2 * v_2.y + w_2_2 * v_2.z + w_3_2 * v_2.w;
                     acc_2_3 += w_0_3 * v_2.x + w_1_3 * v_2.y + w_2_3 * v_2.z + w_3_3 * v_2.w;
                 }
                 if (LIVE_PIXELS > 3u) {
-                    let v_3 = select(vec4<f32>(0.0), input[tap_3.x + ic4], tap_3.y != 0u);
+                    let v_3 = select(vec4<f32>(0.0), input[offset[3] + ic4], inside[3]);
                     acc_3_0 += w_0_0 * v_3.x + w_1_0 * v_3.y + w_2_0 * v_3.z + w_3_0 * v_3.w;
                     acc_3_1 += w_0_1 * v_3.x + w_1_1 * v_3.y + w_2_1 * v_3.z + w_3_1 * v_3.w;
                     acc_3_2 += w_0_2 * v_3.x + w_1_2 * v_3.y + w_2_2 * v_3.z + w_3_2 * v_3.w;
                     acc_3_3 += w_0_3 * v_3.x + w_1_3 * v_3.y + w_2_3 * v_3.z + w_3_3 * v_3.w;
                 }
                 if (LIVE_PIXELS > 4u) {
-                    let v_4 = select(vec4<f32>(0.0), input[tap_4.x + ic4], tap_4.y != 0u);
+                    let v_4 = select(vec4<f32>(0.0), input[offset[4] + ic4], inside[4]);
                     acc_4_0 += w_0_0 * v_4.x + w_1_0 * v_4.y + w_2_0 * v_4.z + w_3_0 * v_4.w;
                     acc_4_1 += w_0_1 * v_4.x + w_1_1 * v_4.y + w_2_1 * v_4.z + w_3_1 * v_4.w;
                     acc_4_2 += w_0_2 * v_4.x + w_1_2 * v_4.y + w_2_2 * v_4.z + w_3_2 * v_4.w;
                     acc_4_3 += w_0_3 * v_4.x + w_1_3 * v_4.y + w_2_3 * v_4.z + w_3_3 * v_4.w;
                 }
                 if (LIVE_PIXELS > 5u) {
-                    let v_5 = select(vec4<f32>(0.0), input[tap_5.x + ic4], tap_5.y != 0u);
+                    let v_5 = select(vec4<f32>(0.0), input[offset[5] + ic4], inside[5]);
                     acc_5_0 += w_0_0 * v_5.x + w_1_0 * v_5.y + w_2_0 * v_5.z + w_3_0 * v_5.w;
                     acc_5_1 += w_0_1 * v_5.x + w_1_1 * v_5.y + w_2_1 * v_5.z + w_3_1 * v_5.w;
                     acc_5_2 += w_0_2 * v_5.x + w_1_2 * v_5.y + w_2_2 * v_5.z + w_3_2 * v_5.w;
                     acc_5_3 += w_0_3 * v_5.x + w_1_3 * v_5.y + w_2_3 * v_5.z + w_3_3 * v_5.w;
                 }
                 if (LIVE_PIXELS > 6u) {
-                    let v_6 = select(vec4<f32>(0.0), input[tap_6.x + ic4], tap_6.y != 0u);
+                    let v_6 = select(vec4<f32>(0.0), input[offset[6] + ic4], inside[6]);
                     acc_6_0 += w_0_0 * v_6.x + w_1_0 * v_6.y + w_2_0 * v_6.z + w_3_0 * v_6.w;
                     acc_6_1 += w_0_1 * v_6.x + w_1_1 * v_6.y + w_2_1 * v_6.z + w_3_1 * v_6.w;
                     acc_6_2 += w_0_2 * v_6.x + w_1_2 * v_6.y + w_2_2 * v_6.z + w_3_2 * v_6.w;
                     acc_6_3 += w_0_3 * v_6.x + w_1_3 * v_6.y + w_2_3 * v_6.z + w_3_3 * v_6.w;
                 }
                 if (LIVE_PIXELS > 7u) {
-                    let v_7 = select(vec4<f32>(0.0), input[tap_7.x + ic4], tap_7.y != 0u);
+                    let v_7 = select(vec4<f32>(0.0), input[offset[7] + ic4], inside[7]);
                     acc_7_0 += w_0_0 * v_7.x + w_1_0 * v_7.y + w_2_0 * v_7.z + w_3_0 * v_7.w;
                     acc_7_1 += w_0_1 * v_7.x + w_1_1 * v_7.y + w_2_1 * v_7.z + w_3_1 * v_7.w;
                     acc_7_2 += w_0_2 * v_7.x + w_1_2 * v_7.y + w_2_2 * v_7.z + w_3_2 * v_7.w;

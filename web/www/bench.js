@@ -42,20 +42,25 @@ async function modelList() {
   return lists.flatMap((list) => list.models);
 }
 
+/** Milliseconds `f()` took to resolve, and what it resolved to. */
+async function timed(f) {
+  const start = performance.now();
+  const output = await f();
+  return [performance.now() - start, output];
+}
+
 /**
  * Times `run()` once (the first run) and then `runs` more times. `run` resolves to the outputs on the CPU; those
  * of the last run come back with the figures, so that the engines can be checked against each other.
  */
 async function time(run, runs) {
-  let start = performance.now();
-  let output = await run();
-  const first = performance.now() - start;
+  let [first, output] = await timed(run);
   const times = [];
   for (let i = 0; i < runs; i++) {
-    start = performance.now();
-    output = await run();
-    times.push(performance.now() - start);
-    status(`run ${i + 1} of ${runs}: ${times[i].toFixed(1)} ms`);
+    let ms;
+    [ms, output] = await timed(run);
+    times.push(ms);
+    status(`run ${i + 1} of ${runs}: ${ms.toFixed(1)} ms`);
   }
   times.sort((a, b) => a - b);
   const median = times[times.length >> 1];
@@ -75,25 +80,19 @@ function quartiles(values) {
  * a round cancels it, where two medians taken a minute apart do not.
  */
 async function timePair(run, other, runs) {
-  const once = async (f) => {
-    const start = performance.now();
-    const output = await f();
-    return [performance.now() - start, output];
-  };
-  const [first, firstOutput] = await once(run);
-  const [otherFirst] = await once(other);
-  let output = firstOutput;
+  let [first, output] = await timed(run);
+  const [otherFirst] = await timed(other);
   const times = [];
   const otherTimes = [];
   const ratios = [];
   for (let i = 0; i < runs; i++) {
     let ours, theirs;
     if (i % 2 === 0) {
-      [ours, output] = await once(run);
-      [theirs] = await once(other);
+      [ours, output] = await timed(run);
+      [theirs] = await timed(other);
     } else {
-      [theirs] = await once(other);
-      [ours, output] = await once(run);
+      [theirs] = await timed(other);
+      [ours, output] = await timed(run);
     }
     times.push(ours);
     otherTimes.push(theirs);

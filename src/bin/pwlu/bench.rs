@@ -43,12 +43,19 @@ fn quartiles(values: &[f64]) -> (f64, f64, f64) {
     (at(0.25), at(0.5), at(0.75))
 }
 
-/// What `--versus` measured: the other model's latency and the per-round ratios.
+/// The model of `--versus` and what was measured of it: its latency and the per-round ratios.
 struct Versus {
-    name: String,
+    model: pwlu::Model,
     first: f64,
     times: Vec<f64>,
     ratios: Vec<f64>,
+}
+
+impl Versus {
+    /// The other model's median latency and the ratios' lower quartile, median and upper quartile.
+    fn summary(&self) -> (f64, (f64, f64, f64)) {
+        (quartiles(&self.times).1, quartiles(&self.ratios))
+    }
 }
 
 fn ms(seconds: f64) -> f64 {
@@ -76,11 +83,11 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     // Batch 1's at load and, at another batch, that batch's; before the other model or the GEMM yardstick add
     // theirs.
     let pipelines = ctx.pipeline_count();
-    let other = match &args.versus {
+    let mut versus = match &args.versus {
         Some(path) => {
             let other = load_model(ctx.clone(), path)?;
-            if other.input_shape() != s {
-                let o = other.input_shape();
+            let o = other.input_shape();
+            if o != s {
                 return Err(format!(
                     "--versus needs models with the same input: {} takes {}x{}x{}, {} takes {}x{}x{}",
                     model.name(),
@@ -93,37 +100,32 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
                     o.w
                 ));
             }
-            Some(other)
+            Some(Versus {
+                first: time_run(&other)?,
+                model: other,
+                times: Vec::with_capacity(args.runs as usize),
+                ratios: Vec::with_capacity(args.runs as usize),
+            })
         }
-        None => None,
-    };
-    let mut versus = match &other {
-        Some(other) => Some(Versus {
-            name: other.name().to_string(),
-            first: time_run(other)?,
-            times: Vec::with_capacity(args.runs as usize),
-            ratios: Vec::with_capacity(args.runs as usize),
-        }),
         None => None,
     };
     let mut times = Vec::with_capacity(args.runs as usize);
     for round in 0..args.runs {
-        match (&other, &mut versus) {
-            (Some(other), Some(versus)) => {
-                // In turns first, so that neither always runs right after the other.
-                let (ours, theirs) = if round % 2 == 0 {
-                    let ours = time_run(&model)?;
-                    (ours, time_run(other)?)
-                } else {
-                    let theirs = time_run(other)?;
-                    (time_run(&model)?, theirs)
-                };
-                times.push(ours);
-                versus.times.push(theirs);
-                versus.ratios.push(ours / theirs);
-            }
-            _ => times.push(time_run(&model)?),
-        }
+        let Some(versus) = &mut versus else {
+            times.push(time_run(&model)?);
+            continue;
+        };
+        // In turns first, so that neither always runs right after the other.
+        let (ours, theirs) = if round % 2 == 0 {
+            let ours = time_run(&model)?;
+            (ours, time_run(&versus.model)?)
+        } else {
+            let theirs = time_run(&versus.model)?;
+            (time_run(&model)?, theirs)
+        };
+        times.push(ours);
+        versus.times.push(theirs);
+        versus.ratios.push(ours / theirs);
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
@@ -192,10 +194,9 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             })).collect::<Vec<_>>(),
             "best_gemm_gflop_per_second": best_gemm,
             "versus": versus.as_ref().map(|v| {
-                let (_, median, _) = quartiles(&v.times);
-                let (low, ratio, high) = quartiles(&v.ratios);
+                let (median, (low, ratio, high)) = v.summary();
                 json!({
-                    "model": v.name,
+                    "model": v.model.name(),
                     "first_run_ms": ms(v.first),
                     "median_ms": ms(median),
                     "ratio_median": ratio,
@@ -260,18 +261,17 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         mib(memory.weight_bytes + memory.peak_live_bytes),
     );
     if let Some(v) = &versus {
-        let (_, median, _) = quartiles(&v.times);
-        let (low, ratio, high) = quartiles(&v.ratios);
+        let (median, (low, ratio, high)) = v.summary();
         println!(
             "versus       {}: first run {:.1} ms, median {:.1} ms",
-            v.name,
+            v.model.name(),
             ms(v.first),
             ms(median)
         );
         println!(
             "             {} / {} per round: {ratio:.3}x (middle half {low:.3}-{high:.3}) over {} alternated rounds",
             model.name(),
-            v.name,
+            v.model.name(),
             v.ratios.len()
         );
     }

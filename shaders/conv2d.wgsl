@@ -4,7 +4,7 @@
 // Each invocation computes a register tile of TILE_PIXELS output pixels x TILE_OC4 * 4 output channels,
 // reading whole vec4s of input channels; no workgroup memory and no barriers (they are costly on the
 // CPU-emulated adapters, and the tile reuse comes from registers). Weights are a matrix of KH * KW * IC4 * 4
-// rows of W_OC4 texels (4 output channels each), so one input vec4 meets 4 x TILE_OC4 weight texels. They are
+// rows of w_oc4 texels (4 output channels each), so one input vec4 meets 4 x TILE_OC4 weight texels. They are
 // a texture rather than a storage buffer because lavapipe gathers texels for a whole SIMD batch of invocations
 // at once but loads from storage buffers invocation by invocation (ResNet-18 1.7 s -> 1.0 s).
 //
@@ -16,28 +16,9 @@
 // but took SwiftShader minutes to compile.
 
 #include "shared/common.wgsl"
+#include "shared/conv_shape.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
-
-override BATCH: u32 = 1u;
-override IN_H: u32 = 1u;
-override IN_W: u32 = 1u;
-override IN_C4: u32 = 1u;
-override OUT_H: u32 = 1u;
-override OUT_W: u32 = 1u;
-override OUT_C4: u32 = 1u;
-// Row width of the weight matrix in texels: OUT_C4 rounded up to a multiple of TILE_OC4.
-override W_OC4: u32 = 4u;
-// Rows per block of the weight texture (see `matrix_origin`).
-override W_BLOCK_ROWS: u32 = 4u;
-override KERNEL_H: u32 = 1u;
-override KERNEL_W: u32 = 1u;
-override STRIDE_H: u32 = 1u;
-override STRIDE_W: u32 = 1u;
-override DILATION_H: u32 = 1u;
-override DILATION_W: u32 = 1u;
-override PAD_TOP: u32 = 0u;
-override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 // The tile (the host's DENSE_TILE_PIXELS and DENSE_TILE_OC4); the main loop below is written out for it.
@@ -62,8 +43,15 @@ fn main(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    let oc_tiles = W_OC4 / TILE_OC4;
-    let pixels = BATCH * OUT_H * OUT_W;
+    let in_h = shape.in_h;
+    let in_w = shape.in_w;
+    let in_c4 = shape.in_c4;
+    let out_hw = shape.out_h * shape.out_w;
+    let out_c4 = shape.out_c4;
+    let w_oc4 = shape.w_oc4;
+    let w_block_rows = shape.w_block_rows;
+    let oc_tiles = w_oc4 / TILE_OC4;
+    let pixels = shape.batch * out_hw;
     let pixel_tiles = (pixels + TILE_PIXELS - 1u) / TILE_PIXELS;
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
     if (id >= oc_tiles * pixel_tiles) {
@@ -78,11 +66,11 @@ fn main(
     for (var p = 0u; p < TILE_PIXELS; p++) {
         // Pixels past the end repeat the last one; their results are not stored.
         let m = min(first_pixel + p, pixels - 1u);
-        let n = m / (OUT_H * OUT_W);
-        let r = m % (OUT_H * OUT_W);
-        image_base[p] = i32(n * IN_H);
-        origin_y[p] = i32((r / OUT_W) * STRIDE_H) - i32(PAD_TOP);
-        origin_x[p] = i32((r % OUT_W) * STRIDE_W) - i32(PAD_LEFT);
+        let n = m / out_hw;
+        let r = m % out_hw;
+        image_base[p] = i32(n * in_h);
+        origin_y[p] = i32((r / shape.out_w) * shape.stride_h) - i32(shape.pad_top);
+        origin_x[p] = i32((r % shape.out_w) * shape.stride_w) - i32(shape.pad_left);
     }
 
     var acc_0_0 = vec4<f32>(0.0);
@@ -117,19 +105,21 @@ fn main(
     var acc_7_1 = vec4<f32>(0.0);
     var acc_7_2 = vec4<f32>(0.0);
     var acc_7_3 = vec4<f32>(0.0);
-    for (var ky = 0u; ky < KERNEL_H; ky++) {
-        for (var kx = 0u; kx < KERNEL_W; kx++) {
+    for (var ky = 0u; ky < shape.kernel_h; ky++) {
+        for (var kx = 0u; kx < shape.kernel_w; kx++) {
             var offset: array<u32, TILE_PIXELS>;
             var inside: array<bool, TILE_PIXELS>;
             for (var p = 0u; p < TILE_PIXELS; p++) {
-                let y = origin_y[p] + i32(ky * DILATION_H);
-                let x = origin_x[p] + i32(kx * DILATION_W);
-                inside[p] = y >= 0 && y < i32(IN_H) && x >= 0 && x < i32(IN_W);
-                offset[p] = select(0u, u32((image_base[p] + y) * i32(IN_W) + x) * IN_C4, inside[p]);
+                let y = origin_y[p] + i32(ky * shape.dilation_h);
+                let x = origin_x[p] + i32(kx * shape.dilation_w);
+                inside[p] = y >= 0 && y < i32(in_h) && x >= 0 && x < i32(in_w);
+                offset[p] = select(0u, u32((image_base[p] + y) * i32(in_w) + x) * in_c4, inside[p]);
             }
-            var row = (ky * KERNEL_W + kx) * IN_C4 * 4u;
-            for (var ic4 = 0u; ic4 < IN_C4; ic4++) {
-                let origin = matrix_origin(row, W_OC4, W_BLOCK_ROWS) + vec2<u32>(oc_tile * TILE_OC4, 0u);
+            // Where this tap's rows start in the weight texture, then 4 rows further per input vec4, without
+            // dividing by a run-time size at every step.
+            var origin = matrix_origin((ky * shape.kernel_w + kx) * in_c4 * 4u, w_oc4, w_block_rows)
+                + vec2<u32>(oc_tile * TILE_OC4, 0u);
+            for (var ic4 = 0u; ic4 < in_c4; ic4++) {
                 let w_0_0 = textureLoad(weights, origin + vec2<u32>(0u, 0u), 0);
                 let w_0_1 = textureLoad(weights, origin + vec2<u32>(1u, 0u), 0);
                 let w_0_2 = textureLoad(weights, origin + vec2<u32>(2u, 0u), 0);
@@ -146,7 +136,8 @@ fn main(
                 let w_3_1 = textureLoad(weights, origin + vec2<u32>(1u, 3u), 0);
                 let w_3_2 = textureLoad(weights, origin + vec2<u32>(2u, 3u), 0);
                 let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
-                row += 4u;
+                let next_block = origin.y + 4u == w_block_rows;
+                origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
                 let v_0 = select(vec4<f32>(0.0), input[offset[0] + ic4], inside[0]);
                 acc_0_0 += w_0_0 * v_0.x + w_1_0 * v_0.y + w_2_0 * v_0.z + w_3_0 * v_0.w;
                 acc_0_1 += w_0_1 * v_0.x + w_1_1 * v_0.y + w_2_1 * v_0.z + w_3_1 * v_0.w;
@@ -221,7 +212,7 @@ fn main(
     // Bias and activation parameters depend on the channels only: load them once for the tile's pixels.
     for (var j = 0u; j < TILE_OC4; j++) {
         let oc4 = oc_tile * TILE_OC4 + j;
-        if (oc4 >= OUT_C4) {
+        if (oc4 >= out_c4) {
             break;
         }
         let b = bias[oc4];
@@ -229,7 +220,7 @@ fn main(
         for (var p = 0u; p < TILE_PIXELS; p++) {
             let m = first_pixel + p;
             if (m < pixels) {
-                store_output_with(m * OUT_C4 + oc4, oc4, acc[TILE_OC4 * p + j] + b, act);
+                store_output_with(m * out_c4 + oc4, oc4, acc[TILE_OC4 * p + j] + b, act);
             }
         }
     }

@@ -10,23 +10,16 @@
 // invocation at each access; named variables stay in registers.
 
 #include "shared/common.wgsl"
+#include "shared/conv_shape.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 
-override BATCH: u32 = 1u;
-override IN_H: u32 = 1u;
-override IN_W: u32 = 1u;
-override C4: u32 = 1u;
-override OUT_H: u32 = 1u;
-override OUT_W: u32 = 1u;
-override KERNEL_H: u32 = 1u;
-override KERNEL_W: u32 = 1u;
+// Stride and dilation choose how the tile's inputs are loaded (below), so they are constants; the other sizes
+// are in `shape` (shared/conv_shape.wgsl).
 override STRIDE_H: u32 = 1u;
 override STRIDE_W: u32 = 1u;
 override DILATION_H: u32 = 1u;
 override DILATION_W: u32 = 1u;
-override PAD_TOP: u32 = 0u;
-override PAD_LEFT: u32 = 0u;
 
 const WORKGROUP_SIZE: u32 = 64u;
 // Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
@@ -43,8 +36,8 @@ const TILE_W: u32 = 4u;
 
 // Input pixel x of the row starting at pixel `row_start`; zeros in the padding.
 fn input_at(row_start: u32, x: i32, c4: u32) -> vec4<f32> {
-    let inside = x >= 0 && x < i32(IN_W);
-    return select(vec4<f32>(0.0), input[select(0u, (row_start + u32(x)) * C4 + c4, inside)], inside);
+    let inside = x >= 0 && x < i32(shape.in_w);
+    return select(vec4<f32>(0.0), input[select(0u, (row_start + u32(x)) * shape.in_c4 + c4, inside)], inside);
 }
 
 @compute @workgroup_size(64)
@@ -54,20 +47,27 @@ fn main(
     @builtin(local_invocation_index) local: u32,
 ) {
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
-    let tiles_w = (OUT_W + TILE_W - 1u) / TILE_W;
-    if (id >= BATCH * OUT_H * tiles_w * C4) {
+    let c4s = shape.in_c4;
+    let in_h = shape.in_h;
+    let in_w = shape.in_w;
+    let out_h = shape.out_h;
+    let out_w = shape.out_w;
+    let kernel_h = shape.kernel_h;
+    let kernel_w = shape.kernel_w;
+    let tiles_w = (out_w + TILE_W - 1u) / TILE_W;
+    if (id >= shape.batch * out_h * tiles_w * c4s) {
         return;
     }
     // Channels vary fastest, so that neighbouring invocations read neighbouring memory.
-    let c4 = id % C4;
-    let tile = id / C4;
+    let c4 = id % c4s;
+    let tile = id / c4s;
     let row = tile / tiles_w;
     let first_x = (tile % tiles_w) * TILE_W;
-    let n = row / OUT_H;
-    let out_y = row % OUT_H;
-    let origin_y = i32(out_y * STRIDE_H) - i32(PAD_TOP);
+    let n = row / out_h;
+    let out_y = row % out_h;
+    let origin_y = i32(out_y * STRIDE_H) - i32(shape.pad_top);
     // Where the tile's first pixel's first tap reads, and how far apart its pixels read.
-    let x0 = i32(first_x * STRIDE_W) - i32(PAD_LEFT);
+    let x0 = i32(first_x * STRIDE_W) - i32(shape.pad_left);
     let step = i32(STRIDE_W);
 
     let b = bias[c4];
@@ -75,20 +75,20 @@ fn main(
     var acc1 = b;
     var acc2 = b;
     var acc3 = b;
-    for (var ky = 0u; ky < KERNEL_H; ky++) {
+    for (var ky = 0u; ky < kernel_h; ky++) {
         let y = origin_y + i32(ky * DILATION_H);
-        if (y < 0 || y >= i32(IN_H)) {
+        if (y < 0 || y >= i32(in_h)) {
             continue;
         }
-        let row_start = (n * IN_H + u32(y)) * IN_W;
+        let row_start = (n * in_h + u32(y)) * in_w;
         if (DILATION_W == STRIDE_W) {
             // Tap kx + 1 of pixel p reads what tap kx of pixel p + 1 read: one new load per tap.
             var r0 = input_at(row_start, x0, c4);
             var r1 = input_at(row_start, x0 + step, c4);
             var r2 = input_at(row_start, x0 + 2 * step, c4);
             var r3 = input_at(row_start, x0 + 3 * step, c4);
-            for (var kx = 0u; kx < KERNEL_W; kx++) {
-                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
+            for (var kx = 0u; kx < kernel_w; kx++) {
+                let w = textureLoad(weights, vec2<u32>(c4, ky * kernel_w + kx), 0);
                 acc0 += w * r0;
                 acc1 += w * r1;
                 acc2 += w * r2;
@@ -109,8 +109,8 @@ fn main(
             var o1 = input_at(row_start, x0 + 3, c4);
             var o2 = input_at(row_start, x0 + 5, c4);
             var o3 = input_at(row_start, x0 + 7, c4);
-            for (var kx = 0u; kx < KERNEL_W; kx++) {
-                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
+            for (var kx = 0u; kx < kernel_w; kx++) {
+                let w = textureLoad(weights, vec2<u32>(c4, ky * kernel_w + kx), 0);
                 let next = input_at(row_start, x0 + i32(kx) + 8, c4);
                 if ((kx & 1u) == 0u) {
                     acc0 += w * e0;
@@ -133,8 +133,8 @@ fn main(
                 }
             }
         } else {
-            for (var kx = 0u; kx < KERNEL_W; kx++) {
-                let w = textureLoad(weights, vec2<u32>(c4, ky * KERNEL_W + kx), 0);
+            for (var kx = 0u; kx < kernel_w; kx++) {
+                let w = textureLoad(weights, vec2<u32>(c4, ky * kernel_w + kx), 0);
                 let x = x0 + i32(kx * DILATION_W);
                 acc0 += w * input_at(row_start, x, c4);
                 acc1 += w * input_at(row_start, x + step, c4);
@@ -146,10 +146,10 @@ fn main(
     // The epilogue loops over the tile, so that the activation's code is inlined once.
     var tile_acc = array<vec4<f32>, TILE_W>(acc0, acc1, acc2, acc3);
     let act = activation_params(c4);
-    let first_pixel = row * OUT_W + first_x;
+    let first_pixel = row * out_w + first_x;
     for (var p = 0u; p < TILE_W; p++) {
-        if (first_x + p < OUT_W) {
-            store_output_with((first_pixel + p) * C4 + c4, c4, tile_acc[p], act);
+        if (first_x + p < out_w) {
+            store_output_with((first_pixel + p) * c4s + c4, c4, tile_acc[p], act);
         }
     }
 }

@@ -5,6 +5,7 @@
 // invocation per output vec4, each lane its own group, scalar weights in PyTorch's [OC][IC/g][KH][KW] order.
 
 #include "shared/common.wgsl"
+#include "shared/channels.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 

@@ -3,6 +3,7 @@
 // CPU twin: `activation` and `batch_norm` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
+#include "shared/channels.wgsl"
 #include "shared/activation.wgsl"
 
 override TOTAL: u32 = 1u;

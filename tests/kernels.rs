@@ -373,6 +373,78 @@ fn conv2d_picks_the_specialised_kernels() {
 }
 
 #[test]
+fn convolutions_of_one_kind_share_a_pipeline_and_keep_their_sizes() {
+    // Sizes are a uniform (shaders/shared/conv_shape.wgsl): layers that differ only in them compile once, and
+    // each, run after the others were prepared, still computes with its own.
+    for ctx in contexts() {
+        let mut rng = rng(11);
+        let epilogue = || Epilogue::activation(Activation::Relu);
+        let dense = [
+            (Conv2d::new(3, 16, [7, 7]), Shape::new(1, 3, 19, 17)),
+            (
+                Conv2d {
+                    stride: [2, 1],
+                    dilation: [1, 2],
+                    padding: Padding {
+                        top: 1,
+                        left: 2,
+                        bottom: 0,
+                        right: 1,
+                    },
+                    ..Conv2d::new(9, 5, [3, 3])
+                },
+                Shape::new(2, 9, 11, 13),
+            ),
+            (Conv2d::new(24, 40, [1, 1]), Shape::new(1, 24, 6, 6)),
+        ];
+        let depthwise = |c: usize, kernel: [usize; 2]| Conv2d {
+            groups: c,
+            padding: Padding::symmetric(kernel[0] / 2, kernel[1] / 2),
+            ..Conv2d::new(c, c, kernel)
+        };
+        let depthwise = [
+            (depthwise(12, [3, 3]), Shape::new(1, 12, 9, 10)),
+            (depthwise(7, [5, 5]), Shape::new(2, 7, 14, 6)),
+        ];
+        for (kind, cases) in [("dense", &dense[..]), ("depthwise", &depthwise[..])] {
+            let cases: Vec<(Conv2dLayer, Tensor)> = cases
+                .iter()
+                .map(|&(conv, input)| {
+                    (
+                        random_layer(&mut rng, conv, epilogue()),
+                        random_tensor(&mut rng, input),
+                    )
+                })
+                .collect();
+            let before = ctx.pipeline_count();
+            let kernels: Vec<Conv2dKernel> = cases
+                .iter()
+                .map(|(layer, x)| Conv2dKernel::new(&ctx, layer, x.shape()).expect("kernel"))
+                .collect();
+            assert_eq!(
+                ctx.pipeline_count(),
+                before + 1,
+                "{kind}: one pipeline for layers of one kind"
+            );
+            for ((layer, x), kernel) in cases.iter().zip(&kernels).rev() {
+                let expected = cpu::conv2d(layer, x, None).expect("cpu conv");
+                let input = GpuTensor::upload(&ctx, x).expect("upload");
+                let got = kernel
+                    .run(&ctx, &input, None)
+                    .and_then(|y| y.download_blocking(&ctx))
+                    .expect("run");
+                assert_close(
+                    &got,
+                    &expected,
+                    TOLERANCE,
+                    &format!("{kind} {:?} on {}", layer.conv, ctx.adapter()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn fused_residual_blocks_agree_with_unfused_cpu() {
     // ResNet: relu(bn(conv(x)) + x); inverted residual: bn(conv(x)) + x with no activation.
     for ctx in contexts() {

@@ -64,6 +64,7 @@ fn declared_bindings_match_the_shaders() {
                         Access::ReadWrite
                     }
                     naga::AddressSpace::Storage { .. } => Access::Read,
+                    naga::AddressSpace::Uniform => Access::Uniform,
                     naga::AddressSpace::Handle => match module.types[var.ty].inner {
                         naga::TypeInner::Image {
                             dim: naga::ImageDimension::D2,
@@ -86,7 +87,7 @@ fn declared_bindings_match_the_shaders() {
         assert!(
             found
                 .iter()
-                .filter(|(_, access)| *access != Access::Table)
+                .filter(|(_, access)| matches!(access, Access::Read | Access::ReadWrite))
                 .count()
                 <= MAX_STORAGE_BUFFERS_PER_STAGE,
             "{}: too many storage buffers",

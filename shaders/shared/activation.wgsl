@@ -1,5 +1,5 @@
 // Activations, applied to 4 consecutive channels at once. CPU twin: src/cpu/activation.rs.
-// Needs shared/common.wgsl.
+// Needs shared/common.wgsl, and `output_channels()` (shared/channels.wgsl or the including kernel's own).
 //
 // The kernel that includes this file binds the PWLU table (or a one-texel placeholder when ACTIVATION is not
 // PWLU) at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
@@ -23,8 +23,6 @@ override ACT_ALPHA: f32 = 0.0;
 override PWLU_N: u32 = 1u;
 override PWLU_PER_CHANNEL: bool = false;
 override PWLU_UNIFORM: bool = true;
-// Logical channel count of the tensor being written; lanes past it are padding.
-override CHANNELS: u32 = 4u;
 
 // One row per unit, its record (see `PwluTable` in src/ops/pwlu.rs) as rgba32float texels: the header
 // [B_L, B_R, 1/d, 0], the N + 2 (slope, intercept) pairs two per texel, then a non-uniform unit's breakpoints.
@@ -42,7 +40,7 @@ fn pwlu_texel(unit: u32, texel: u32) -> vec4<f32> {
 // Each lane's unit (table row). Padding lanes read the last unit; their result is discarded.
 fn pwlu_units(c4: u32) -> vec4<u32> {
     let channels = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    return select(vec4<u32>(0u), min(channels, vec4<u32>(CHANNELS - 1u)), PWLU_PER_CHANNEL);
+    return select(vec4<u32>(0u), min(channels, vec4<u32>(output_channels() - 1u)), PWLU_PER_CHANNEL);
 }
 
 // Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of texel 1 + k / 2.

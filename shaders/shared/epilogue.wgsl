@@ -31,5 +31,5 @@ fn store_output_with(index: u32, c4: u32, value: vec4<f32>, act: ActivationParam
     if (RESIDUAL == 2u) {
         v += residual_at(index);
     }
-    output[index] = zero_padding_lanes(v, c4, CHANNELS);
+    output[index] = zero_padding_lanes(v, c4, output_channels());
 }

@@ -496,6 +496,22 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// A uniform buffer initialised with `data` (a kernel's sizes).
+    pub(crate) fn uniform_buffer(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
+        let size = ((data.len() as u64) * 4).max(16).next_multiple_of(16);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        }
+        buffer
+    }
+
     /// Records `dispatches` in one compute pass and submits them as one command buffer.
     pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
         self.check_alive()?;

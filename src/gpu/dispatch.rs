@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 /// What a launcher binds to one binding of a kernel.
 #[derive(Clone, Debug)]
 pub(crate) enum Resource<'a> {
-    /// A storage buffer or a range of one ([`Access::Read`] or [`Access::ReadWrite`]).
+    /// A storage buffer or a range of one ([`Access::Read`] or [`Access::ReadWrite`]), or a uniform buffer
+    /// ([`Access::Uniform`]).
     Buffer(wgpu::BufferBinding<'a>),
     /// A lookup table ([`Access::Table`]).
     Table(&'a wgpu::Texture),
@@ -50,8 +51,10 @@ impl Dispatch {
                     b == *given
                         && matches!(
                             (access, resource),
-                            (Access::Read | Access::ReadWrite, Resource::Buffer(_))
-                                | (Access::Table, Resource::Table(_))
+                            (
+                                Access::Read | Access::ReadWrite | Access::Uniform,
+                                Resource::Buffer(_)
+                            ) | (Access::Table, Resource::Table(_))
                         )
                 });
         if !matches {

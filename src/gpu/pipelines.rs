@@ -1,7 +1,9 @@
 //! Shader modules, bind group layouts and compute pipelines, each created once and cached.
 //!
-//! A pipeline is a shader specialised by its override constants (shapes, kernel size, activation), so the
-//! driver compiles every layer with its loop bounds and divisors known.
+//! A pipeline is a shader specialised by its override constants (activation, residual, and for the small
+//! kernels their shapes), so the driver compiles the code paths a layer takes and no others. The convolutions
+//! take their sizes from a uniform instead (shaders/shared/conv_shape.wgsl): a pipeline is what a cold start
+//! pays for, and layers of one kind share theirs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -119,6 +121,11 @@ fn create_module(
                     ty: wgpu::BufferBindingType::Storage {
                         read_only: access == Access::Read,
                     },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Access::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },

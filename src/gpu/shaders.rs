@@ -14,6 +14,9 @@ pub enum Access {
     /// on CPU-emulated adapters a texel fetch at a different address per invocation is a vector gather, where a
     /// storage-buffer load at one is a loop over the invocations.
     Table,
+    /// `var<uniform>`: a kernel's sizes, where they are not override constants (so that layers of one kind
+    /// share a pipeline).
+    Uniform,
 }
 
 /// A WGSL kernel: its file, entry point `main`, and bindings.
@@ -32,7 +35,7 @@ pub struct Shader {
 /// Binding that every kernel with an activation uses for the PWLU table (an [`Access::Table`]).
 pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
 
-use Access::{Read, ReadWrite, Table};
+use Access::{Read, ReadWrite, Table, Uniform};
 
 const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (0, ReadWrite),
@@ -43,13 +46,15 @@ const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
-/// The epilogue's bindings with the weights in a table, for kernels where every invocation reads its own.
+/// The epilogue's bindings with the weights in a table, for kernels where every invocation reads its own, and
+/// the layer's sizes as a uniform (shaders/shared/conv_shape.wgsl).
 const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
     (0, ReadWrite),
     (1, Table),
     (2, Read),
     (3, ReadWrite),
     (4, ReadWrite),
+    (5, Uniform),
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
@@ -122,6 +127,14 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "shared/common.wgsl",
         include_str!("../../shaders/shared/common.wgsl"),
+    ),
+    (
+        "shared/channels.wgsl",
+        include_str!("../../shaders/shared/channels.wgsl"),
+    ),
+    (
+        "shared/conv_shape.wgsl",
+        include_str!("../../shaders/shared/conv_shape.wgsl"),
     ),
     (
         "shared/activation.wgsl",

@@ -35,7 +35,7 @@ impl ActivationBinding {
     /// Prepares `activation` for a tensor of `channels` channels.
     pub(crate) fn new(ctx: &GpuContext, activation: &Activation, channels: usize) -> Result<Self> {
         activation.check_channels(channels)?;
-        let mut constants: Constants = vec![("CHANNELS", channels as f64)];
+        let mut constants = Constants::new();
         let mut table = None;
         let code = match activation {
             Activation::Identity => ActivationCode::Identity,
@@ -80,7 +80,8 @@ impl ActivationBinding {
         Ok(ActivationBinding { constants, table })
     }
 
-    /// The override constants to add to the kernel's.
+    /// The override constants to add to the kernel's (the channel count is the kernel's to pass: see
+    /// shaders/shared/channels.wgsl).
     pub(crate) fn constants(&self) -> &Constants {
         &self.constants
     }

@@ -69,6 +69,9 @@ pub struct Conv2dKernel {
     /// The pipeline's override constants, for its variant that reads the residual from the input.
     constants: Constants,
     weights: Weights,
+    /// The layer's sizes (`ConvShape` in shaders/shared/conv_shape.wgsl) for the dense and depthwise kernels; the
+    /// grouped kernel takes them as override constants.
+    sizes: Option<wgpu::Buffer>,
     bias: wgpu::Buffer,
     activation: ActivationBinding,
     residual: ResidualAdd,
@@ -105,12 +108,8 @@ impl Conv2dKernel {
                     let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
                     let invocations =
                         (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
-                    let constants = vec![
-                        ("IN_C4", ic4 as f64),
-                        ("OUT_C4", oc4 as f64),
-                        ("W_OC4", w_oc4 as f64),
-                        ("LIVE_PIXELS", pixels.min(DENSE_TILE_PIXELS as u64) as f64),
-                    ];
+                    let constants =
+                        vec![("LIVE_PIXELS", pixels.min(DENSE_TILE_PIXELS as u64) as f64)];
                     (
                         pack_dense(layer, ic4, w_oc4),
                         w_oc4 * 4,
@@ -119,7 +118,7 @@ impl Conv2dKernel {
                     )
                 }
                 ConvVariant::Depthwise => {
-                    let constants = vec![("C4", oc4 as f64)];
+                    let constants = Constants::new();
                     let rows = (input_shape.n * oh) as u64;
                     let tiles = (ow as u64).div_ceil(DEPTHWISE_TILE_W);
                     (
@@ -152,37 +151,51 @@ impl Conv2dKernel {
 
         let activation =
             ActivationBinding::new(ctx, &layer.epilogue.activation, conv.out_channels)?;
-        constants.extend([
-            ("BATCH", input_shape.n as f64),
-            ("IN_H", input_shape.h as f64),
-            ("IN_W", input_shape.w as f64),
-            ("OUT_H", oh as f64),
-            ("OUT_W", ow as f64),
-            ("KERNEL_H", conv.kernel[0] as f64),
-            ("KERNEL_W", conv.kernel[1] as f64),
+        constants.push(("RESIDUAL", residual_code(layer.epilogue.residual)));
+        constants.extend(activation.constants().iter().copied());
+        let stride_and_dilation = [
             ("STRIDE_H", conv.stride[0] as f64),
             ("STRIDE_W", conv.stride[1] as f64),
             ("DILATION_H", conv.dilation[0] as f64),
             ("DILATION_W", conv.dilation[1] as f64),
-            ("PAD_TOP", conv.padding.top as f64),
-            ("PAD_LEFT", conv.padding.left as f64),
-            ("RESIDUAL", residual_code(layer.epilogue.residual)),
-        ]);
-        constants.extend(activation.constants().iter().copied());
-        let weights = match variant {
+        ];
+        let (weights, sizes) = match variant {
             ConvVariant::Dense => {
-                let table = ctx.table(
-                    "conv weights",
-                    &weights,
-                    oc4.next_multiple_of(DENSE_TILE_OC4),
-                )?;
-                constants.push(("W_BLOCK_ROWS", table.block_rows as f64));
-                Weights::Table(table.texture)
+                let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
+                let table = ctx.table("conv weights", &weights, w_oc4)?;
+                let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, table.block_rows)?;
+                (
+                    Weights::Table(table.texture),
+                    Some(ctx.uniform_buffer("conv sizes", &sizes)),
+                )
             }
             ConvVariant::Depthwise => {
-                Weights::Table(ctx.table("conv weights", &weights, oc4)?.texture)
+                constants.extend(stride_and_dilation);
+                let sizes = conv_shape(conv, input_shape, [oh, ow], 0, 0)?;
+                (
+                    Weights::Table(ctx.table("conv weights", &weights, oc4)?.texture),
+                    Some(ctx.uniform_buffer("conv sizes", &sizes)),
+                )
             }
-            ConvVariant::Grouped => Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?),
+            ConvVariant::Grouped => {
+                constants.extend(stride_and_dilation);
+                constants.extend([
+                    ("BATCH", input_shape.n as f64),
+                    ("IN_H", input_shape.h as f64),
+                    ("IN_W", input_shape.w as f64),
+                    ("OUT_H", oh as f64),
+                    ("OUT_W", ow as f64),
+                    ("KERNEL_H", conv.kernel[0] as f64),
+                    ("KERNEL_W", conv.kernel[1] as f64),
+                    ("PAD_TOP", conv.padding.top as f64),
+                    ("PAD_LEFT", conv.padding.left as f64),
+                    ("CHANNELS", conv.out_channels as f64),
+                ]);
+                (
+                    Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?),
+                    None,
+                )
+            }
         };
         let pipeline = ctx.pipeline(&variant.shader(), &constants)?;
         Ok(Conv2dKernel {
@@ -190,6 +203,7 @@ impl Conv2dKernel {
             pipeline,
             constants,
             weights,
+            sizes,
             bias: ctx.storage_buffer("conv bias", &bias)?,
             activation,
             residual: layer.epilogue.residual,
@@ -260,26 +274,30 @@ impl Conv2dKernel {
                 r.resource()
             }
         };
+        let mut resources = vec![
+            (0, input.resource()),
+            (
+                1,
+                match &self.weights {
+                    Weights::Table(texture) => Resource::Table(texture),
+                    Weights::Buffer(buffer) => buffer.into(),
+                },
+            ),
+            (2, (&self.bias).into()),
+            (3, residual),
+            (4, output.resource()),
+        ];
+        if let Some(sizes) = &self.sizes {
+            resources.push((5, sizes.into()));
+        }
+        resources.push((
+            shaders::ACTIVATION_PARAMS_BINDING,
+            self.activation.resource(ctx),
+        ));
         Dispatch::new(
             ctx,
             pipeline,
-            &[
-                (0, input.resource()),
-                (
-                    1,
-                    match &self.weights {
-                        Weights::Table(texture) => Resource::Table(texture),
-                        Weights::Buffer(buffer) => buffer.into(),
-                    },
-                ),
-                (2, (&self.bias).into()),
-                (3, residual),
-                (4, output.resource()),
-                (
-                    shaders::ACTIVATION_PARAMS_BINDING,
-                    self.activation.resource(ctx),
-                ),
-            ],
+            &resources,
             self.invocations
                 .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
         )
@@ -305,6 +323,47 @@ impl Conv2dKernel {
         let output = GpuTensor::zeros_with_dims(ctx, self.output_shape, dims)?;
         run_single(ctx, self.bind(ctx, input, residual, &output)?, output)
     }
+}
+
+/// The words of `ConvShape` (shaders/shared/conv_shape.wgsl), in its field order. `w_oc4` and `w_block_rows`
+/// describe the dense kernel's weight texture; the depthwise kernel ignores them.
+fn conv_shape(
+    conv: &Conv2d,
+    input: Shape,
+    [out_h, out_w]: [usize; 2],
+    w_oc4: usize,
+    w_block_rows: usize,
+) -> Result<[u32; 18]> {
+    let sizes = [
+        input.n,
+        input.h,
+        input.w,
+        channel_vec4s(input.c),
+        out_h,
+        out_w,
+        channel_vec4s(conv.out_channels),
+        conv.out_channels,
+        w_oc4,
+        w_block_rows,
+        conv.kernel[0],
+        conv.kernel[1],
+        conv.stride[0],
+        conv.stride[1],
+        conv.dilation[0],
+        conv.dilation[1],
+        conv.padding.top,
+        conv.padding.left,
+    ];
+    let mut words = [0u32; 18];
+    for (word, size) in words.iter_mut().zip(sizes) {
+        *word = u32::try_from(size).map_err(|_| {
+            Error::invalid_op(
+                "conv2d",
+                format!("a size of {size} does not fit in 32 bits"),
+            )
+        })?;
+    }
+    Ok(words)
 }
 
 fn residual_code(residual: ResidualAdd) -> f64 {

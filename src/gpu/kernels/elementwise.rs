@@ -75,6 +75,7 @@ impl UnaryKernel {
             ("TOTAL", invocations as f64),
             ("C4", channel_vec4s(shape.c) as f64),
             ("AFFINE", if affine.is_some() { 1.0 } else { 0.0 }),
+            ("CHANNELS", shape.c as f64),
         ];
         constants.extend(activation.constants().iter().copied());
         Ok(UnaryKernel {
@@ -152,6 +153,7 @@ impl BinaryKernel {
             ("TOTAL", invocations as f64),
             ("C4", channel_vec4s(shape.c) as f64),
             ("PIXELS", (shape.h * shape.w) as f64),
+            ("CHANNELS", shape.c as f64),
         ];
         constants.extend(activation.constants().iter().copied());
         Ok(BinaryKernel {

@@ -385,6 +385,20 @@ impl Plan {
         self.memory
     }
 
+    /// Submits one workgroup of each distinct pipeline and a copy of a few bytes of the output, to wait for.
+    /// Adapters that compile a pipeline at its first dispatch compile them all now, without the cost of a
+    /// whole run. What the workgroups write is garbage, but every run writes each value before reading it.
+    pub fn submit_warm_up(&self, ctx: &GpuContext) -> Result<ReadBack> {
+        let mut distinct: Vec<Dispatch> = Vec::new();
+        for dispatch in &self.dispatches {
+            if !distinct.iter().any(|d| d.same_pipeline(dispatch)) {
+                distinct.push(dispatch.one_workgroup());
+            }
+        }
+        let dispatches: Vec<&Dispatch> = distinct.iter().collect();
+        ctx.submit_and_read_back(&dispatches, self.output.buffer(), self.output.offset(), 4)
+    }
+
     /// Writes `input` (`[batch, C, H, W]`, NCHW), submits every dispatch and a copy of the output in one
     /// command buffer. The plan's buffers are free for the next run as soon as this returns.
     pub fn submit(&self, ctx: &GpuContext, input: &Tensor) -> Result<PendingOutput> {

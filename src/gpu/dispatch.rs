@@ -127,6 +127,23 @@ impl Dispatch {
         pass.dispatch_workgroups(x, y, z);
     }
 
+    /// The same launch on one workgroup, sharing the bind group: little work, but the driver must have the
+    /// pipeline compiled to run it.
+    pub(crate) fn one_workgroup(&self) -> Dispatch {
+        Dispatch {
+            pipeline: Arc::clone(&self.pipeline),
+            bind_group: self.bind_group.clone(),
+            buffers: Vec::new(),
+            tables: Vec::new(),
+            workgroups: [1, 1, 1],
+        }
+    }
+
+    /// Whether `other` runs the same pipeline.
+    pub(crate) fn same_pipeline(&self, other: &Dispatch) -> bool {
+        Arc::ptr_eq(&self.pipeline, &other.pipeline)
+    }
+
     /// The kernel's file name.
     pub fn label(&self) -> &'static str {
         self.pipeline.shader.name

@@ -304,14 +304,15 @@ impl Model {
         pending.read(&self.ctx).await
     }
 
-    /// Runs the batch-1 plan once on zeros and waits for it. Adapters that compile a pipeline at its first
-    /// dispatch rather than at creation (lavapipe, and SwiftShader in Chrome without a GPU, where compiling
-    /// takes seconds) then do it now, so that the first [`Model::run`] is as fast as the rest. The browser
-    /// package calls it while loading; a one-shot native run has nothing to gain from it.
+    /// Runs one workgroup of each of the batch-1 plan's pipelines and waits for them. Adapters that compile a
+    /// pipeline at its first dispatch rather than at creation (lavapipe, and SwiftShader in Chrome without a
+    /// GPU, where compiling takes seconds) then do it now, so that the first [`Model::run`] is as fast as the
+    /// rest, and loading does not pay for a whole run. The browser package calls it while loading; a one-shot
+    /// native run has nothing to gain from it.
     pub async fn warm_up(&self) -> Result<()> {
-        self.run(&Tensor::zeros(self.checked.graph.input))
-            .await
-            .map(|_| ())
+        let plan = self.plan(1)?;
+        let pending = plan.lock().map_err(poisoned)?.submit_warm_up(&self.ctx)?;
+        pending.read(&self.ctx).await.map(|_| ())
     }
 
     /// The time each layer takes on `input`: GPU timestamps where the device has them (all layers in one

@@ -3,17 +3,24 @@
 // CPU twin: `binary` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
-#include "shared/channels.wgsl"
 #include "shared/activation.wgsl"
 
 const OP_ADD: u32 = 0u;
 const OP_MUL_CHANNELS: u32 = 1u;
 
 override OP: u32 = OP_ADD;
-override TOTAL: u32 = 1u;
-override C4: u32 = 1u;
-// Pixels per image (H * W).
-override PIXELS: u32 = 1u;
+
+// The sizes are a uniform, so that operations of one kind share a pipeline whatever their shapes (see
+// shared/conv_shape.wgsl for why pipelines count).
+struct BinarySizes {
+    // vec4s of the output.
+    total: u32,
+    c4: u32,
+    // Pixels per image (H * W).
+    pixels: u32,
+    // Logical channels; lanes past them are padding.
+    channels: u32,
+}
 
 const WORKGROUP_SIZE: u32 = 64u;
 
@@ -22,6 +29,11 @@ const WORKGROUP_SIZE: u32 = 64u;
 @group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> b: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> sizes: BinarySizes;
+
+fn output_channels() -> u32 {
+    return sizes.channels;
+}
 
 // Both operands are one value (x + x). It is then read through `a`: WebGPU forbids binding one range of a buffer
 // to two writable bindings.
@@ -41,16 +53,17 @@ fn main(
     @builtin(local_invocation_index) local: u32,
 ) {
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
-    if (id >= TOTAL) {
+    let c4s = sizes.c4;
+    if (id >= sizes.total) {
         return;
     }
-    let c4 = id % C4;
+    let c4 = id % c4s;
     var v: vec4<f32>;
     if (OP == OP_MUL_CHANNELS) {
-        let n = id / (PIXELS * C4);
-        v = a[id] * operand_b(n * C4 + c4);
+        let n = id / (sizes.pixels * c4s);
+        v = a[id] * operand_b(n * c4s + c4);
     } else {
         v = a[id] + operand_b(id);
     }
-    output[id] = zero_padding_lanes(activate(v, c4), c4, CHANNELS);
+    output[id] = zero_padding_lanes(activate(v, c4), c4, output_channels());
 }

@@ -3,12 +3,17 @@
 //
 // One workgroup per (image, channel vec4): 64 strided partial sums, so that large feature maps
 // (squeeze-and-excitation on 112 x 112) are spread over 64 invocations, then one barrier and their sum.
+// The sizes are a uniform, so that every pooling of a model shares one pipeline (EfficientNet-B0 pools 17
+// shapes; see shared/conv_shape.wgsl for why pipelines count).
 
 #include "shared/common.wgsl"
 
-override BATCH: u32 = 1u;
-override PIXELS: u32 = 1u;
-override C4: u32 = 1u;
+struct PoolSizes {
+    batch: u32,
+    // Pixels per image (H * W).
+    pixels: u32,
+    c4: u32,
+}
 
 const WORKGROUP_SIZE: u32 = 64u;
 
@@ -16,6 +21,7 @@ const WORKGROUP_SIZE: u32 = 64u;
 // forbids binding one buffer both read-only and writable in the same dispatch.
 @group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> sizes: PoolSizes;
 
 var<workgroup> partial: array<vec4<f32>, WORKGROUP_SIZE>;
 
@@ -27,14 +33,19 @@ fn main(
 ) {
     // Uniform across the workgroup, so the early return keeps the barriers in uniform control flow.
     let slot = workgroup.y * workgroups.x + workgroup.x;
-    if (slot >= BATCH * C4) {
+    let pixels = sizes.pixels;
+    let c4s = sizes.c4;
+    if (slot >= sizes.batch * c4s) {
         return;
     }
-    let n = slot / C4;
-    let c4 = slot % C4;
+    let n = slot / c4s;
+    let c4 = slot % c4s;
     var sum = vec4<f32>(0.0);
-    for (var p = local; p < PIXELS; p += WORKGROUP_SIZE) {
-        sum += input[(n * PIXELS + p) * C4 + c4];
+    var index = (n * pixels + local) * c4s + c4;
+    let step = WORKGROUP_SIZE * c4s;
+    for (var p = local; p < pixels; p += WORKGROUP_SIZE) {
+        sum += input[index];
+        index += step;
     }
     partial[local] = sum;
     workgroupBarrier();
@@ -45,6 +56,6 @@ fn main(
         for (var i = 1u; i < WORKGROUP_SIZE; i++) {
             total += partial[i];
         }
-        output[slot] = total / f32(PIXELS);
+        output[slot] = total / f32(pixels);
     }
 }

@@ -445,6 +445,63 @@ fn convolutions_of_one_kind_share_a_pipeline_and_keep_their_sizes() {
 }
 
 #[test]
+fn poolings_and_binary_operations_of_one_kind_share_a_pipeline() {
+    // Their sizes are uniforms too: every global pooling of a model compiles once, and every channel multiply.
+    for ctx in contexts() {
+        let mut rng = rng(12);
+        let shapes = [
+            Shape::new(1, 5, 7, 3),
+            Shape::new(3, 16, 2, 2),
+            Shape::new(2, 9, 11, 13),
+        ];
+        let before = ctx.pipeline_count();
+        let pools: Vec<GlobalAvgPoolKernel> = shapes
+            .iter()
+            .map(|&shape| GlobalAvgPoolKernel::new(&ctx, shape).expect("pool"))
+            .collect();
+        let multiplies: Vec<BinaryKernel> = shapes
+            .iter()
+            .map(|&shape| {
+                BinaryKernel::new(&ctx, BinaryOp::MulChannels, &Activation::Sigmoid, shape)
+                    .expect("binary")
+            })
+            .collect();
+        assert_eq!(ctx.pipeline_count(), before + 2, "one pipeline per kind");
+        for ((shape, pool), multiply) in shapes.iter().zip(&pools).zip(&multiplies).rev() {
+            let x = random_tensor(&mut rng, *shape);
+            let gate = random_tensor(&mut rng, Shape::new(shape.n, shape.c, 1, 1));
+            let gpu_x = GpuTensor::upload(&ctx, &x).expect("upload");
+            let pooled = pool
+                .run(&ctx, &gpu_x)
+                .and_then(|t| t.download_blocking(&ctx))
+                .expect("pool run");
+            assert_close(
+                &pooled,
+                &cpu::global_avg_pool(&x),
+                TOLERANCE,
+                &format!("global avg pool {shape} on {}", ctx.adapter()),
+            );
+            let expected =
+                cpu::binary(BinaryOp::MulChannels, &Activation::Sigmoid, &x, &gate).expect("cpu");
+            let got = multiply
+                .run(
+                    &ctx,
+                    &gpu_x,
+                    &GpuTensor::upload(&ctx, &gate).expect("upload"),
+                )
+                .and_then(|t| t.download_blocking(&ctx))
+                .expect("binary run");
+            assert_close(
+                &got,
+                &expected,
+                TOLERANCE,
+                &format!("channel multiply {shape} on {}", ctx.adapter()),
+            );
+        }
+    }
+}
+
+#[test]
 fn fused_residual_blocks_agree_with_unfused_cpu() {
     // ResNet: relu(bn(conv(x)) + x); inverted residual: bn(conv(x)) + x with no activation.
     for ctx in contexts() {

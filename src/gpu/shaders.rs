@@ -85,21 +85,24 @@ pub const ELEMENTWISE_UNARY: Shader = shader!(
         (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
-/// Add or channel-broadcast multiply, element-wise.
+/// Add or channel-broadcast multiply, element-wise; sizes in a uniform.
 pub const ELEMENTWISE_BINARY: Shader = shader!(
     "elementwise_binary.wgsl",
     &[
         (0, ReadWrite),
         (1, ReadWrite),
         (4, ReadWrite),
+        (5, Uniform),
         (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
 /// Max and average pooling.
 pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
-/// Global average pooling.
-pub const GLOBAL_AVG_POOL: Shader =
-    shader!("global_avg_pool.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
+/// Global average pooling; sizes in a uniform.
+pub const GLOBAL_AVG_POOL: Shader = shader!(
+    "global_avg_pool.wgsl",
+    &[(0, ReadWrite), (4, ReadWrite), (5, Uniform)]
+);
 /// NCHW-ordered flatten.
 pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 /// Softmax over channels.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::activation::ActivationBinding;
-use super::{check_input, check_invocations, run_single};
+use super::{check_input, check_invocations, run_single, uniform_words};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -354,16 +354,7 @@ fn conv_shape(
         conv.padding.top,
         conv.padding.left,
     ];
-    let mut words = [0u32; 18];
-    for (word, size) in words.iter_mut().zip(sizes) {
-        *word = u32::try_from(size).map_err(|_| {
-            Error::invalid_op(
-                "conv2d",
-                format!("a size of {size} does not fit in 32 bits"),
-            )
-        })?;
-    }
-    Ok(words)
+    uniform_words("conv2d", sizes)
 }
 
 fn residual_code(residual: ResidualAdd) -> f64 {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::activation::ActivationBinding;
-use super::{bind_input_output, check_input, check_invocations, run_single};
+use super::{bind_input_output, check_input, check_invocations, run_single, uniform_words};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -122,6 +122,8 @@ impl UnaryKernel {
 #[derive(Debug)]
 pub struct BinaryKernel {
     pipeline: Arc<Pipeline>,
+    /// `BinarySizes` in elementwise_binary.wgsl.
+    sizes: wgpu::Buffer,
     /// The pipeline's override constants, for its variant that reads both operands from one binding.
     constants: Constants,
     activation: ActivationBinding,
@@ -141,23 +143,27 @@ impl BinaryKernel {
         let invocations = vec4_count(shape)?;
         check_invocations("binary", invocations)?;
         let activation = ActivationBinding::new(ctx, activation, shape.c)?;
-        let mut constants: Constants = vec![
-            (
-                "OP",
-                if op == BinaryOp::MulChannels {
-                    1.0
-                } else {
-                    0.0
-                },
-            ),
-            ("TOTAL", invocations as f64),
-            ("C4", channel_vec4s(shape.c) as f64),
-            ("PIXELS", (shape.h * shape.w) as f64),
-            ("CHANNELS", shape.c as f64),
-        ];
+        let mut constants: Constants = vec![(
+            "OP",
+            if op == BinaryOp::MulChannels {
+                1.0
+            } else {
+                0.0
+            },
+        )];
         constants.extend(activation.constants().iter().copied());
+        let sizes = uniform_words(
+            "binary",
+            [
+                invocations as usize,
+                channel_vec4s(shape.c),
+                shape.h * shape.w,
+                shape.c,
+            ],
+        )?;
         Ok(BinaryKernel {
             pipeline: ctx.pipeline(&shaders::ELEMENTWISE_BINARY, &constants)?,
+            sizes: ctx.uniform_buffer("binary sizes", &sizes),
             constants,
             activation,
             op,
@@ -199,6 +205,7 @@ impl BinaryKernel {
                 (0, a.resource()),
                 (1, b),
                 (4, output.resource()),
+                (5, (&self.sizes).into()),
                 (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
             groups(&self.pipeline, self.invocations),

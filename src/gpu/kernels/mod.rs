@@ -59,6 +59,17 @@ fn bind_input_output(
     )
 }
 
+/// A kernel's sizes as the `u32` words of its uniform, or an error naming `op` where one does not fit.
+fn uniform_words<const N: usize>(op: &'static str, sizes: [usize; N]) -> Result<[u32; N]> {
+    let mut words = [0u32; N];
+    for (word, size) in words.iter_mut().zip(sizes) {
+        *word = u32::try_from(size).map_err(|_| {
+            Error::invalid_op(op, format!("a size of {size} does not fit in 32 bits"))
+        })?;
+    }
+    Ok(words)
+}
+
 fn run_single(ctx: &GpuContext, dispatch: Dispatch, output: GpuTensor) -> Result<GpuTensor> {
     ctx.submit(&[&dispatch])?;
     Ok(output)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{bind_input_output, check_invocations, run_single};
+use super::{bind_input_output, check_input, check_invocations, run_single, uniform_words};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -97,6 +97,8 @@ impl Pool2dKernel {
 #[derive(Debug)]
 pub struct GlobalAvgPoolKernel {
     pipeline: Arc<Pipeline>,
+    /// `PoolSizes` in global_avg_pool.wgsl.
+    sizes: wgpu::Buffer,
     input_shape: Shape,
     slots: u64,
 }
@@ -107,13 +109,13 @@ impl GlobalAvgPoolKernel {
         let c4 = channel_vec4s(input_shape.c);
         let slots = (input_shape.n * c4) as u64;
         check_invocations("global_avg_pool", slots * 64)?;
-        let constants: Constants = vec![
-            ("BATCH", input_shape.n as f64),
-            ("PIXELS", (input_shape.h * input_shape.w) as f64),
-            ("C4", c4 as f64),
-        ];
+        let sizes = uniform_words(
+            "global_avg_pool",
+            [input_shape.n, input_shape.h * input_shape.w, c4],
+        )?;
         Ok(GlobalAvgPoolKernel {
-            pipeline: ctx.pipeline(&shaders::GLOBAL_AVG_POOL, &constants)?,
+            pipeline: ctx.pipeline(&shaders::GLOBAL_AVG_POOL, &Constants::new())?,
+            sizes: ctx.uniform_buffer("global_avg_pool sizes", &sizes),
             input_shape,
             slots,
         })
@@ -131,12 +133,16 @@ impl GlobalAvgPoolKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        bind_input_output(
+        check_input("global_avg_pool input", input, self.input_shape)?;
+        check_input("global_avg_pool output", output, self.output_shape())?;
+        Dispatch::new(
             ctx,
-            "global_avg_pool",
-            &self.pipeline,
-            (input, self.input_shape),
-            (output, self.output_shape()),
+            Arc::clone(&self.pipeline),
+            &[
+                (0, input.resource()),
+                (4, output.resource()),
+                (5, (&self.sizes).into()),
+            ],
             self.slots,
         )
     }

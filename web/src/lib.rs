@@ -239,8 +239,8 @@ pub struct WebModel {
 
 #[wasm_bindgen(js_class = Model)]
 impl WebModel {
-    /// Downloads a `.safetensors` model file and prepares it for the GPU, compiling every kernel (one run on
-    /// zeros), so that the first classification is as fast as the next.
+    /// Downloads a `.safetensors` model file and prepares it for the GPU, compiling every kernel (one workgroup
+    /// of each is dispatched), so that the first classification is as fast as the next.
     #[wasm_bindgen(js_name = fromUrl)]
     pub async fn from_url(url: String, options: Option<LoadOptions>) -> Result<WebModel, JsValue> {
         let get = |key: &str| {

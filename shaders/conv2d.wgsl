@@ -17,6 +17,7 @@
 
 #include "shared/common.wgsl"
 #include "shared/conv_shape.wgsl"
+#include "shared/staged_input.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 
@@ -29,9 +30,9 @@ const TILE_OC4: u32 = 4u;
 // pipeline creation, where otherwise a classifier at batch 1 would do 8 times its work.
 override LIVE_PIXELS: u32 = TILE_PIXELS;
 
-// Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
-// forbids binding one buffer both read-only and writable in the same dispatch.
-@group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
+// The input is at binding 0, a texture (shared/staged_input.wgsl). Residual and output are bound read_write:
+// a plan keeps all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and
+// writable in the same dispatch.
 @group(0) @binding(1) var weights: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
@@ -138,55 +139,55 @@ fn main(
                 let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
                 let next_block = origin.y + 4u == w_block_rows;
                 origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
-                let v_0 = select(vec4<f32>(0.0), input[offset[0] + ic4], inside[0]);
+                let v_0 = select(vec4<f32>(0.0), load_input(offset[0] + ic4), inside[0]);
                 acc_0_0 += w_0_0 * v_0.x + w_1_0 * v_0.y + w_2_0 * v_0.z + w_3_0 * v_0.w;
                 acc_0_1 += w_0_1 * v_0.x + w_1_1 * v_0.y + w_2_1 * v_0.z + w_3_1 * v_0.w;
                 acc_0_2 += w_0_2 * v_0.x + w_1_2 * v_0.y + w_2_2 * v_0.z + w_3_2 * v_0.w;
                 acc_0_3 += w_0_3 * v_0.x + w_1_3 * v_0.y + w_2_3 * v_0.z + w_3_3 * v_0.w;
                 if (LIVE_PIXELS > 1u) {
-                    let v_1 = select(vec4<f32>(0.0), input[offset[1] + ic4], inside[1]);
+                    let v_1 = select(vec4<f32>(0.0), load_input(offset[1] + ic4), inside[1]);
                     acc_1_0 += w_0_0 * v_1.x + w_1_0 * v_1.y + w_2_0 * v_1.z + w_3_0 * v_1.w;
                     acc_1_1 += w_0_1 * v_1.x + w_1_1 * v_1.y + w_2_1 * v_1.z + w_3_1 * v_1.w;
                     acc_1_2 += w_0_2 * v_1.x + w_1_2 * v_1.y + w_2_2 * v_1.z + w_3_2 * v_1.w;
                     acc_1_3 += w_0_3 * v_1.x + w_1_3 * v_1.y + w_2_3 * v_1.z + w_3_3 * v_1.w;
                 }
                 if (LIVE_PIXELS > 2u) {
-                    let v_2 = select(vec4<f32>(0.0), input[offset[2] + ic4], inside[2]);
+                    let v_2 = select(vec4<f32>(0.0), load_input(offset[2] + ic4), inside[2]);
                     acc_2_0 += w_0_0 * v_2.x + w_1_0 * v_2.y + w_2_0 * v_2.z + w_3_0 * v_2.w;
                     acc_2_1 += w_0_1 * v_2.x + w_1_1 * v_2.y + w_2_1 * v_2.z + w_3_1 * v_2.w;
                     acc_2_2 += w_0_2 * v_2.x + w_1_2 * v_2.y + w_2_2 * v_2.z + w_3_2 * v_2.w;
                     acc_2_3 += w_0_3 * v_2.x + w_1_3 * v_2.y + w_2_3 * v_2.z + w_3_3 * v_2.w;
                 }
                 if (LIVE_PIXELS > 3u) {
-                    let v_3 = select(vec4<f32>(0.0), input[offset[3] + ic4], inside[3]);
+                    let v_3 = select(vec4<f32>(0.0), load_input(offset[3] + ic4), inside[3]);
                     acc_3_0 += w_0_0 * v_3.x + w_1_0 * v_3.y + w_2_0 * v_3.z + w_3_0 * v_3.w;
                     acc_3_1 += w_0_1 * v_3.x + w_1_1 * v_3.y + w_2_1 * v_3.z + w_3_1 * v_3.w;
                     acc_3_2 += w_0_2 * v_3.x + w_1_2 * v_3.y + w_2_2 * v_3.z + w_3_2 * v_3.w;
                     acc_3_3 += w_0_3 * v_3.x + w_1_3 * v_3.y + w_2_3 * v_3.z + w_3_3 * v_3.w;
                 }
                 if (LIVE_PIXELS > 4u) {
-                    let v_4 = select(vec4<f32>(0.0), input[offset[4] + ic4], inside[4]);
+                    let v_4 = select(vec4<f32>(0.0), load_input(offset[4] + ic4), inside[4]);
                     acc_4_0 += w_0_0 * v_4.x + w_1_0 * v_4.y + w_2_0 * v_4.z + w_3_0 * v_4.w;
                     acc_4_1 += w_0_1 * v_4.x + w_1_1 * v_4.y + w_2_1 * v_4.z + w_3_1 * v_4.w;
                     acc_4_2 += w_0_2 * v_4.x + w_1_2 * v_4.y + w_2_2 * v_4.z + w_3_2 * v_4.w;
                     acc_4_3 += w_0_3 * v_4.x + w_1_3 * v_4.y + w_2_3 * v_4.z + w_3_3 * v_4.w;
                 }
                 if (LIVE_PIXELS > 5u) {
-                    let v_5 = select(vec4<f32>(0.0), input[offset[5] + ic4], inside[5]);
+                    let v_5 = select(vec4<f32>(0.0), load_input(offset[5] + ic4), inside[5]);
                     acc_5_0 += w_0_0 * v_5.x + w_1_0 * v_5.y + w_2_0 * v_5.z + w_3_0 * v_5.w;
                     acc_5_1 += w_0_1 * v_5.x + w_1_1 * v_5.y + w_2_1 * v_5.z + w_3_1 * v_5.w;
                     acc_5_2 += w_0_2 * v_5.x + w_1_2 * v_5.y + w_2_2 * v_5.z + w_3_2 * v_5.w;
                     acc_5_3 += w_0_3 * v_5.x + w_1_3 * v_5.y + w_2_3 * v_5.z + w_3_3 * v_5.w;
                 }
                 if (LIVE_PIXELS > 6u) {
-                    let v_6 = select(vec4<f32>(0.0), input[offset[6] + ic4], inside[6]);
+                    let v_6 = select(vec4<f32>(0.0), load_input(offset[6] + ic4), inside[6]);
                     acc_6_0 += w_0_0 * v_6.x + w_1_0 * v_6.y + w_2_0 * v_6.z + w_3_0 * v_6.w;
                     acc_6_1 += w_0_1 * v_6.x + w_1_1 * v_6.y + w_2_1 * v_6.z + w_3_1 * v_6.w;
                     acc_6_2 += w_0_2 * v_6.x + w_1_2 * v_6.y + w_2_2 * v_6.z + w_3_2 * v_6.w;
                     acc_6_3 += w_0_3 * v_6.x + w_1_3 * v_6.y + w_2_3 * v_6.z + w_3_3 * v_6.w;
                 }
                 if (LIVE_PIXELS > 7u) {
-                    let v_7 = select(vec4<f32>(0.0), input[offset[7] + ic4], inside[7]);
+                    let v_7 = select(vec4<f32>(0.0), load_input(offset[7] + ic4), inside[7]);
                     acc_7_0 += w_0_0 * v_7.x + w_1_0 * v_7.y + w_2_0 * v_7.z + w_3_0 * v_7.w;
                     acc_7_1 += w_0_1 * v_7.x + w_1_1 * v_7.y + w_2_1 * v_7.z + w_3_1 * v_7.w;
                     acc_7_2 += w_0_2 * v_7.x + w_1_2 * v_7.y + w_2_2 * v_7.z + w_3_2 * v_7.w;

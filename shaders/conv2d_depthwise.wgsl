@@ -11,6 +11,7 @@
 
 #include "shared/common.wgsl"
 #include "shared/conv_shape.wgsl"
+#include "shared/staged_input.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 
@@ -25,9 +26,9 @@ const WORKGROUP_SIZE: u32 = 64u;
 // Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
 // The code below is written out for it.
 const TILE_W: u32 = 4u;
-// Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
-// forbids binding one buffer both read-only and writable in the same dispatch.
-@group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
+// The input is at binding 0, a texture (shared/staged_input.wgsl). Residual and output are bound read_write:
+// a plan keeps all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and
+// writable in the same dispatch.
 // KH * KW rows of C4 texels: a table, as in conv2d.wgsl.
 @group(0) @binding(1) var weights: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
@@ -37,7 +38,7 @@ const TILE_W: u32 = 4u;
 // Input pixel x of the row starting at pixel `row_start`; zeros in the padding.
 fn input_at(row_start: u32, x: i32, c4: u32) -> vec4<f32> {
     let inside = x >= 0 && x < i32(shape.in_w);
-    return select(vec4<f32>(0.0), input[select(0u, (row_start + u32(x)) * shape.in_c4 + c4, inside)], inside);
+    return select(vec4<f32>(0.0), load_input(select(0u, (row_start + u32(x)) * shape.in_c4 + c4, inside)), inside);
 }
 
 @compute @workgroup_size(64)

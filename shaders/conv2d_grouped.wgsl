@@ -37,6 +37,11 @@ const WORKGROUP_SIZE: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
+// What shared/epilogue.wgsl reads a residual that is the input through.
+fn load_input(index: u32) -> vec4<f32> {
+    return input[index];
+}
+
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,

@@ -7,6 +7,7 @@
 // shapes; see shared/conv_shape.wgsl for why pipelines count).
 
 #include "shared/common.wgsl"
+#include "shared/staged_input.wgsl"
 
 struct PoolSizes {
     batch: u32,
@@ -17,9 +18,9 @@ struct PoolSizes {
 
 const WORKGROUP_SIZE: u32 = 64u;
 
-// Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
-// forbids binding one buffer both read-only and writable in the same dispatch.
-@group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
+// The input is at binding 0, a texture (shared/staged_input.wgsl). The output is bound read_write: a plan keeps
+// all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and writable in
+// the same dispatch.
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> sizes: PoolSizes;
 
@@ -44,7 +45,7 @@ fn main(
     var index = (n * pixels + local) * c4s + c4;
     let step = WORKGROUP_SIZE * c4s;
     for (var p = local; p < pixels; p += WORKGROUP_SIZE) {
-        sum += input[index];
+        sum += load_input(index);
         index += step;
     }
     partial[local] = sum;

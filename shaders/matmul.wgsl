@@ -1,7 +1,8 @@
 // Matrix multiply C = A B, the project's own GEMM: the yardstick the convolutions are measured against
 // (`pwlu bench --layers`). CPU twin: src/cpu/matmul.rs. Launcher: src/gpu/kernels/matmul.rs.
 //
-// A is M x K row-major with rows padded to K4 vec4s; B is a table (texture, like the convolution's weights) of
+// A is M x K row-major with rows padded to K4 vec4s, read through the input stage like a convolution's input
+// (shared/staged_input.wgsl); B is a table (texture, like the convolution's weights) of
 // K4 * 4 rows of N4 texels; C is M rows of N4 vec4s. Padding is zero. Each invocation computes TILE_M rows x
 // TILE_N4 vec4s of C in registers, reading A and B as whole vec4s, with no workgroup memory and no barriers:
 // the same scheme as conv2d.wgsl, on a plain matrix, so the difference between the two is what the
@@ -10,6 +11,7 @@
 // by loop variables in memory.
 
 #include "shared/common.wgsl"
+#include "shared/staged_input.wgsl"
 
 override M: u32 = 1u;
 override K4: u32 = 1u;
@@ -23,7 +25,6 @@ const WORKGROUP_SIZE: u32 = 64u;
 const TILE_M: u32 = 8u;
 const TILE_N4: u32 = 4u;
 
-@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var b: texture_2d<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<vec4<f32>>;
 
@@ -97,42 +98,42 @@ fn main(
         let b_3_1 = textureLoad(b, origin + vec2<u32>(1u, 3u), 0);
         let b_3_2 = textureLoad(b, origin + vec2<u32>(2u, 3u), 0);
         let b_3_3 = textureLoad(b, origin + vec2<u32>(3u, 3u), 0);
-        let a_0 = a[row_base[0] + k4];
+        let a_0 = load_input(row_base[0] + k4);
         acc_0_0 += b_0_0 * a_0.x + b_1_0 * a_0.y + b_2_0 * a_0.z + b_3_0 * a_0.w;
         acc_0_1 += b_0_1 * a_0.x + b_1_1 * a_0.y + b_2_1 * a_0.z + b_3_1 * a_0.w;
         acc_0_2 += b_0_2 * a_0.x + b_1_2 * a_0.y + b_2_2 * a_0.z + b_3_2 * a_0.w;
         acc_0_3 += b_0_3 * a_0.x + b_1_3 * a_0.y + b_2_3 * a_0.z + b_3_3 * a_0.w;
-        let a_1 = a[row_base[1] + k4];
+        let a_1 = load_input(row_base[1] + k4);
         acc_1_0 += b_0_0 * a_1.x + b_1_0 * a_1.y + b_2_0 * a_1.z + b_3_0 * a_1.w;
         acc_1_1 += b_0_1 * a_1.x + b_1_1 * a_1.y + b_2_1 * a_1.z + b_3_1 * a_1.w;
         acc_1_2 += b_0_2 * a_1.x + b_1_2 * a_1.y + b_2_2 * a_1.z + b_3_2 * a_1.w;
         acc_1_3 += b_0_3 * a_1.x + b_1_3 * a_1.y + b_2_3 * a_1.z + b_3_3 * a_1.w;
-        let a_2 = a[row_base[2] + k4];
+        let a_2 = load_input(row_base[2] + k4);
         acc_2_0 += b_0_0 * a_2.x + b_1_0 * a_2.y + b_2_0 * a_2.z + b_3_0 * a_2.w;
         acc_2_1 += b_0_1 * a_2.x + b_1_1 * a_2.y + b_2_1 * a_2.z + b_3_1 * a_2.w;
         acc_2_2 += b_0_2 * a_2.x + b_1_2 * a_2.y + b_2_2 * a_2.z + b_3_2 * a_2.w;
         acc_2_3 += b_0_3 * a_2.x + b_1_3 * a_2.y + b_2_3 * a_2.z + b_3_3 * a_2.w;
-        let a_3 = a[row_base[3] + k4];
+        let a_3 = load_input(row_base[3] + k4);
         acc_3_0 += b_0_0 * a_3.x + b_1_0 * a_3.y + b_2_0 * a_3.z + b_3_0 * a_3.w;
         acc_3_1 += b_0_1 * a_3.x + b_1_1 * a_3.y + b_2_1 * a_3.z + b_3_1 * a_3.w;
         acc_3_2 += b_0_2 * a_3.x + b_1_2 * a_3.y + b_2_2 * a_3.z + b_3_2 * a_3.w;
         acc_3_3 += b_0_3 * a_3.x + b_1_3 * a_3.y + b_2_3 * a_3.z + b_3_3 * a_3.w;
-        let a_4 = a[row_base[4] + k4];
+        let a_4 = load_input(row_base[4] + k4);
         acc_4_0 += b_0_0 * a_4.x + b_1_0 * a_4.y + b_2_0 * a_4.z + b_3_0 * a_4.w;
         acc_4_1 += b_0_1 * a_4.x + b_1_1 * a_4.y + b_2_1 * a_4.z + b_3_1 * a_4.w;
         acc_4_2 += b_0_2 * a_4.x + b_1_2 * a_4.y + b_2_2 * a_4.z + b_3_2 * a_4.w;
         acc_4_3 += b_0_3 * a_4.x + b_1_3 * a_4.y + b_2_3 * a_4.z + b_3_3 * a_4.w;
-        let a_5 = a[row_base[5] + k4];
+        let a_5 = load_input(row_base[5] + k4);
         acc_5_0 += b_0_0 * a_5.x + b_1_0 * a_5.y + b_2_0 * a_5.z + b_3_0 * a_5.w;
         acc_5_1 += b_0_1 * a_5.x + b_1_1 * a_5.y + b_2_1 * a_5.z + b_3_1 * a_5.w;
         acc_5_2 += b_0_2 * a_5.x + b_1_2 * a_5.y + b_2_2 * a_5.z + b_3_2 * a_5.w;
         acc_5_3 += b_0_3 * a_5.x + b_1_3 * a_5.y + b_2_3 * a_5.z + b_3_3 * a_5.w;
-        let a_6 = a[row_base[6] + k4];
+        let a_6 = load_input(row_base[6] + k4);
         acc_6_0 += b_0_0 * a_6.x + b_1_0 * a_6.y + b_2_0 * a_6.z + b_3_0 * a_6.w;
         acc_6_1 += b_0_1 * a_6.x + b_1_1 * a_6.y + b_2_1 * a_6.z + b_3_1 * a_6.w;
         acc_6_2 += b_0_2 * a_6.x + b_1_2 * a_6.y + b_2_2 * a_6.z + b_3_2 * a_6.w;
         acc_6_3 += b_0_3 * a_6.x + b_1_3 * a_6.y + b_2_3 * a_6.z + b_3_3 * a_6.w;
-        let a_7 = a[row_base[7] + k4];
+        let a_7 = load_input(row_base[7] + k4);
         acc_7_0 += b_0_0 * a_7.x + b_1_0 * a_7.y + b_2_0 * a_7.z + b_3_0 * a_7.w;
         acc_7_1 += b_0_1 * a_7.x + b_1_1 * a_7.y + b_2_1 * a_7.z + b_3_1 * a_7.w;
         acc_7_2 += b_0_2 * a_7.x + b_1_2 * a_7.y + b_2_2 * a_7.z + b_3_2 * a_7.w;

@@ -7,9 +7,10 @@
 //! the output back.
 
 use crate::error::{Error, Result};
-use crate::gpu::context::{ReadBack, TimedRun};
+use crate::gpu::context::{ReadBack, TimedRun, STAGE_WIDTH};
 use crate::gpu::kernels::{
-    BinaryKernel, Conv2dKernel, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel, UnaryKernel,
+    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel,
+    UnaryKernel,
 };
 use crate::gpu::tensor::{nhwc4_len, to_nhwc4};
 use crate::gpu::{Dispatch, GpuContext, GpuTensor};
@@ -27,6 +28,9 @@ pub struct MemoryReport {
     pub buffers: usize,
     /// Bytes of everything else the dispatches bind: packed weights, biases, PWLU tables.
     pub weight_bytes: u64,
+    /// Bytes of the texture that convolutions read their input through (a copy of the largest such input,
+    /// rounded up to whole rows; see shaders/shared/staged_input.wgsl).
+    pub staging_bytes: u64,
     /// The largest sum of two activations that are live at the same time: with the weights, the least
     /// memory any plan that keeps a layer's input and output apart could use.
     pub two_largest_live_bytes: u64,
@@ -38,7 +42,7 @@ pub struct MemoryReport {
 impl MemoryReport {
     /// All the GPU memory the plan holds.
     pub fn total_bytes(&self) -> u64 {
-        self.weight_bytes + self.activation_bytes
+        self.weight_bytes + self.activation_bytes + self.staging_bytes
     }
 
     /// `total_bytes` over weights plus the two largest live activations (1.0 would be perfect reuse).
@@ -103,11 +107,24 @@ impl Plan {
             }
         }
         let output_value = resolve(&source, graph.output);
+        // The last step that reads each value, and the last that reads it from its buffer: a layer that reads
+        // its inputs only through the input stage has copied them out before it runs, so its output may take
+        // their bytes.
         let mut last_use = vec![0usize; n];
+        let mut last_buffer_use = vec![0usize; n];
         for (j, node) in graph.nodes.iter().enumerate() {
+            let first_input = node.inputs.first().map(|&v| resolve(&source, v));
+            let staged_only = reads_staged_input(&node.op)
+                && node
+                    .inputs
+                    .iter()
+                    .all(|&v| Some(resolve(&source, v)) == first_input);
             for &v in &node.inputs {
                 if let Value::Node(k) = resolve(&source, v) {
                     last_use[k] = last_use[k].max(j);
+                    // k < j: nodes only read earlier values.
+                    let until = if staged_only { j - 1 } else { j };
+                    last_buffer_use[k] = last_buffer_use[k].max(until);
                 }
             }
         }
@@ -142,30 +159,34 @@ impl Plan {
             })
             .unwrap_or(0);
         // Nodes' values, then the graph input. A node's output is live from its step to its last reader's
-        // step, both included, so it never shares bytes with the inputs it is computed from.
-        let lifetimes: Vec<Lifetime> = (0..n)
-            .map(|j| Lifetime {
-                bytes: value_bytes[j],
-                first: j,
-                last: if Value::Node(j) == output_value {
-                    n
-                } else {
-                    last_use[j].max(j)
-                },
-            })
-            .chain([Lifetime {
-                bytes: input_bytes,
-                first: 0,
-                last: if output_value == Value::Input {
-                    n
-                } else {
-                    input_last_use
-                },
-            }])
-            .collect();
+        // step, both included, so it never shares bytes with the inputs it is computed from: the floor the
+        // memory report compares with. The plan places values by when their buffer is last read instead.
+        let lifetimes_until = |last_use: &[usize]| -> Vec<Lifetime> {
+            (0..n)
+                .map(|j| Lifetime {
+                    bytes: value_bytes[j],
+                    first: j,
+                    last: if Value::Node(j) == output_value {
+                        n
+                    } else {
+                        last_use[j].max(j)
+                    },
+                })
+                .chain([Lifetime {
+                    bytes: input_bytes,
+                    first: 0,
+                    last: if output_value == Value::Input {
+                        n
+                    } else {
+                        input_last_use
+                    },
+                }])
+                .collect()
+        };
+        let lifetimes = lifetimes_until(&last_use);
         let limits = ctx.limits();
         let placement = place_values(
-            &lifetimes,
+            &lifetimes_until(&last_buffer_use),
             u64::from(limits.min_storage_buffer_offset_alignment).max(16),
             limits.max_buffer_size,
         );
@@ -197,6 +218,24 @@ impl Plan {
             buffers: arenas.len(),
             ..MemoryReport::default()
         };
+        // One input stage for the plan, as large as the largest input read through it, before any kernel
+        // asks for a smaller one.
+        let staged_input_bytes = graph
+            .nodes
+            .iter()
+            .filter(|node| reads_staged_input(&node.op))
+            .filter_map(
+                |node| match node.inputs.first().map(|&v| resolve(&source, v)) {
+                    Some(Value::Input) => Some(input_bytes),
+                    Some(Value::Node(k)) => Some(value_bytes[k]),
+                    None => None,
+                },
+            )
+            .max();
+        if let Some(bytes) = staged_input_bytes {
+            let rows = (bytes / 16).div_ceil(u64::from(STAGE_WIDTH));
+            ctx.input_stage(u32::try_from(rows).unwrap_or(u32::MAX))?;
+        }
         ctx.take_errors()?;
         let mut dispatches = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
@@ -298,6 +337,13 @@ impl Plan {
         }
         memory.weight_bytes = weights.iter().map(|b| b.size()).sum::<u64>()
             + tables.iter().map(|t| texture_bytes(t)).sum::<u64>();
+        let mut stages: Vec<&wgpu::Texture> = Vec::new();
+        for stage in dispatches.iter().filter_map(|d| d.input_stage()) {
+            if !stages.contains(&stage) {
+                stages.push(stage);
+            }
+        }
+        memory.staging_bytes = stages.iter().map(|t| texture_bytes(t)).sum();
         (memory.two_largest_live_bytes, memory.peak_live_bytes) = live_bytes(&lifetimes, n);
         let output = match output_value {
             Value::Input => input.clone(),
@@ -444,6 +490,18 @@ impl PendingOutput {
 
 /// The largest sum of two values live at one step, and the largest sum of all values live at one step, over
 /// the steps `0..steps`.
+/// Whether the kernel that runs `op` reads its inputs through the input stage (shaders/shared/staged_input.wgsl)
+/// rather than from their buffers: the dense and depthwise convolutions (a residual that is the input included),
+/// linear layers and global average pooling.
+fn reads_staged_input(op: &Op) -> bool {
+    match op {
+        Op::Conv(layer) => ConvVariant::of(&layer.conv).reads_staged_input(),
+        Op::Linear(_) => ConvVariant::Dense.reads_staged_input(),
+        Op::GlobalAvgPool => true,
+        _ => false,
+    }
+}
+
 fn live_bytes(lifetimes: &[Lifetime], steps: usize) -> (u64, u64) {
     let (mut two, mut all) = (0, 0);
     for step in 0..steps {

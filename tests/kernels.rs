@@ -502,6 +502,67 @@ fn poolings_and_binary_operations_of_one_kind_share_a_pipeline() {
 }
 
 #[test]
+fn convolutions_read_inputs_longer_than_a_row_of_the_input_stage() {
+    // The dense and depthwise kernels read their input through a texture of 4096-texel rows: inputs of whole
+    // rows and a part row, a residual read back through it, and a stage that grows from one layer to the next.
+    for ctx in contexts() {
+        let mut rng = rng(9);
+        let pwlu = |rng: &mut SmallRng, c| Activation::Pwlu(random_pwlu(rng, c, 16));
+        let dense = Conv2d {
+            padding: Padding::symmetric(1, 1),
+            ..Conv2d::new(5, 5, [3, 3])
+        };
+        // 2 vec4s x 61 x 70 pixels = 8540 texels: two whole rows and 348 texels of a third.
+        let input = Shape::new(1, 5, 61, 70);
+        for residual in [ResidualAdd::None, ResidualAdd::AfterActivation] {
+            let epilogue = Epilogue {
+                activation: pwlu(&mut rng, 5),
+                residual,
+            };
+            let layer = random_layer(&mut rng, dense, epilogue);
+            let x = random_tensor(&mut rng, input);
+            let from_input = (residual != ResidualAdd::None).then_some(&x);
+            check_conv(
+                &ctx,
+                &layer,
+                &x,
+                from_input,
+                &format!("dense, residual {residual:?}"),
+            );
+        }
+        let depthwise = Conv2d {
+            stride: [2, 2],
+            padding: Padding::symmetric(1, 1),
+            groups: 12,
+            ..Conv2d::new(12, 12, [3, 3])
+        };
+        // 3 vec4s x 2 x 53 x 67 pixels = 21306 texels: a larger stage than the dense case's.
+        let epilogue = Epilogue {
+            activation: pwlu(&mut rng, 12),
+            residual: ResidualAdd::None,
+        };
+        conv_case(
+            &ctx,
+            &mut rng,
+            depthwise,
+            Shape::new(2, 12, 53, 67),
+            epilogue,
+            "depthwise",
+        );
+        // Exactly one row.
+        let one_row = Conv2d::new(16, 8, [1, 1]);
+        conv_case(
+            &ctx,
+            &mut rng,
+            one_row,
+            Shape::new(1, 16, 32, 32),
+            Epilogue::default(),
+            "one row",
+        );
+    }
+}
+
+#[test]
 fn fused_residual_blocks_agree_with_unfused_cpu() {
     // ResNet: relu(bn(conv(x)) + x); inverted residual: bn(conv(x)) + x with no activation.
     for ctx in contexts() {

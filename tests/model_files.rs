@@ -247,3 +247,72 @@ fn tensor_data_that_overlaps_or_is_not_float_is_refused() {
     // The untouched file still loads: the edits above are what was refused.
     pwlu::model::CheckedModel::from_bytes(&assemble(&header, &data)).expect("the original loads");
 }
+
+/// Expand, depthwise, project: three convolutions that read their inputs through the input stage.
+fn inverted_bottleneck() -> FileParts {
+    let mut rng = common::rng(43);
+    let mut tensors = Vec::new();
+    let mut conv = |name: &str,
+                    input: &str,
+                    cin: usize,
+                    cout: usize,
+                    kernel: usize,
+                    groups: usize| {
+        let len = cout * cin / groups * kernel * kernel;
+        let weight = common::random_vec(&mut rng, len, 0.4);
+        tensors.push((
+            format!("{name}.weight"),
+            vec![cout, cin / groups, kernel, kernel],
+            weight,
+        ));
+        let p = kernel / 2;
+        json!({"name": name, "op": "conv2d", "inputs": [input],
+               "params": {"weight": format!("{name}.weight")},
+               "attrs": {"in_channels": cin, "out_channels": cout, "kernel": [kernel, kernel],
+                         "stride": [1, 1], "dilation": [1, 1],
+                         "padding": {"top": p, "left": p, "bottom": p, "right": p}, "groups": groups}})
+    };
+    let nodes = vec![
+        conv("expand", "x", 8, 32, 1, 1),
+        conv("depthwise", "expand", 32, 32, 3, 32),
+        conv("project", "depthwise", 32, 8, 1, 1),
+    ];
+    let graph = json!({
+        "inputs": [{"name": "x", "shape": [1, 8, 16, 16]}],
+        "outputs": ["project"],
+        "nodes": nodes,
+    });
+    let metadata = [("format", "pwlu"), ("format_version", "1")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    FileParts {
+        tensors,
+        metadata,
+        graph,
+    }
+}
+
+#[test]
+fn a_layer_that_reads_its_input_through_the_stage_may_write_over_it() {
+    let ctx = context();
+    let bytes = inverted_bottleneck().bytes();
+    let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
+    let file = pwlu::model::format::parse(&bytes).expect("parse");
+    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
+    let unoptimised = pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph");
+    let x = common::random_tensor(&mut common::rng(44), pwlu::Shape::new(1, 8, 16, 16));
+    let expected = unoptimised.run_cpu(&x).expect("cpu");
+    // Twice: the second run reads an arena the first left full of its values.
+    for run in 0..2 {
+        let got = model.run_blocking(&x).expect("gpu");
+        common::assert_close(&got, &expected, common::TOLERANCE, &format!("run {run}"));
+    }
+    let plan = model.plan(1).expect("plan");
+    let memory = plan.lock().expect("plan lock").memory();
+    // Expand's and depthwise's 32-channel outputs share bytes: the depthwise copied its input out first.
+    let wide = 16 * 16 * 32 * 4;
+    let narrow = 16 * 16 * 8 * 4;
+    assert_eq!(memory.two_largest_live_bytes, 2 * wide);
+    assert_eq!(memory.activation_bytes, wide + narrow);
+    assert_eq!(memory.staging_bytes, 4096 * 16, "one row holds 2048 texels");
+}

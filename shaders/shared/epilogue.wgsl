@@ -1,18 +1,18 @@
 // The fused epilogue of producing kernels: residual add and activation, then the store.
 // CPU twin: `epilogue` in src/cpu/conv.rs.
 //
-// Needs shared/activation.wgsl and shared/common.wgsl, and the including kernel's `input`, `residual` and
-// `output` bindings.
+// Needs shared/activation.wgsl and shared/common.wgsl, the including kernel's `residual` and `output` bindings,
+// and its `load_input` (shared/staged_input.wgsl, or its own for an input in a storage buffer).
 
 // 0: no residual; 1: act(value + residual) (ResNet); 2: act(value) + residual.
 override RESIDUAL: u32 = 0u;
-// The residual is the kernel's own input (x + conv(x)). It is then read through `input`: WebGPU forbids binding
+// The residual is the kernel's own input (x + conv(x)). It is then read through `load_input`: WebGPU forbids binding
 // one range of a buffer to two writable bindings, and activations are bound writable (see src/gpu/shaders.rs).
 override RESIDUAL_FROM_INPUT: bool = false;
 
 fn residual_at(index: u32) -> vec4<f32> {
     if (RESIDUAL_FROM_INPUT) {
-        return input[index];
+        return load_input(index);
     }
     return residual[index];
 }

@@ -204,8 +204,15 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     placeholder: wgpu::Buffer,
     placeholder_table: wgpu::Texture,
+    /// The texture kernels read their input through (see [`GpuContext::input_stage`]).
+    input_stage: Mutex<Option<wgpu::Texture>>,
     timestamps: bool,
 }
+
+/// Texels per row of the texture that staged inputs are copied into (`STAGE_WIDTH_LOG2` in
+/// shaders/shared/staged_input.wgsl): a power of two, so that kernels find a texel with a mask and a shift, and
+/// within WebGPU's default `max_texture_dimension_2d` of 8192.
+pub(crate) const STAGE_WIDTH: u32 = 4096;
 
 impl GpuContext {
     /// Finds an adapter and creates a device with the adapter's own limits.
@@ -330,6 +337,7 @@ impl GpuContext {
             errors,
             lost,
             placeholder,
+            input_stage: Mutex::new(None),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         })
     }
@@ -384,6 +392,39 @@ impl GpuContext {
     /// A one-texel table to bind where a kernel's table is unused (no PWLU).
     pub(crate) fn placeholder_table(&self) -> &wgpu::Texture {
         &self.placeholder_table
+    }
+
+    /// The texture a kernel reads its input through, at least `rows` rows of [`STAGE_WIDTH`] texels: one per
+    /// context, shared by every dispatch that stages its input (each copies its input in just before it runs,
+    /// see [`StagedCopy`](super::dispatch::StagedCopy)). A larger request replaces it for later dispatches;
+    /// those already bound keep the old one. A plan asks for its largest input first.
+    pub(crate) fn input_stage(&self, rows: u32) -> Result<wgpu::Texture> {
+        let limit = self.limits.max_texture_dimension_2d;
+        if STAGE_WIDTH > limit || rows > limit {
+            return Err(Error::InvalidOp {
+                op: "input staging",
+                reason: format!(
+                    "an input of {rows} rows of {STAGE_WIDTH} texels does not fit in the device's \
+                     max_texture_dimension_2d of {limit}"
+                ),
+            });
+        }
+        let mut stage = self
+            .input_stage
+            .lock()
+            .map_err(|_| Error::Gpu("the input stage's lock was poisoned".into()))?;
+        match stage.as_ref() {
+            Some(texture) if texture.height() >= rows => Ok(texture.clone()),
+            _ => {
+                let texture = self.device.create_texture(&table_descriptor(
+                    "input stage",
+                    STAGE_WIDTH,
+                    rows.max(1),
+                ));
+                *stage = Some(texture.clone());
+                Ok(texture)
+            }
+        }
     }
 
     /// Rows per block of a [`Table`] of `rows` rows on this device.
@@ -512,7 +553,8 @@ impl GpuContext {
         buffer
     }
 
-    /// Records `dispatches` in one compute pass and submits them as one command buffer.
+    /// Records `dispatches` and submits them as one command buffer: consecutive dispatches share a compute
+    /// pass, which ends where a dispatch's input must first be copied into its stage.
     pub fn submit(&self, dispatches: &[&Dispatch]) -> Result<wgpu::SubmissionIndex> {
         self.check_alive()?;
         let encoder = self.encode(dispatches);
@@ -527,14 +569,24 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("pwlu"),
             });
-        if !dispatches.is_empty() {
+        let mut rest = dispatches;
+        while let Some((first, _)) = rest.split_first() {
+            if let Some(stage) = first.stage() {
+                stage.record(&mut encoder);
+            }
+            let until_next_copy = rest[1..]
+                .iter()
+                .position(|d| d.stage().is_some())
+                .map_or(rest.len(), |i| i + 1);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("pwlu"),
                 timestamp_writes: None,
             });
-            for dispatch in dispatches {
+            for dispatch in &rest[..until_next_copy] {
                 dispatch.record(&mut pass);
             }
+            drop(pass);
+            rest = &rest[until_next_copy..];
         }
         encoder
     }
@@ -574,7 +626,8 @@ impl GpuContext {
     }
 
     /// Submits `dispatches` with a timestamp before and after each (each in its own compute pass, so the
-    /// figures hold no submission or host overhead); `None` where the device has no timestamp queries.
+    /// figures hold no submission or host overhead, nor the copy of a staged input, which precedes the pass);
+    /// `None` where the device has no timestamp queries.
     pub fn submit_timed(&self, dispatches: &[&Dispatch]) -> Result<Option<TimedRun>> {
         if !self.timestamps {
             return Ok(None);
@@ -607,6 +660,9 @@ impl GpuContext {
             });
         for (i, dispatch) in dispatches.iter().enumerate() {
             let begin = 2 * i as u32;
+            if let Some(stage) = dispatch.stage() {
+                stage.record(&mut encoder);
+            }
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(dispatch.label()),
                 timestamp_writes: Some(wgpu::ComputePassTimestampWrites {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::context::GpuContext;
+use super::context::{GpuContext, STAGE_WIDTH};
 use super::pipelines::Pipeline;
 use super::shaders::Access;
 use crate::error::{Error, Result};
@@ -15,6 +15,66 @@ pub(crate) enum Resource<'a> {
     Buffer(wgpu::BufferBinding<'a>),
     /// A lookup table ([`Access::Table`]).
     Table(&'a wgpu::Texture),
+    /// A tensor of `texels` vec4s at `offset` in `buffer`, copied into the context's input stage before the
+    /// dispatch runs and read through it ([`Access::Table`]; see shaders/shared/staged_input.wgsl).
+    Staged {
+        buffer: &'a wgpu::Buffer,
+        offset: u64,
+        texels: u64,
+    },
+}
+
+/// The copy of a dispatch's input into the texture it reads it through, recorded before the dispatch.
+#[derive(Debug)]
+pub(crate) struct StagedCopy {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    texels: u64,
+    texture: wgpu::Texture,
+}
+
+impl StagedCopy {
+    /// Copies the texels in order into rows of [`STAGE_WIDTH`]: the whole rows in one copy, the rest of the
+    /// last row in another (one copy of whole rows would read past the tensor, perhaps past its buffer).
+    pub(crate) fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let width = u64::from(STAGE_WIDTH);
+        let row_bytes = width * 16;
+        let (rows, rest) = (self.texels / width, self.texels % width);
+        let copy =
+            |encoder: &mut wgpu::CommandEncoder, offset: u64, width: u64, rows: u64, y: u64| {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &self.buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset,
+                            bytes_per_row: Some(row_bytes as u32),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &self.texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: y as u32,
+                            z: 0,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: width as u32,
+                        height: rows as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            };
+        if rows > 0 {
+            copy(encoder, self.offset, width, rows, 0);
+        }
+        if rest > 0 {
+            copy(encoder, self.offset + rows * row_bytes, rest, 1, rows);
+        }
+    }
 }
 
 impl<'a> From<&'a wgpu::Buffer> for Resource<'a> {
@@ -31,6 +91,8 @@ pub struct Dispatch {
     /// What the bind group holds, for accounting the plan's memory.
     buffers: Vec<wgpu::Buffer>,
     tables: Vec<wgpu::Texture>,
+    /// The copy of the input that must precede the dispatch, where it reads it through a texture.
+    stage: Option<StagedCopy>,
     workgroups: [u32; 3],
 }
 
@@ -54,7 +116,7 @@ impl Dispatch {
                             (
                                 Access::Read | Access::ReadWrite | Access::Uniform,
                                 Resource::Buffer(_)
-                            ) | (Access::Table, Resource::Table(_))
+                            ) | (Access::Table, Resource::Table(_) | Resource::Staged { .. })
                         )
                 });
         if !matches {
@@ -67,18 +129,35 @@ impl Dispatch {
             Buffer(wgpu::BufferBinding<'a>),
             View(wgpu::TextureView),
         }
-        let bound: Vec<(u32, Bound)> = resources
-            .iter()
-            .map(|(binding, resource)| {
-                let bound = match resource {
-                    Resource::Buffer(range) => Bound::Buffer(range.clone()),
-                    Resource::Table(texture) => {
-                        Bound::View(texture.create_view(&wgpu::TextureViewDescriptor::default()))
-                    }
-                };
-                (*binding, bound)
-            })
-            .collect();
+        let mut stage = None;
+        let mut bound: Vec<(u32, Bound)> = Vec::with_capacity(resources.len());
+        for (binding, resource) in resources {
+            let view = |texture: &wgpu::Texture| {
+                Bound::View(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+            };
+            let resource = match resource {
+                Resource::Buffer(range) => Bound::Buffer(range.clone()),
+                Resource::Table(texture) => view(texture),
+                Resource::Staged {
+                    buffer,
+                    offset,
+                    texels,
+                } => {
+                    let rows =
+                        u32::try_from(texels.div_ceil(u64::from(STAGE_WIDTH))).unwrap_or(u32::MAX);
+                    let texture = ctx.input_stage(rows)?;
+                    let bound = view(&texture);
+                    stage = Some(StagedCopy {
+                        buffer: (*buffer).clone(),
+                        offset: *offset,
+                        texels: *texels,
+                        texture,
+                    });
+                    bound
+                }
+            };
+            bound.push((*binding, resource));
+        }
         let entries: Vec<wgpu::BindGroupEntry> = bound
             .iter()
             .map(|(binding, bound)| wgpu::BindGroupEntry {
@@ -105,6 +184,7 @@ impl Dispatch {
                 .iter()
                 .filter_map(|(_, resource)| match resource {
                     Resource::Buffer(binding) => Some(binding.buffer.clone()),
+                    Resource::Staged { buffer, .. } => Some((*buffer).clone()),
                     Resource::Table(_) => None,
                 })
                 .collect(),
@@ -112,9 +192,10 @@ impl Dispatch {
                 .iter()
                 .filter_map(|(_, resource)| match resource {
                     Resource::Table(texture) => Some((*texture).clone()),
-                    Resource::Buffer(_) => None,
+                    Resource::Buffer(_) | Resource::Staged { .. } => None,
                 })
                 .collect(),
+            stage,
             workgroups,
         })
     }
@@ -135,6 +216,7 @@ impl Dispatch {
             bind_group: self.bind_group.clone(),
             buffers: Vec::new(),
             tables: Vec::new(),
+            stage: None,
             workgroups: [1, 1, 1],
         }
     }
@@ -154,9 +236,19 @@ impl Dispatch {
         &self.buffers
     }
 
-    /// The lookup tables bound, in binding order.
+    /// The lookup tables bound, in binding order (not the input stage).
     pub fn tables(&self) -> &[wgpu::Texture] {
         &self.tables
+    }
+
+    /// The copy into the input stage that precedes the dispatch, if it reads its input through one.
+    pub(crate) fn stage(&self) -> Option<&StagedCopy> {
+        self.stage.as_ref()
+    }
+
+    /// The texture the dispatch reads its input through, if any.
+    pub fn input_stage(&self) -> Option<&wgpu::Texture> {
+        self.stage.as_ref().map(|stage| &stage.texture)
     }
 
     /// The dispatch grid.

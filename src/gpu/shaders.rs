@@ -10,9 +10,10 @@ pub enum Access {
     /// `var<storage, read_write>`: outputs, and activations a kernel only reads. A plan keeps all activations
     /// in one arena buffer, and WebGPU forbids binding a buffer read-only and writable in one dispatch.
     ReadWrite,
-    /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read with `textureLoad`. Used for lookup tables:
-    /// on CPU-emulated adapters a texel fetch at a different address per invocation is a vector gather, where a
-    /// storage-buffer load at one is a loop over the invocations.
+    /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read with `textureLoad`. Used for lookup tables
+    /// and staged inputs (shaders/shared/staged_input.wgsl): on CPU-emulated adapters a texel fetch at a
+    /// different address per invocation is a vector gather, where a storage-buffer load at one is a loop over
+    /// the invocations.
     Table,
     /// `var<uniform>`: a kernel's sizes, where they are not override constants (so that layers of one kind
     /// share a pipeline).
@@ -46,10 +47,11 @@ const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
-/// The epilogue's bindings with the weights in a table, for kernels where every invocation reads its own, and
-/// the layer's sizes as a uniform (shaders/shared/conv_shape.wgsl).
+/// The epilogue's bindings with the input staged into a table (shaders/shared/staged_input.wgsl), the weights in
+/// a table, for kernels where every invocation reads its own, and the layer's sizes as a uniform
+/// (shaders/shared/conv_shape.wgsl).
 const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
-    (0, ReadWrite),
+    (0, Table),
     (1, Table),
     (2, Read),
     (3, ReadWrite),
@@ -98,10 +100,10 @@ pub const ELEMENTWISE_BINARY: Shader = shader!(
 );
 /// Max and average pooling.
 pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
-/// Global average pooling; sizes in a uniform.
+/// Global average pooling; input staged into a table, sizes in a uniform.
 pub const GLOBAL_AVG_POOL: Shader = shader!(
     "global_avg_pool.wgsl",
-    &[(0, ReadWrite), (4, ReadWrite), (5, Uniform)]
+    &[(0, Table), (4, ReadWrite), (5, Uniform)]
 );
 /// NCHW-ordered flatten.
 pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
@@ -109,7 +111,7 @@ pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWr
 pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 
 /// Matrix multiply: the GEMM yardstick of `pwlu bench`.
-pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Read), (1, Table), (4, ReadWrite)]);
+pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Table), (1, Table), (4, ReadWrite)]);
 
 /// Every kernel, for tests and tools that check them all.
 pub const ALL: &[Shader] = &[
@@ -138,6 +140,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "shared/conv_shape.wgsl",
         include_str!("../../shaders/shared/conv_shape.wgsl"),
+    ),
+    (
+        "shared/staged_input.wgsl",
+        include_str!("../../shaders/shared/staged_input.wgsl"),
     ),
     (
         "shared/activation.wgsl",

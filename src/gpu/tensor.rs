@@ -170,6 +170,15 @@ impl GpuTensor {
         })
     }
 
+    /// The binding of a kernel that reads the tensor through the input stage (shaders/shared/staged_input.wgsl).
+    pub(crate) fn staged(&self) -> Resource<'_> {
+        Resource::Staged {
+            buffer: &self.buffer,
+            offset: self.offset,
+            texels: self.byte_len() / 16,
+        }
+    }
+
     /// Copies the tensor back to the host, in NCHW order.
     pub async fn download(&self, ctx: &GpuContext) -> Result<Tensor> {
         let bytes = ctx

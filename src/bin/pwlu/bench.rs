@@ -185,6 +185,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "weight_bytes": memory.weight_bytes,
             "activation_bytes": memory.activation_bytes,
             "activation_bytes_without_reuse": memory.unshared_activation_bytes,
+            "input_stage_bytes": memory.staging_bytes,
             "two_largest_live_activation_bytes": memory.two_largest_live_bytes,
             "peak_live_activation_bytes": memory.peak_live_bytes,
             "memory_over_floor": memory.overhead_ratio(),
@@ -246,11 +247,12 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
         flops / 1e9
     );
     println!(
-        "GPU memory   {:.1} MiB: weights {:.1}, activations {:.1} ({:.1} without reuse)",
+        "GPU memory   {:.1} MiB: weights {:.1}, activations {:.1} ({:.1} without reuse), input stage {:.1}",
         mib(memory.total_bytes()),
         mib(memory.weight_bytes),
         mib(memory.activation_bytes),
         mib(memory.unshared_activation_bytes),
+        mib(memory.staging_bytes),
     );
     println!(
         "             {:.2}x weights + the two largest live activations ({:.1} MiB); {:.2}x weights + all \

@@ -45,6 +45,12 @@ impl ConvVariant {
         }
     }
 
+    /// Whether the kernel reads its input through the context's input stage (shaders/shared/staged_input.wgsl)
+    /// rather than from the storage buffer.
+    pub fn reads_staged_input(self) -> bool {
+        matches!(self, ConvVariant::Dense | ConvVariant::Depthwise)
+    }
+
     fn shader(self) -> Shader {
         match self {
             ConvVariant::Dense => shaders::CONV2D,
@@ -274,8 +280,13 @@ impl Conv2dKernel {
                 r.resource()
             }
         };
+        let input = if self.variant.reads_staged_input() {
+            input.staged()
+        } else {
+            input.resource()
+        };
         let mut resources = vec![
-            (0, input.resource()),
+            (0, input),
             (
                 1,
                 match &self.weights {

@@ -65,7 +65,8 @@ impl MatmulKernel {
         let (m, k, n) = (self.m, self.k, self.n);
         crate::ops::check_matmul_operands(a, b, m, k, n)?;
         let (k_padded, n_padded) = (k.div_ceil(4) * 4, padded_n4(n) * 4);
-        let a_buffer = ctx.storage_buffer("matmul a", &pad_rows(a, k, k_padded, m))?;
+        let a_padded = pad_rows(a, k, k_padded, m);
+        let a_buffer = ctx.storage_buffer("matmul a", &a_padded)?;
         let b_table = ctx.table(
             "matmul b",
             &pad_rows(b, n, n_padded, k_padded),
@@ -77,7 +78,14 @@ impl MatmulKernel {
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, (&a_buffer).into()),
+                (
+                    0,
+                    Resource::Staged {
+                        buffer: &a_buffer,
+                        offset: 0,
+                        texels: a_padded.len() as u64 / 4,
+                    },
+                ),
                 (1, Resource::Table(&b_table.texture)),
                 (4, (&c).into()),
             ],

@@ -139,7 +139,7 @@ impl GlobalAvgPoolKernel {
             ctx,
             Arc::clone(&self.pipeline),
             &[
-                (0, input.resource()),
+                (0, input.staged()),
                 (4, output.resource()),
                 (5, (&self.sizes).into()),
             ],

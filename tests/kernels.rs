@@ -1083,8 +1083,12 @@ fn global_average_pool_agrees_with_cpu() {
     for ctx in contexts() {
         let mut rng = rng(12);
         for shape in [
+            // One invocation per channel vec4 up to 14 x 14 pixels (several workgroups of them here), a workgroup
+            // each above.
             Shape::new(1, 3, 1, 1),
             Shape::new(2, 13, 7, 7),
+            Shape::new(3, 300, 14, 14),
+            Shape::new(2, 9, 15, 15),
             Shape::new(1, 8, 112, 112),
             Shape::new(3, 5, 9, 1),
         ] {

@@ -100,24 +100,34 @@ pub struct GlobalAvgPoolKernel {
     /// `PoolSizes` in global_avg_pool.wgsl.
     sizes: wgpu::Buffer,
     input_shape: Shape,
-    slots: u64,
+    /// Workgroups to launch.
+    workgroups: u64,
 }
+
+/// Feature maps of at most this many pixels are pooled by one invocation per channel vec4 (`SERIAL` in
+/// global_avg_pool.wgsl), larger ones by a workgroup each: 14 x 14.
+const SERIAL_POOL_MAX_PIXELS: usize = 196;
 
 impl GlobalAvgPoolKernel {
     /// Prepares for inputs of `input_shape`.
     pub fn new(ctx: &GpuContext, input_shape: Shape) -> Result<Self> {
         let c4 = channel_vec4s(input_shape.c);
+        let pixels = input_shape.h * input_shape.w;
         let slots = (input_shape.n * c4) as u64;
         check_invocations("global_avg_pool", slots * 64)?;
-        let sizes = uniform_words(
-            "global_avg_pool",
-            [input_shape.n, input_shape.h * input_shape.w, c4],
-        )?;
+        let sizes = uniform_words("global_avg_pool", [input_shape.n, pixels, c4])?;
+        let serial = pixels <= SERIAL_POOL_MAX_PIXELS;
+        let workgroup_size = u64::from(shaders::GLOBAL_AVG_POOL.workgroup_size);
+        let constants = vec![("SERIAL", if serial { 1.0 } else { 0.0 })];
         Ok(GlobalAvgPoolKernel {
-            pipeline: ctx.pipeline(&shaders::GLOBAL_AVG_POOL, &Constants::new())?,
+            pipeline: ctx.pipeline(&shaders::GLOBAL_AVG_POOL, &constants)?,
             sizes: ctx.uniform_buffer("global_avg_pool sizes", &sizes),
             input_shape,
-            slots,
+            workgroups: if serial {
+                slots.div_ceil(workgroup_size)
+            } else {
+                slots
+            },
         })
     }
 
@@ -143,7 +153,7 @@ impl GlobalAvgPoolKernel {
                 (4, output.resource()),
                 (5, (&self.sizes).into()),
             ],
-            self.slots,
+            self.workgroups,
         )
     }
 

@@ -38,6 +38,11 @@ override LIVE_PIXELS: u32 = TILE_PIXELS;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
+// Whether input column x exists (taps outside read the zero padding).
+fn column_inside(x: i32) -> bool {
+    return x >= 0 && x < i32(shape.in_w);
+}
+
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -106,93 +111,162 @@ fn main(
     var acc_7_1 = vec4<f32>(0.0);
     var acc_7_2 = vec4<f32>(0.0);
     var acc_7_3 = vec4<f32>(0.0);
+    // Per kernel row, the taps of a row and the input vec4s of each tap are one loop: the input texels of
+    // consecutive steps are consecutive (spaced by the dilation between taps), and so are the weight rows.
+    // A stem convolution on 3 channels thus runs kernel_w steps per row rather than kernel_w taps of one step
+    // each, every one with its own set-up.
+    var row_start: array<i32, TILE_PIXELS>;
+    var row_inside: array<bool, TILE_PIXELS>;
+    var inside: array<bool, TILE_PIXELS>;
+    let steps = shape.kernel_w * in_c4;
+    let tap_gap = i32((shape.dilation_w - 1u) * in_c4);
     for (var ky = 0u; ky < shape.kernel_h; ky++) {
-        for (var kx = 0u; kx < shape.kernel_w; kx++) {
-            var offset: array<u32, TILE_PIXELS>;
-            var inside: array<bool, TILE_PIXELS>;
-            for (var p = 0u; p < TILE_PIXELS; p++) {
-                let y = origin_y[p] + i32(ky * shape.dilation_h);
-                let x = origin_x[p] + i32(kx * shape.dilation_w);
-                inside[p] = y >= 0 && y < i32(in_h) && x >= 0 && x < i32(in_w);
-                offset[p] = select(0u, u32((image_base[p] + y) * i32(in_w) + x) * in_c4, inside[p]);
+        // Where each pixel's row of taps starts in the input (its first tap, first vec4), and whether the row
+        // is inside the image. Written out per pixel: a loop over an array indexed by its variable is memory
+        // traffic on SwiftShader.
+        {
+            let y = origin_y[0] + i32(ky * shape.dilation_h);
+            row_inside[0] = y >= 0 && y < i32(in_h);
+            row_start[0] = ((image_base[0] + y) * i32(in_w) + origin_x[0]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[1] + i32(ky * shape.dilation_h);
+            row_inside[1] = y >= 0 && y < i32(in_h);
+            row_start[1] = ((image_base[1] + y) * i32(in_w) + origin_x[1]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[2] + i32(ky * shape.dilation_h);
+            row_inside[2] = y >= 0 && y < i32(in_h);
+            row_start[2] = ((image_base[2] + y) * i32(in_w) + origin_x[2]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[3] + i32(ky * shape.dilation_h);
+            row_inside[3] = y >= 0 && y < i32(in_h);
+            row_start[3] = ((image_base[3] + y) * i32(in_w) + origin_x[3]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[4] + i32(ky * shape.dilation_h);
+            row_inside[4] = y >= 0 && y < i32(in_h);
+            row_start[4] = ((image_base[4] + y) * i32(in_w) + origin_x[4]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[5] + i32(ky * shape.dilation_h);
+            row_inside[5] = y >= 0 && y < i32(in_h);
+            row_start[5] = ((image_base[5] + y) * i32(in_w) + origin_x[5]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[6] + i32(ky * shape.dilation_h);
+            row_inside[6] = y >= 0 && y < i32(in_h);
+            row_start[6] = ((image_base[6] + y) * i32(in_w) + origin_x[6]) * i32(in_c4);
+        }
+        {
+            let y = origin_y[7] + i32(ky * shape.dilation_h);
+            row_inside[7] = y >= 0 && y < i32(in_h);
+            row_start[7] = ((image_base[7] + y) * i32(in_w) + origin_x[7]) * i32(in_c4);
+        }
+        inside[0] = row_inside[0] && column_inside(origin_x[0]);
+        inside[1] = row_inside[1] && column_inside(origin_x[1]);
+        inside[2] = row_inside[2] && column_inside(origin_x[2]);
+        inside[3] = row_inside[3] && column_inside(origin_x[3]);
+        inside[4] = row_inside[4] && column_inside(origin_x[4]);
+        inside[5] = row_inside[5] && column_inside(origin_x[5]);
+        inside[6] = row_inside[6] && column_inside(origin_x[6]);
+        inside[7] = row_inside[7] && column_inside(origin_x[7]);
+        // Weight rows of this kernel row start here, then follow 4 per step without dividing by a run-time
+        // size at every step.
+        var origin = matrix_origin(ky * steps * 4u, w_oc4, w_block_rows) + vec2<u32>(oc_tile * TILE_OC4, 0u);
+        // The current step's texel offset from each pixel's row start, and where it is in its tap.
+        var column = 0i;
+        var ic4 = 0u;
+        var dx = 0i;
+        for (var step = 0u; step < steps; step++) {
+            let w_0_0 = textureLoad(weights, origin + vec2<u32>(0u, 0u), 0);
+            let w_0_1 = textureLoad(weights, origin + vec2<u32>(1u, 0u), 0);
+            let w_0_2 = textureLoad(weights, origin + vec2<u32>(2u, 0u), 0);
+            let w_0_3 = textureLoad(weights, origin + vec2<u32>(3u, 0u), 0);
+            let w_1_0 = textureLoad(weights, origin + vec2<u32>(0u, 1u), 0);
+            let w_1_1 = textureLoad(weights, origin + vec2<u32>(1u, 1u), 0);
+            let w_1_2 = textureLoad(weights, origin + vec2<u32>(2u, 1u), 0);
+            let w_1_3 = textureLoad(weights, origin + vec2<u32>(3u, 1u), 0);
+            let w_2_0 = textureLoad(weights, origin + vec2<u32>(0u, 2u), 0);
+            let w_2_1 = textureLoad(weights, origin + vec2<u32>(1u, 2u), 0);
+            let w_2_2 = textureLoad(weights, origin + vec2<u32>(2u, 2u), 0);
+            let w_2_3 = textureLoad(weights, origin + vec2<u32>(3u, 2u), 0);
+            let w_3_0 = textureLoad(weights, origin + vec2<u32>(0u, 3u), 0);
+            let w_3_1 = textureLoad(weights, origin + vec2<u32>(1u, 3u), 0);
+            let w_3_2 = textureLoad(weights, origin + vec2<u32>(2u, 3u), 0);
+            let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
+            let next_block = origin.y + 4u == w_block_rows;
+            origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
+            let v_0 = select(vec4<f32>(0.0), load_input(u32(row_start[0] + column)), inside[0]);
+            acc_0_0 += w_0_0 * v_0.x + w_1_0 * v_0.y + w_2_0 * v_0.z + w_3_0 * v_0.w;
+            acc_0_1 += w_0_1 * v_0.x + w_1_1 * v_0.y + w_2_1 * v_0.z + w_3_1 * v_0.w;
+            acc_0_2 += w_0_2 * v_0.x + w_1_2 * v_0.y + w_2_2 * v_0.z + w_3_2 * v_0.w;
+            acc_0_3 += w_0_3 * v_0.x + w_1_3 * v_0.y + w_2_3 * v_0.z + w_3_3 * v_0.w;
+            if (LIVE_PIXELS > 1u) {
+                let v_1 = select(vec4<f32>(0.0), load_input(u32(row_start[1] + column)), inside[1]);
+                acc_1_0 += w_0_0 * v_1.x + w_1_0 * v_1.y + w_2_0 * v_1.z + w_3_0 * v_1.w;
+                acc_1_1 += w_0_1 * v_1.x + w_1_1 * v_1.y + w_2_1 * v_1.z + w_3_1 * v_1.w;
+                acc_1_2 += w_0_2 * v_1.x + w_1_2 * v_1.y + w_2_2 * v_1.z + w_3_2 * v_1.w;
+                acc_1_3 += w_0_3 * v_1.x + w_1_3 * v_1.y + w_2_3 * v_1.z + w_3_3 * v_1.w;
             }
-            // Where this tap's rows start in the weight texture, then 4 rows further per input vec4, without
-            // dividing by a run-time size at every step.
-            var origin = matrix_origin((ky * shape.kernel_w + kx) * in_c4 * 4u, w_oc4, w_block_rows)
-                + vec2<u32>(oc_tile * TILE_OC4, 0u);
-            for (var ic4 = 0u; ic4 < in_c4; ic4++) {
-                let w_0_0 = textureLoad(weights, origin + vec2<u32>(0u, 0u), 0);
-                let w_0_1 = textureLoad(weights, origin + vec2<u32>(1u, 0u), 0);
-                let w_0_2 = textureLoad(weights, origin + vec2<u32>(2u, 0u), 0);
-                let w_0_3 = textureLoad(weights, origin + vec2<u32>(3u, 0u), 0);
-                let w_1_0 = textureLoad(weights, origin + vec2<u32>(0u, 1u), 0);
-                let w_1_1 = textureLoad(weights, origin + vec2<u32>(1u, 1u), 0);
-                let w_1_2 = textureLoad(weights, origin + vec2<u32>(2u, 1u), 0);
-                let w_1_3 = textureLoad(weights, origin + vec2<u32>(3u, 1u), 0);
-                let w_2_0 = textureLoad(weights, origin + vec2<u32>(0u, 2u), 0);
-                let w_2_1 = textureLoad(weights, origin + vec2<u32>(1u, 2u), 0);
-                let w_2_2 = textureLoad(weights, origin + vec2<u32>(2u, 2u), 0);
-                let w_2_3 = textureLoad(weights, origin + vec2<u32>(3u, 2u), 0);
-                let w_3_0 = textureLoad(weights, origin + vec2<u32>(0u, 3u), 0);
-                let w_3_1 = textureLoad(weights, origin + vec2<u32>(1u, 3u), 0);
-                let w_3_2 = textureLoad(weights, origin + vec2<u32>(2u, 3u), 0);
-                let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
-                let next_block = origin.y + 4u == w_block_rows;
-                origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
-                let v_0 = select(vec4<f32>(0.0), load_input(offset[0] + ic4), inside[0]);
-                acc_0_0 += w_0_0 * v_0.x + w_1_0 * v_0.y + w_2_0 * v_0.z + w_3_0 * v_0.w;
-                acc_0_1 += w_0_1 * v_0.x + w_1_1 * v_0.y + w_2_1 * v_0.z + w_3_1 * v_0.w;
-                acc_0_2 += w_0_2 * v_0.x + w_1_2 * v_0.y + w_2_2 * v_0.z + w_3_2 * v_0.w;
-                acc_0_3 += w_0_3 * v_0.x + w_1_3 * v_0.y + w_2_3 * v_0.z + w_3_3 * v_0.w;
-                if (LIVE_PIXELS > 1u) {
-                    let v_1 = select(vec4<f32>(0.0), load_input(offset[1] + ic4), inside[1]);
-                    acc_1_0 += w_0_0 * v_1.x + w_1_0 * v_1.y + w_2_0 * v_1.z + w_3_0 * v_1.w;
-                    acc_1_1 += w_0_1 * v_1.x + w_1_1 * v_1.y + w_2_1 * v_1.z + w_3_1 * v_1.w;
-                    acc_1_2 += w_0_2 * v_1.x + w_1_2 * v_1.y + w_2_2 * v_1.z + w_3_2 * v_1.w;
-                    acc_1_3 += w_0_3 * v_1.x + w_1_3 * v_1.y + w_2_3 * v_1.z + w_3_3 * v_1.w;
-                }
-                if (LIVE_PIXELS > 2u) {
-                    let v_2 = select(vec4<f32>(0.0), load_input(offset[2] + ic4), inside[2]);
-                    acc_2_0 += w_0_0 * v_2.x + w_1_0 * v_2.y + w_2_0 * v_2.z + w_3_0 * v_2.w;
-                    acc_2_1 += w_0_1 * v_2.x + w_1_1 * v_2.y + w_2_1 * v_2.z + w_3_1 * v_2.w;
-                    acc_2_2 += w_0_2 * v_2.x + w_1_2 * v_2.y + w_2_2 * v_2.z + w_3_2 * v_2.w;
-                    acc_2_3 += w_0_3 * v_2.x + w_1_3 * v_2.y + w_2_3 * v_2.z + w_3_3 * v_2.w;
-                }
-                if (LIVE_PIXELS > 3u) {
-                    let v_3 = select(vec4<f32>(0.0), load_input(offset[3] + ic4), inside[3]);
-                    acc_3_0 += w_0_0 * v_3.x + w_1_0 * v_3.y + w_2_0 * v_3.z + w_3_0 * v_3.w;
-                    acc_3_1 += w_0_1 * v_3.x + w_1_1 * v_3.y + w_2_1 * v_3.z + w_3_1 * v_3.w;
-                    acc_3_2 += w_0_2 * v_3.x + w_1_2 * v_3.y + w_2_2 * v_3.z + w_3_2 * v_3.w;
-                    acc_3_3 += w_0_3 * v_3.x + w_1_3 * v_3.y + w_2_3 * v_3.z + w_3_3 * v_3.w;
-                }
-                if (LIVE_PIXELS > 4u) {
-                    let v_4 = select(vec4<f32>(0.0), load_input(offset[4] + ic4), inside[4]);
-                    acc_4_0 += w_0_0 * v_4.x + w_1_0 * v_4.y + w_2_0 * v_4.z + w_3_0 * v_4.w;
-                    acc_4_1 += w_0_1 * v_4.x + w_1_1 * v_4.y + w_2_1 * v_4.z + w_3_1 * v_4.w;
-                    acc_4_2 += w_0_2 * v_4.x + w_1_2 * v_4.y + w_2_2 * v_4.z + w_3_2 * v_4.w;
-                    acc_4_3 += w_0_3 * v_4.x + w_1_3 * v_4.y + w_2_3 * v_4.z + w_3_3 * v_4.w;
-                }
-                if (LIVE_PIXELS > 5u) {
-                    let v_5 = select(vec4<f32>(0.0), load_input(offset[5] + ic4), inside[5]);
-                    acc_5_0 += w_0_0 * v_5.x + w_1_0 * v_5.y + w_2_0 * v_5.z + w_3_0 * v_5.w;
-                    acc_5_1 += w_0_1 * v_5.x + w_1_1 * v_5.y + w_2_1 * v_5.z + w_3_1 * v_5.w;
-                    acc_5_2 += w_0_2 * v_5.x + w_1_2 * v_5.y + w_2_2 * v_5.z + w_3_2 * v_5.w;
-                    acc_5_3 += w_0_3 * v_5.x + w_1_3 * v_5.y + w_2_3 * v_5.z + w_3_3 * v_5.w;
-                }
-                if (LIVE_PIXELS > 6u) {
-                    let v_6 = select(vec4<f32>(0.0), load_input(offset[6] + ic4), inside[6]);
-                    acc_6_0 += w_0_0 * v_6.x + w_1_0 * v_6.y + w_2_0 * v_6.z + w_3_0 * v_6.w;
-                    acc_6_1 += w_0_1 * v_6.x + w_1_1 * v_6.y + w_2_1 * v_6.z + w_3_1 * v_6.w;
-                    acc_6_2 += w_0_2 * v_6.x + w_1_2 * v_6.y + w_2_2 * v_6.z + w_3_2 * v_6.w;
-                    acc_6_3 += w_0_3 * v_6.x + w_1_3 * v_6.y + w_2_3 * v_6.z + w_3_3 * v_6.w;
-                }
-                if (LIVE_PIXELS > 7u) {
-                    let v_7 = select(vec4<f32>(0.0), load_input(offset[7] + ic4), inside[7]);
-                    acc_7_0 += w_0_0 * v_7.x + w_1_0 * v_7.y + w_2_0 * v_7.z + w_3_0 * v_7.w;
-                    acc_7_1 += w_0_1 * v_7.x + w_1_1 * v_7.y + w_2_1 * v_7.z + w_3_1 * v_7.w;
-                    acc_7_2 += w_0_2 * v_7.x + w_1_2 * v_7.y + w_2_2 * v_7.z + w_3_2 * v_7.w;
-                    acc_7_3 += w_0_3 * v_7.x + w_1_3 * v_7.y + w_2_3 * v_7.z + w_3_3 * v_7.w;
-                }
+            if (LIVE_PIXELS > 2u) {
+                let v_2 = select(vec4<f32>(0.0), load_input(u32(row_start[2] + column)), inside[2]);
+                acc_2_0 += w_0_0 * v_2.x + w_1_0 * v_2.y + w_2_0 * v_2.z + w_3_0 * v_2.w;
+                acc_2_1 += w_0_1 * v_2.x + w_1_1 * v_2.y + w_2_1 * v_2.z + w_3_1 * v_2.w;
+                acc_2_2 += w_0_2 * v_2.x + w_1_2 * v_2.y + w_2_2 * v_2.z + w_3_2 * v_2.w;
+                acc_2_3 += w_0_3 * v_2.x + w_1_3 * v_2.y + w_2_3 * v_2.z + w_3_3 * v_2.w;
+            }
+            if (LIVE_PIXELS > 3u) {
+                let v_3 = select(vec4<f32>(0.0), load_input(u32(row_start[3] + column)), inside[3]);
+                acc_3_0 += w_0_0 * v_3.x + w_1_0 * v_3.y + w_2_0 * v_3.z + w_3_0 * v_3.w;
+                acc_3_1 += w_0_1 * v_3.x + w_1_1 * v_3.y + w_2_1 * v_3.z + w_3_1 * v_3.w;
+                acc_3_2 += w_0_2 * v_3.x + w_1_2 * v_3.y + w_2_2 * v_3.z + w_3_2 * v_3.w;
+                acc_3_3 += w_0_3 * v_3.x + w_1_3 * v_3.y + w_2_3 * v_3.z + w_3_3 * v_3.w;
+            }
+            if (LIVE_PIXELS > 4u) {
+                let v_4 = select(vec4<f32>(0.0), load_input(u32(row_start[4] + column)), inside[4]);
+                acc_4_0 += w_0_0 * v_4.x + w_1_0 * v_4.y + w_2_0 * v_4.z + w_3_0 * v_4.w;
+                acc_4_1 += w_0_1 * v_4.x + w_1_1 * v_4.y + w_2_1 * v_4.z + w_3_1 * v_4.w;
+                acc_4_2 += w_0_2 * v_4.x + w_1_2 * v_4.y + w_2_2 * v_4.z + w_3_2 * v_4.w;
+                acc_4_3 += w_0_3 * v_4.x + w_1_3 * v_4.y + w_2_3 * v_4.z + w_3_3 * v_4.w;
+            }
+            if (LIVE_PIXELS > 5u) {
+                let v_5 = select(vec4<f32>(0.0), load_input(u32(row_start[5] + column)), inside[5]);
+                acc_5_0 += w_0_0 * v_5.x + w_1_0 * v_5.y + w_2_0 * v_5.z + w_3_0 * v_5.w;
+                acc_5_1 += w_0_1 * v_5.x + w_1_1 * v_5.y + w_2_1 * v_5.z + w_3_1 * v_5.w;
+                acc_5_2 += w_0_2 * v_5.x + w_1_2 * v_5.y + w_2_2 * v_5.z + w_3_2 * v_5.w;
+                acc_5_3 += w_0_3 * v_5.x + w_1_3 * v_5.y + w_2_3 * v_5.z + w_3_3 * v_5.w;
+            }
+            if (LIVE_PIXELS > 6u) {
+                let v_6 = select(vec4<f32>(0.0), load_input(u32(row_start[6] + column)), inside[6]);
+                acc_6_0 += w_0_0 * v_6.x + w_1_0 * v_6.y + w_2_0 * v_6.z + w_3_0 * v_6.w;
+                acc_6_1 += w_0_1 * v_6.x + w_1_1 * v_6.y + w_2_1 * v_6.z + w_3_1 * v_6.w;
+                acc_6_2 += w_0_2 * v_6.x + w_1_2 * v_6.y + w_2_2 * v_6.z + w_3_2 * v_6.w;
+                acc_6_3 += w_0_3 * v_6.x + w_1_3 * v_6.y + w_2_3 * v_6.z + w_3_3 * v_6.w;
+            }
+            if (LIVE_PIXELS > 7u) {
+                let v_7 = select(vec4<f32>(0.0), load_input(u32(row_start[7] + column)), inside[7]);
+                acc_7_0 += w_0_0 * v_7.x + w_1_0 * v_7.y + w_2_0 * v_7.z + w_3_0 * v_7.w;
+                acc_7_1 += w_0_1 * v_7.x + w_1_1 * v_7.y + w_2_1 * v_7.z + w_3_1 * v_7.w;
+                acc_7_2 += w_0_2 * v_7.x + w_1_2 * v_7.y + w_2_2 * v_7.z + w_3_2 * v_7.w;
+                acc_7_3 += w_0_3 * v_7.x + w_1_3 * v_7.y + w_2_3 * v_7.z + w_3_3 * v_7.w;
+            }
+            column += 1;
+            ic4 += 1u;
+            if (ic4 == in_c4) {
+                // The next tap: skip the dilation's gap and check the pixels' new column.
+                ic4 = 0u;
+                column += tap_gap;
+                dx += i32(shape.dilation_w);
+                inside[0] = row_inside[0] && column_inside(origin_x[0] + dx);
+                inside[1] = row_inside[1] && column_inside(origin_x[1] + dx);
+                inside[2] = row_inside[2] && column_inside(origin_x[2] + dx);
+                inside[3] = row_inside[3] && column_inside(origin_x[3] + dx);
+                inside[4] = row_inside[4] && column_inside(origin_x[4] + dx);
+                inside[5] = row_inside[5] && column_inside(origin_x[5] + dx);
+                inside[6] = row_inside[6] && column_inside(origin_x[6] + dx);
+                inside[7] = row_inside[7] && column_inside(origin_x[7] + dx);
             }
         }
     }

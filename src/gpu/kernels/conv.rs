@@ -107,11 +107,12 @@ impl Conv2dKernel {
             channel_vec4s(conv.out_channels),
         );
         let pixels = (input_shape.n * oh * ow) as u64;
+        // The dense kernel's weight matrix is as wide as its output channels rounded up to whole tiles.
+        let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
 
         let (weights, bias_len, invocations, mut constants): (Vec<f32>, usize, u64, Constants) =
             match variant {
                 ConvVariant::Dense => {
-                    let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
                     let invocations =
                         (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
                     let constants =
@@ -167,7 +168,6 @@ impl Conv2dKernel {
         ];
         let (weights, sizes) = match variant {
             ConvVariant::Dense => {
-                let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
                 let table = ctx.table("conv weights", &weights, w_oc4)?;
                 let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, table.block_rows)?;
                 (

@@ -15,15 +15,19 @@ fn context() -> Arc<pwlu::gpu::GpuContext> {
     Arc::new(common::contexts().into_iter().next().expect("context"))
 }
 
+/// The reference for a model file: its graph before any pass, to run on the CPU.
+fn unoptimised_graph(bytes: &[u8]) -> pwlu::graph::Graph {
+    let file = pwlu::model::format::parse(bytes).expect("parse");
+    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
+    pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph")
+}
+
 #[test]
 fn a_small_model_runs_and_agrees_with_its_unoptimised_cpu_graph() {
     let ctx = context();
     let bytes = small_model().bytes();
     let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
-    // The reference: the file's graph before any pass, on the CPU.
-    let file = pwlu::model::format::parse(&bytes).expect("parse");
-    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
-    let unoptimised = pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph");
+    let unoptimised = unoptimised_graph(&bytes);
     let mut rng = common::rng(41);
     for batch in [1, 3] {
         let x = common::random_tensor(&mut rng, pwlu::Shape::new(batch, 3, 10, 9));
@@ -297,9 +301,7 @@ fn a_layer_that_reads_its_input_through_the_stage_may_write_over_it() {
     let ctx = context();
     let bytes = inverted_bottleneck().bytes();
     let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
-    let file = pwlu::model::format::parse(&bytes).expect("parse");
-    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
-    let unoptimised = pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph");
+    let unoptimised = unoptimised_graph(&bytes);
     let x = common::random_tensor(&mut common::rng(44), pwlu::Shape::new(1, 8, 16, 16));
     let expected = unoptimised.run_cpu(&x).expect("cpu");
     // Twice: the second run reads an arena the first left full of its values.

@@ -175,7 +175,10 @@ fn main(
         // Weight rows of this kernel row start here, then follow 4 per step without dividing by a run-time
         // size at every step.
         var origin = matrix_origin(ky * steps * 4u, w_oc4, w_block_rows) + vec2<u32>(oc_tile * TILE_OC4, 0u);
-        // The current step's texel offset from each pixel's row start, and where it is in its tap.
+        // The current step's texel offset from each pixel's row start, and where it is in its tap. A pixel whose
+        // tap lies in the padding may address a texel outside the stage (its row start is then negative, and
+        // wraps) or another pixel's: WGSL defines such a textureLoad (some texel, or zeros), and the select
+        // below discards it.
         var column = 0i;
         var ic4 = 0u;
         var dx = 0i;

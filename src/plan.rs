@@ -28,8 +28,8 @@ pub struct MemoryReport {
     pub buffers: usize,
     /// Bytes of everything else the dispatches bind: packed weights, biases, PWLU tables.
     pub weight_bytes: u64,
-    /// Bytes of the texture that convolutions read their input through (a copy of the largest such input,
-    /// rounded up to whole rows; see shaders/shared/staged_input.wgsl).
+    /// Bytes of the texture that convolutions and global pooling read their input through (a copy of the
+    /// largest such input, rounded up to whole rows; see shaders/shared/staged_input.wgsl).
     pub staging_bytes: u64,
     /// The largest sum of two activations that are live at the same time: with the weights, the least
     /// memory any plan that keeps a layer's input and output apart could use.

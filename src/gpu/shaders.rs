@@ -62,17 +62,20 @@ const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
 
 macro_rules! shader {
     ($name:literal, $bindings:expr) => {
+        shader!($name, $bindings, 64)
+    };
+    ($name:literal, $bindings:expr, $workgroup_size:literal) => {
         Shader {
             name: $name,
             source: include_str!(concat!("../../shaders/", $name)),
             bindings: $bindings,
-            workgroup_size: 64,
+            workgroup_size: $workgroup_size,
         }
     };
 }
 
 /// Dense convolution (implicit GEMM), its weights a table.
-pub const CONV2D: Shader = shader!("conv2d.wgsl", TABLE_WEIGHT_BINDINGS);
+pub const CONV2D: Shader = shader!("conv2d.wgsl", TABLE_WEIGHT_BINDINGS, 32);
 /// Depthwise convolution, its weights a table.
 pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", TABLE_WEIGHT_BINDINGS);
 /// Any other grouped convolution.

@@ -83,13 +83,14 @@ fn main(
         }
         let row_start = (n * in_h + u32(y)) * in_w;
         if (DILATION_W == STRIDE_W) {
-            // Tap kx + 1 of pixel p reads what tap kx of pixel p + 1 read: one new load per tap.
+            // Tap kx + 1 of pixel p reads what tap kx of pixel p + 1 read: each tap loads only its last pixel's
+            // input, TILE_W - 1 + kernel_w loads per row in all.
             var r0 = input_at(row_start, x0, c4);
             var r1 = input_at(row_start, x0 + step, c4);
             var r2 = input_at(row_start, x0 + 2 * step, c4);
-            var r3 = input_at(row_start, x0 + 3 * step, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
                 let w = textureLoad(weights, vec2<u32>(c4, ky * kernel_w + kx), 0);
+                let r3 = input_at(row_start, x0 + i32(kx + TILE_W - 1u) * step, c4);
                 acc0 += w * r0;
                 acc1 += w * r1;
                 acc2 += w * r2;
@@ -97,40 +98,36 @@ fn main(
                 r0 = r1;
                 r1 = r2;
                 r2 = r3;
-                r3 = input_at(row_start, x0 + i32(kx + TILE_W) * step, c4);
             }
         } else if (STRIDE_W == 2u && DILATION_W == 1u) {
             // Even taps read even offsets from x0 and odd taps odd ones: two windows, each sliding at every other
-            // tap, so that each input is still loaded once.
+            // tap and loading only its last pixel's input, so that each input is loaded once.
             var e0 = input_at(row_start, x0, c4);
             var e1 = input_at(row_start, x0 + 2, c4);
             var e2 = input_at(row_start, x0 + 4, c4);
-            var e3 = input_at(row_start, x0 + 6, c4);
             var o0 = input_at(row_start, x0 + 1, c4);
             var o1 = input_at(row_start, x0 + 3, c4);
             var o2 = input_at(row_start, x0 + 5, c4);
-            var o3 = input_at(row_start, x0 + 7, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
                 let w = textureLoad(weights, vec2<u32>(c4, ky * kernel_w + kx), 0);
-                let next = input_at(row_start, x0 + i32(kx) + 8, c4);
+                // The tap's last pixel reads x0 + 2 * (TILE_W - 1) + kx.
+                let last = input_at(row_start, x0 + i32(kx) + 6, c4);
                 if ((kx & 1u) == 0u) {
                     acc0 += w * e0;
                     acc1 += w * e1;
                     acc2 += w * e2;
-                    acc3 += w * e3;
+                    acc3 += w * last;
                     e0 = e1;
                     e1 = e2;
-                    e2 = e3;
-                    e3 = next;
+                    e2 = last;
                 } else {
                     acc0 += w * o0;
                     acc1 += w * o1;
                     acc2 += w * o2;
-                    acc3 += w * o3;
+                    acc3 += w * last;
                     o0 = o1;
                     o1 = o2;
-                    o2 = o3;
-                    o3 = next;
+                    o2 = last;
                 }
             }
         } else {

@@ -17,6 +17,7 @@
 
 #include "shared/common.wgsl"
 #include "shared/conv_shape.wgsl"
+#include "shared/table.wgsl"
 #include "shared/staged_input.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
@@ -41,6 +42,10 @@ override LIVE_PIXELS: u32 = TILE_PIXELS;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
+
+fn weight_at(texel: vec2<u32>, scale: vec2<f32>) -> vec4<f32> {
+    return textureSampleLevel(weights, table_sampler, table_coordinate(texel, scale), 0.0);
+}
 
 // Whether input column x exists (taps outside read the zero padding).
 fn column_inside(x: i32) -> bool {
@@ -67,6 +72,8 @@ fn main(
     if (id >= oc_tiles * pixel_tiles) {
         return;
     }
+    begin_input();
+    let weight_scale = table_scale(textureDimensions(weights));
     let oc_tile = id % oc_tiles;
     let first_pixel = (id / oc_tiles) * TILE_PIXELS;
 
@@ -187,22 +194,22 @@ fn main(
         var ic4 = 0u;
         var dx = 0i;
         for (var step = 0u; step < steps; step++) {
-            let w_0_0 = textureLoad(weights, origin + vec2<u32>(0u, 0u), 0);
-            let w_0_1 = textureLoad(weights, origin + vec2<u32>(1u, 0u), 0);
-            let w_0_2 = textureLoad(weights, origin + vec2<u32>(2u, 0u), 0);
-            let w_0_3 = textureLoad(weights, origin + vec2<u32>(3u, 0u), 0);
-            let w_1_0 = textureLoad(weights, origin + vec2<u32>(0u, 1u), 0);
-            let w_1_1 = textureLoad(weights, origin + vec2<u32>(1u, 1u), 0);
-            let w_1_2 = textureLoad(weights, origin + vec2<u32>(2u, 1u), 0);
-            let w_1_3 = textureLoad(weights, origin + vec2<u32>(3u, 1u), 0);
-            let w_2_0 = textureLoad(weights, origin + vec2<u32>(0u, 2u), 0);
-            let w_2_1 = textureLoad(weights, origin + vec2<u32>(1u, 2u), 0);
-            let w_2_2 = textureLoad(weights, origin + vec2<u32>(2u, 2u), 0);
-            let w_2_3 = textureLoad(weights, origin + vec2<u32>(3u, 2u), 0);
-            let w_3_0 = textureLoad(weights, origin + vec2<u32>(0u, 3u), 0);
-            let w_3_1 = textureLoad(weights, origin + vec2<u32>(1u, 3u), 0);
-            let w_3_2 = textureLoad(weights, origin + vec2<u32>(2u, 3u), 0);
-            let w_3_3 = textureLoad(weights, origin + vec2<u32>(3u, 3u), 0);
+            let w_0_0 = weight_at(origin + vec2<u32>(0u, 0u), weight_scale);
+            let w_0_1 = weight_at(origin + vec2<u32>(1u, 0u), weight_scale);
+            let w_0_2 = weight_at(origin + vec2<u32>(2u, 0u), weight_scale);
+            let w_0_3 = weight_at(origin + vec2<u32>(3u, 0u), weight_scale);
+            let w_1_0 = weight_at(origin + vec2<u32>(0u, 1u), weight_scale);
+            let w_1_1 = weight_at(origin + vec2<u32>(1u, 1u), weight_scale);
+            let w_1_2 = weight_at(origin + vec2<u32>(2u, 1u), weight_scale);
+            let w_1_3 = weight_at(origin + vec2<u32>(3u, 1u), weight_scale);
+            let w_2_0 = weight_at(origin + vec2<u32>(0u, 2u), weight_scale);
+            let w_2_1 = weight_at(origin + vec2<u32>(1u, 2u), weight_scale);
+            let w_2_2 = weight_at(origin + vec2<u32>(2u, 2u), weight_scale);
+            let w_2_3 = weight_at(origin + vec2<u32>(3u, 2u), weight_scale);
+            let w_3_0 = weight_at(origin + vec2<u32>(0u, 3u), weight_scale);
+            let w_3_1 = weight_at(origin + vec2<u32>(1u, 3u), weight_scale);
+            let w_3_2 = weight_at(origin + vec2<u32>(2u, 3u), weight_scale);
+            let w_3_3 = weight_at(origin + vec2<u32>(3u, 3u), weight_scale);
             let next_block = origin.y + 4u == w_block_rows;
             origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
             let v_0 = select(vec4<f32>(0.0), load_input(u32(row_start[0] + column)), inside[0]);

@@ -6,6 +6,7 @@
 
 #include "shared/common.wgsl"
 #include "shared/channels.wgsl"
+#include "shared/table.wgsl"
 #include "shared/activation.wgsl"
 #include "shared/epilogue.wgsl"
 

@@ -3,6 +3,7 @@
 // CPU twin: `binary` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
+#include "shared/table.wgsl"
 #include "shared/activation.wgsl"
 
 const OP_ADD: u32 = 0u;

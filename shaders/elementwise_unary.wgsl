@@ -4,6 +4,7 @@
 
 #include "shared/common.wgsl"
 #include "shared/channels.wgsl"
+#include "shared/table.wgsl"
 #include "shared/activation.wgsl"
 
 override TOTAL: u32 = 1u;

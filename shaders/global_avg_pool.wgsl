@@ -10,6 +10,7 @@
 // shapes; see shared/conv_shape.wgsl for why pipelines count).
 
 #include "shared/common.wgsl"
+#include "shared/table.wgsl"
 #include "shared/staged_input.wgsl"
 
 struct PoolSizes {
@@ -38,6 +39,7 @@ fn main(
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    begin_input();
     let pixels = sizes.pixels;
     let c4s = sizes.c4;
     if (SERIAL) {

@@ -75,6 +75,7 @@ fn declared_bindings_match_the_shaders() {
                                     multi: false,
                                 },
                         } => Access::Table,
+                        naga::TypeInner::Sampler { comparison: false } => Access::Sampler,
                         ref other => panic!("{}: unexpected handle type {other:?}", shader.name),
                     },
                     other => panic!("{}: unexpected address space {other:?}", shader.name),

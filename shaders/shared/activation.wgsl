@@ -1,5 +1,6 @@
 // Activations, applied to 4 consecutive channels at once. CPU twin: src/cpu/activation.rs.
-// Needs shared/common.wgsl, and `output_channels()` (shared/channels.wgsl or the including kernel's own).
+// Needs shared/common.wgsl, shared/table.wgsl, and `output_channels()` (shared/channels.wgsl or the including
+// kernel's own).
 //
 // The kernel that includes this file binds the PWLU table (or a one-texel placeholder when ACTIVATION is not
 // PWLU) at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
@@ -33,8 +34,8 @@ override PWLU_UNIFORM: bool = true;
 
 const PWLU_HEADER_LEN: u32 = 4u;
 
-fn pwlu_texel(unit: u32, texel: u32) -> vec4<f32> {
-    return textureLoad(act_table, vec2<u32>(texel, unit), 0);
+fn pwlu_texel(unit: u32, texel: u32, scale: vec2<f32>) -> vec4<f32> {
+    return textureSampleLevel(act_table, table_sampler, table_coordinate(vec2<u32>(texel, unit), scale), 0.0);
 }
 
 // Each lane's unit (table row). Padding lanes read the last unit; their result is discarded.
@@ -44,13 +45,13 @@ fn pwlu_units(c4: u32) -> vec4<u32> {
 }
 
 // Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of texel 1 + k / 2.
-fn pwlu_pair(unit: u32, segment: u32) -> vec2<f32> {
-    let q = pwlu_texel(unit, 1u + (segment >> 1u));
+fn pwlu_pair(unit: u32, segment: u32, scale: vec2<f32>) -> vec2<f32> {
+    let q = pwlu_texel(unit, 1u + (segment >> 1u), scale);
     return select(q.xy, q.zw, (segment & 1u) == 1u);
 }
 
 // A non-uniform unit's segment: binary search over its sorted breakpoints.
-fn pwlu_search(x: f32, unit: u32, left: f32, right: f32) -> u32 {
+fn pwlu_search(x: f32, unit: u32, left: f32, right: f32, scale: vec2<f32>) -> u32 {
     if (x < left) {
         return 0u;
     }
@@ -63,7 +64,7 @@ fn pwlu_search(x: f32, unit: u32, left: f32, right: f32) -> u32 {
     while (hi - lo > 1u) {
         let mid = (lo + hi) / 2u;
         let at = breakpoints + mid;
-        if (pwlu_texel(unit, at >> 2u)[at & 3u] <= x) {
+        if (pwlu_texel(unit, at >> 2u, scale)[at & 3u] <= x) {
             lo = mid;
         } else {
             hi = mid;
@@ -73,28 +74,31 @@ fn pwlu_search(x: f32, unit: u32, left: f32, right: f32) -> u32 {
 }
 
 // What an activation reads per vec4 of channels, loaded once by kernels that write several pixels of the same
-// channels. Only PWLU has any: each lane's unit and its header's bounds and 1/d.
+// channels. Only PWLU has any: each lane's unit and its header's bounds and 1/d, and the table's scale.
 struct ActivationParams {
     units: vec4<u32>,
     left: vec4<f32>,
     right: vec4<f32>,
     inv_d: vec4<f32>,
+    scale: vec2<f32>,
 }
 
 fn activation_params(c4: u32) -> ActivationParams {
     if (ACTIVATION != ACT_PWLU) {
-        return ActivationParams(vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+        return ActivationParams(vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0));
     }
     let units = pwlu_units(c4);
-    let h0 = pwlu_texel(units.x, 0u);
-    let h1 = pwlu_texel(units.y, 0u);
-    let h2 = pwlu_texel(units.z, 0u);
-    let h3 = pwlu_texel(units.w, 0u);
+    let scale = table_scale(textureDimensions(act_table));
+    let h0 = pwlu_texel(units.x, 0u, scale);
+    let h1 = pwlu_texel(units.y, 0u, scale);
+    let h2 = pwlu_texel(units.z, 0u, scale);
+    let h3 = pwlu_texel(units.w, 0u, scale);
     return ActivationParams(
         units,
         vec4<f32>(h0.x, h1.x, h2.x, h3.x),
         vec4<f32>(h0.y, h1.y, h2.y, h3.y),
         vec4<f32>(h0.z, h1.z, h2.z, h3.z),
+        scale,
     );
 }
 
@@ -110,16 +114,16 @@ fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
         segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= unit.right), vec4<u32>(0u), v < unit.left);
     } else {
         segment = vec4<u32>(
-            pwlu_search(v.x, units.x, unit.left.x, unit.right.x),
-            pwlu_search(v.y, units.y, unit.left.y, unit.right.y),
-            pwlu_search(v.z, units.z, unit.left.z, unit.right.z),
-            pwlu_search(v.w, units.w, unit.left.w, unit.right.w),
+            pwlu_search(v.x, units.x, unit.left.x, unit.right.x, unit.scale),
+            pwlu_search(v.y, units.y, unit.left.y, unit.right.y, unit.scale),
+            pwlu_search(v.z, units.z, unit.left.z, unit.right.z, unit.scale),
+            pwlu_search(v.w, units.w, unit.left.w, unit.right.w, unit.scale),
         );
     }
-    let p0 = pwlu_pair(units.x, segment.x);
-    let p1 = pwlu_pair(units.y, segment.y);
-    let p2 = pwlu_pair(units.z, segment.z);
-    let p3 = pwlu_pair(units.w, segment.w);
+    let p0 = pwlu_pair(units.x, segment.x, unit.scale);
+    let p1 = pwlu_pair(units.y, segment.y, unit.scale);
+    let p2 = pwlu_pair(units.z, segment.z, unit.scale);
+    let p3 = pwlu_pair(units.w, segment.w, unit.scale);
     let slope = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
     let intercept = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
     // A flat tail at +-inf gives its value (the limit), not 0 * inf = NaN.

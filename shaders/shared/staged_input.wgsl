@@ -10,11 +10,22 @@
 // SwiftShader 0.82x the time (EfficientNet-Lite0), 0.68x (MobileNet-V2), 0.63x (ResNet-18); lavapipe 0.55x
 // (Lite0).
 
+// Needs shared/table.wgsl.
+
 @group(0) @binding(0) var input: texture_2d<f32>;
 
 // `STAGE_WIDTH` in src/gpu/context.rs: 4096 texels per row.
 const STAGE_WIDTH_LOG2: u32 = 12u;
 
+// See `table_scale`; set by `begin_input`.
+var<private> input_scale: vec2<f32>;
+
+// Call first in the kernel, before any `load_input`.
+fn begin_input() {
+    input_scale = table_scale(textureDimensions(input));
+}
+
 fn load_input(index: u32) -> vec4<f32> {
-    return textureLoad(input, vec2<u32>(index & ((1u << STAGE_WIDTH_LOG2) - 1u), index >> STAGE_WIDTH_LOG2), 0);
+    let texel = vec2<u32>(index & ((1u << STAGE_WIDTH_LOG2) - 1u), index >> STAGE_WIDTH_LOG2);
+    return textureSampleLevel(input, table_sampler, table_coordinate(texel, input_scale), 0.0);
 }

@@ -204,6 +204,8 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     placeholder: wgpu::Buffer,
     placeholder_table: wgpu::Texture,
+    /// Nearest, clamp-to-edge: how kernels read their tables (see shaders/shared/table.wgsl).
+    table_sampler: wgpu::Sampler,
     /// The texture kernels read their input through (see [`GpuContext::input_stage`]).
     input_stage: Mutex<Option<wgpu::Texture>>,
     timestamps: bool,
@@ -327,8 +329,13 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let placeholder_table = device.create_texture(&table_descriptor("unused table", 1, 1));
+        let table_sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("table reads"),
+            ..Default::default()
+        });
         Ok(GpuContext {
             placeholder_table,
+            table_sampler,
             pipelines: PipelineCache::default(),
             adapter: AdapterSummary::from(&info),
             device,
@@ -387,6 +394,11 @@ impl GpuContext {
     /// A tiny buffer to bind where a kernel's binding is unused (no residual, no affine parameters).
     pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
         &self.placeholder
+    }
+
+    /// The sampler kernels read their tables through (shaders/shared/table.wgsl).
+    pub(crate) fn table_sampler(&self) -> &wgpu::Sampler {
+        &self.table_sampler
     }
 
     /// A one-texel table to bind where a kernel's table is unused (no PWLU).

@@ -104,7 +104,14 @@ impl Dispatch {
         resources: &[(u32, Resource<'_>)],
         workgroups: u64,
     ) -> Result<Self> {
-        let expected = pipeline.shader.bindings;
+        // The table sampler is bound here, not by launchers.
+        let expected: Vec<(u32, Access)> = pipeline
+            .shader
+            .bindings
+            .iter()
+            .copied()
+            .filter(|&(_, access)| access != Access::Sampler)
+            .collect();
         let matches = expected.len() == resources.len()
             && expected
                 .iter()
@@ -158,7 +165,7 @@ impl Dispatch {
             };
             bound.push((*binding, resource));
         }
-        let entries: Vec<wgpu::BindGroupEntry> = bound
+        let mut entries: Vec<wgpu::BindGroupEntry> = bound
             .iter()
             .map(|(binding, bound)| wgpu::BindGroupEntry {
                 binding: *binding,
@@ -168,6 +175,17 @@ impl Dispatch {
                 },
             })
             .collect();
+        entries.extend(
+            pipeline
+                .shader
+                .bindings
+                .iter()
+                .filter(|&&(_, access)| access == Access::Sampler)
+                .map(|&(binding, _)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Sampler(ctx.table_sampler()),
+                }),
+        );
         let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(pipeline.shader.name),
             layout: &pipeline.layout,

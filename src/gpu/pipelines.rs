@@ -134,6 +134,9 @@ fn create_module(
                     view_dimension: wgpu::TextureViewDimension::D2,
                     multisampled: false,
                 },
+                Access::Sampler => {
+                    wgpu::BindingType::Sampler(wgpu::SamplerBindingType::NonFiltering)
+                }
             },
             count: None,
         })

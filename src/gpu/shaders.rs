@@ -10,7 +10,8 @@ pub enum Access {
     /// `var<storage, read_write>`: outputs, and activations a kernel only reads. A plan keeps all activations
     /// in one arena buffer, and WebGPU forbids binding a buffer read-only and writable in one dispatch.
     ReadWrite,
-    /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read with `textureLoad`. Used for lookup tables
+    /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read through the table sampler
+    /// (shaders/shared/table.wgsl). Used for lookup tables
     /// and staged inputs (shaders/shared/staged_input.wgsl): on CPU-emulated adapters a texel fetch at a
     /// different address per invocation is a vector gather, where a storage-buffer load at one is a loop over
     /// the invocations.
@@ -18,6 +19,10 @@ pub enum Access {
     /// `var<uniform>`: a kernel's sizes, where they are not override constants (so that layers of one kind
     /// share a pipeline).
     Uniform,
+    /// `sampler`, non-filtering: the one through which kernels read their tables
+    /// (shaders/shared/table.wgsl), at [`TABLE_SAMPLER_BINDING`]. Bound by [`Dispatch`](super::Dispatch)
+    /// itself; launchers do not supply it.
+    Sampler,
 }
 
 /// A WGSL kernel: its file, entry point `main`, and bindings.
@@ -36,7 +41,10 @@ pub struct Shader {
 /// Binding that every kernel with an activation uses for the PWLU table (an [`Access::Table`]).
 pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
 
-use Access::{Read, ReadWrite, Table, Uniform};
+/// Binding of the sampler through which kernels with tables read them (an [`Access::Sampler`]).
+pub const TABLE_SAMPLER_BINDING: u32 = 6;
+
+use Access::{Read, ReadWrite, Sampler, Table, Uniform};
 
 const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (0, ReadWrite),
@@ -44,6 +52,7 @@ const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
     (2, Read),
     (3, ReadWrite),
     (4, ReadWrite),
+    (TABLE_SAMPLER_BINDING, Sampler),
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
@@ -57,6 +66,7 @@ const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
     (3, ReadWrite),
     (4, ReadWrite),
     (5, Uniform),
+    (TABLE_SAMPLER_BINDING, Sampler),
     (ACTIVATION_PARAMS_BINDING, Table),
 ];
 
@@ -87,6 +97,7 @@ pub const ELEMENTWISE_UNARY: Shader = shader!(
         (0, ReadWrite),
         (1, Read),
         (4, ReadWrite),
+        (TABLE_SAMPLER_BINDING, Sampler),
         (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
@@ -98,6 +109,7 @@ pub const ELEMENTWISE_BINARY: Shader = shader!(
         (1, ReadWrite),
         (4, ReadWrite),
         (5, Uniform),
+        (TABLE_SAMPLER_BINDING, Sampler),
         (ACTIVATION_PARAMS_BINDING, Table)
     ]
 );
@@ -106,7 +118,12 @@ pub const POOL2D: Shader = shader!("pool2d.wgsl", &[(0, ReadWrite), (4, ReadWrit
 /// Global average pooling; input staged into a table, sizes in a uniform.
 pub const GLOBAL_AVG_POOL: Shader = shader!(
     "global_avg_pool.wgsl",
-    &[(0, Table), (4, ReadWrite), (5, Uniform)]
+    &[
+        (0, Table),
+        (4, ReadWrite),
+        (5, Uniform),
+        (TABLE_SAMPLER_BINDING, Sampler)
+    ]
 );
 /// NCHW-ordered flatten.
 pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
@@ -114,7 +131,15 @@ pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWr
 pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 
 /// Matrix multiply: the GEMM yardstick of `pwlu bench`.
-pub const MATMUL: Shader = shader!("matmul.wgsl", &[(0, Table), (1, Table), (4, ReadWrite)]);
+pub const MATMUL: Shader = shader!(
+    "matmul.wgsl",
+    &[
+        (0, Table),
+        (1, Table),
+        (4, ReadWrite),
+        (TABLE_SAMPLER_BINDING, Sampler)
+    ]
+);
 
 /// Every kernel, for tests and tools that check them all.
 pub const ALL: &[Shader] = &[
@@ -143,6 +168,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "shared/conv_shape.wgsl",
         include_str!("../../shaders/shared/conv_shape.wgsl"),
+    ),
+    (
+        "shared/table.wgsl",
+        include_str!("../../shaders/shared/table.wgsl"),
     ),
     (
         "shared/staged_input.wgsl",

@@ -11,10 +11,9 @@ pub enum Access {
     /// in one arena buffer, and WebGPU forbids binding a buffer read-only and writable in one dispatch.
     ReadWrite,
     /// `texture_2d<f32>` of unfilterable `rgba32float` texels, read through the table sampler
-    /// (shaders/shared/table.wgsl). Used for lookup tables
-    /// and staged inputs (shaders/shared/staged_input.wgsl): on CPU-emulated adapters a texel fetch at a
-    /// different address per invocation is a vector gather, where a storage-buffer load at one is a loop over
-    /// the invocations.
+    /// (shaders/shared/table.wgsl). Used for lookup tables and staged inputs (shaders/shared/staged_input.wgsl):
+    /// on CPU-emulated adapters a texel read at a different address per invocation is a vector gather, where a
+    /// storage-buffer load at one is a loop over the invocations.
     Table,
     /// `var<uniform>`: a kernel's sizes, where they are not override constants (so that layers of one kind
     /// share a pipeline).

@@ -1239,6 +1239,9 @@ fn matmul_agrees_with_cpu_on_random_and_odd_shapes() {
             (64, 33, 17),
             // More rows of B than a texture may have: its table is folded into blocks side by side.
             (3, ctx.limits().max_texture_dimension_2d as usize + 6, 5),
+            // A table 8191 texels high, just under WebGPU's default limit and not a power of two: kernels
+            // sample texel centres at (y + 0.5) / 8191, which nearest filtering must map back to row y exactly.
+            (2, 8191, 3),
         ];
         for _ in 0..12 {
             shapes.push((

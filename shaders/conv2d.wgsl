@@ -43,10 +43,6 @@ override LIVE_PIXELS: u32 = TILE_PIXELS;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
-fn weight_at(texel: vec2<u32>, scale: vec2<f32>) -> vec4<f32> {
-    return textureSampleLevel(weights, table_sampler, table_coordinate(texel, scale), 0.0);
-}
-
 // Whether input column x exists (taps outside read the zero padding).
 fn column_inside(x: i32) -> bool {
     return x >= 0 && x < i32(shape.in_w);
@@ -194,22 +190,22 @@ fn main(
         var ic4 = 0u;
         var dx = 0i;
         for (var step = 0u; step < steps; step++) {
-            let w_0_0 = weight_at(origin + vec2<u32>(0u, 0u), weight_scale);
-            let w_0_1 = weight_at(origin + vec2<u32>(1u, 0u), weight_scale);
-            let w_0_2 = weight_at(origin + vec2<u32>(2u, 0u), weight_scale);
-            let w_0_3 = weight_at(origin + vec2<u32>(3u, 0u), weight_scale);
-            let w_1_0 = weight_at(origin + vec2<u32>(0u, 1u), weight_scale);
-            let w_1_1 = weight_at(origin + vec2<u32>(1u, 1u), weight_scale);
-            let w_1_2 = weight_at(origin + vec2<u32>(2u, 1u), weight_scale);
-            let w_1_3 = weight_at(origin + vec2<u32>(3u, 1u), weight_scale);
-            let w_2_0 = weight_at(origin + vec2<u32>(0u, 2u), weight_scale);
-            let w_2_1 = weight_at(origin + vec2<u32>(1u, 2u), weight_scale);
-            let w_2_2 = weight_at(origin + vec2<u32>(2u, 2u), weight_scale);
-            let w_2_3 = weight_at(origin + vec2<u32>(3u, 2u), weight_scale);
-            let w_3_0 = weight_at(origin + vec2<u32>(0u, 3u), weight_scale);
-            let w_3_1 = weight_at(origin + vec2<u32>(1u, 3u), weight_scale);
-            let w_3_2 = weight_at(origin + vec2<u32>(2u, 3u), weight_scale);
-            let w_3_3 = weight_at(origin + vec2<u32>(3u, 3u), weight_scale);
+            let w_0_0 = table_read(weights, origin + vec2<u32>(0u, 0u), weight_scale);
+            let w_0_1 = table_read(weights, origin + vec2<u32>(1u, 0u), weight_scale);
+            let w_0_2 = table_read(weights, origin + vec2<u32>(2u, 0u), weight_scale);
+            let w_0_3 = table_read(weights, origin + vec2<u32>(3u, 0u), weight_scale);
+            let w_1_0 = table_read(weights, origin + vec2<u32>(0u, 1u), weight_scale);
+            let w_1_1 = table_read(weights, origin + vec2<u32>(1u, 1u), weight_scale);
+            let w_1_2 = table_read(weights, origin + vec2<u32>(2u, 1u), weight_scale);
+            let w_1_3 = table_read(weights, origin + vec2<u32>(3u, 1u), weight_scale);
+            let w_2_0 = table_read(weights, origin + vec2<u32>(0u, 2u), weight_scale);
+            let w_2_1 = table_read(weights, origin + vec2<u32>(1u, 2u), weight_scale);
+            let w_2_2 = table_read(weights, origin + vec2<u32>(2u, 2u), weight_scale);
+            let w_2_3 = table_read(weights, origin + vec2<u32>(3u, 2u), weight_scale);
+            let w_3_0 = table_read(weights, origin + vec2<u32>(0u, 3u), weight_scale);
+            let w_3_1 = table_read(weights, origin + vec2<u32>(1u, 3u), weight_scale);
+            let w_3_2 = table_read(weights, origin + vec2<u32>(2u, 3u), weight_scale);
+            let w_3_3 = table_read(weights, origin + vec2<u32>(3u, 3u), weight_scale);
             let next_block = origin.y + 4u == w_block_rows;
             origin = select(origin + vec2<u32>(0u, 4u), vec2<u32>(origin.x + w_oc4, 0u), next_block);
             let v_0 = select(vec4<f32>(0.0), load_input(u32(row_start[0] + column)), inside[0]);

@@ -36,10 +36,6 @@ const TILE_W: u32 = 4u;
 @group(0) @binding(3) var<storage, read_write> residual: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
-fn weight_at(texel: vec2<u32>, scale: vec2<f32>) -> vec4<f32> {
-    return textureSampleLevel(weights, table_sampler, table_coordinate(texel, scale), 0.0);
-}
-
 // Input pixel x of the row starting at pixel `row_start`; zeros in the padding.
 fn input_at(row_start: u32, x: i32, c4: u32) -> vec4<f32> {
     let inside = x >= 0 && x < i32(shape.in_w);
@@ -96,7 +92,7 @@ fn main(
             var r1 = input_at(row_start, x0 + step, c4);
             var r2 = input_at(row_start, x0 + 2 * step, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
-                let w = weight_at(vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
+                let w = table_read(weights, vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
                 let r3 = input_at(row_start, x0 + i32(kx + TILE_W - 1u) * step, c4);
                 acc0 += w * r0;
                 acc1 += w * r1;
@@ -116,7 +112,7 @@ fn main(
             var o1 = input_at(row_start, x0 + 3, c4);
             var o2 = input_at(row_start, x0 + 5, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
-                let w = weight_at(vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
+                let w = table_read(weights, vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
                 // The tap's last pixel reads x0 + 2 * (TILE_W - 1) + kx.
                 let last = input_at(row_start, x0 + i32(kx) + 6, c4);
                 if ((kx & 1u) == 0u) {
@@ -139,7 +135,7 @@ fn main(
             }
         } else {
             for (var kx = 0u; kx < kernel_w; kx++) {
-                let w = weight_at(vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
+                let w = table_read(weights, vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
                 let x = x0 + i32(kx * DILATION_W);
                 acc0 += w * input_at(row_start, x, c4);
                 acc1 += w * input_at(row_start, x + step, c4);

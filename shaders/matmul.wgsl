@@ -29,10 +29,6 @@ const TILE_N4: u32 = 4u;
 @group(0) @binding(1) var b: texture_2d<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<vec4<f32>>;
 
-fn b_at(texel: vec2<u32>, scale: vec2<f32>) -> vec4<f32> {
-    return textureSampleLevel(b, table_sampler, table_coordinate(texel, scale), 0.0);
-}
-
 @compute @workgroup_size(64)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -89,22 +85,22 @@ fn main(
     var acc_7_3 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < K4; k4++) {
         let origin = matrix_origin(k4 * 4u, N4, B_BLOCK_ROWS) + vec2<u32>(column, 0u);
-        let b_0_0 = b_at(origin + vec2<u32>(0u, 0u), b_scale);
-        let b_0_1 = b_at(origin + vec2<u32>(1u, 0u), b_scale);
-        let b_0_2 = b_at(origin + vec2<u32>(2u, 0u), b_scale);
-        let b_0_3 = b_at(origin + vec2<u32>(3u, 0u), b_scale);
-        let b_1_0 = b_at(origin + vec2<u32>(0u, 1u), b_scale);
-        let b_1_1 = b_at(origin + vec2<u32>(1u, 1u), b_scale);
-        let b_1_2 = b_at(origin + vec2<u32>(2u, 1u), b_scale);
-        let b_1_3 = b_at(origin + vec2<u32>(3u, 1u), b_scale);
-        let b_2_0 = b_at(origin + vec2<u32>(0u, 2u), b_scale);
-        let b_2_1 = b_at(origin + vec2<u32>(1u, 2u), b_scale);
-        let b_2_2 = b_at(origin + vec2<u32>(2u, 2u), b_scale);
-        let b_2_3 = b_at(origin + vec2<u32>(3u, 2u), b_scale);
-        let b_3_0 = b_at(origin + vec2<u32>(0u, 3u), b_scale);
-        let b_3_1 = b_at(origin + vec2<u32>(1u, 3u), b_scale);
-        let b_3_2 = b_at(origin + vec2<u32>(2u, 3u), b_scale);
-        let b_3_3 = b_at(origin + vec2<u32>(3u, 3u), b_scale);
+        let b_0_0 = table_read(b, origin + vec2<u32>(0u, 0u), b_scale);
+        let b_0_1 = table_read(b, origin + vec2<u32>(1u, 0u), b_scale);
+        let b_0_2 = table_read(b, origin + vec2<u32>(2u, 0u), b_scale);
+        let b_0_3 = table_read(b, origin + vec2<u32>(3u, 0u), b_scale);
+        let b_1_0 = table_read(b, origin + vec2<u32>(0u, 1u), b_scale);
+        let b_1_1 = table_read(b, origin + vec2<u32>(1u, 1u), b_scale);
+        let b_1_2 = table_read(b, origin + vec2<u32>(2u, 1u), b_scale);
+        let b_1_3 = table_read(b, origin + vec2<u32>(3u, 1u), b_scale);
+        let b_2_0 = table_read(b, origin + vec2<u32>(0u, 2u), b_scale);
+        let b_2_1 = table_read(b, origin + vec2<u32>(1u, 2u), b_scale);
+        let b_2_2 = table_read(b, origin + vec2<u32>(2u, 2u), b_scale);
+        let b_2_3 = table_read(b, origin + vec2<u32>(3u, 2u), b_scale);
+        let b_3_0 = table_read(b, origin + vec2<u32>(0u, 3u), b_scale);
+        let b_3_1 = table_read(b, origin + vec2<u32>(1u, 3u), b_scale);
+        let b_3_2 = table_read(b, origin + vec2<u32>(2u, 3u), b_scale);
+        let b_3_3 = table_read(b, origin + vec2<u32>(3u, 3u), b_scale);
         let a_0 = load_input(row_base[0] + k4);
         acc_0_0 += b_0_0 * a_0.x + b_1_0 * a_0.y + b_2_0 * a_0.z + b_3_0 * a_0.w;
         acc_0_1 += b_0_1 * a_0.x + b_1_1 * a_0.y + b_2_1 * a_0.z + b_3_1 * a_0.w;

@@ -35,7 +35,7 @@ override PWLU_UNIFORM: bool = true;
 const PWLU_HEADER_LEN: u32 = 4u;
 
 fn pwlu_texel(unit: u32, texel: u32, scale: vec2<f32>) -> vec4<f32> {
-    return textureSampleLevel(act_table, table_sampler, table_coordinate(vec2<u32>(texel, unit), scale), 0.0);
+    return table_read(act_table, vec2<u32>(texel, unit), scale);
 }
 
 // Each lane's unit (table row). Padding lanes read the last unit; their result is discarded.

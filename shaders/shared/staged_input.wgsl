@@ -27,5 +27,5 @@ fn begin_input() {
 
 fn load_input(index: u32) -> vec4<f32> {
     let texel = vec2<u32>(index & ((1u << STAGE_WIDTH_LOG2) - 1u), index >> STAGE_WIDTH_LOG2);
-    return textureSampleLevel(input, table_sampler, table_coordinate(texel, input_scale), 0.0);
+    return table_read(input, texel, input_scale);
 }

@@ -15,7 +15,7 @@ fn table_scale(size: vec2<u32>) -> vec2<f32> {
     return 1.0 / vec2<f32>(size);
 }
 
-// Where texel `texel` of a table of 1 / `scale` texels is sampled.
-fn table_coordinate(texel: vec2<u32>, scale: vec2<f32>) -> vec2<f32> {
-    return (vec2<f32>(texel) + 0.5) * scale;
+// Texel `texel` of `table`, whose `table_scale` is `scale`: sampled at the texel's centre.
+fn table_read(table: texture_2d<f32>, texel: vec2<u32>, scale: vec2<f32>) -> vec4<f32> {
+    return textureSampleLevel(table, table_sampler, (vec2<f32>(texel) + 0.5) * scale, 0.0);
 }

@@ -26,13 +26,15 @@ override PWLU_PER_CHANNEL: bool = false;
 override PWLU_UNIFORM: bool = true;
 
 // One row per unit, its record (see `PwluTable` in src/ops/pwlu.rs) as rgba32float texels: the header
-// [B_L, B_R, 1/d, 0], the N + 2 (slope, intercept) pairs two per texel, then a non-uniform unit's breakpoints.
+// [B_L, B_R, 1/d, 0], then the N + 2 segments one per texel as (slope, intercept, 0, 0), then a non-uniform
+// unit's breakpoints four per texel. One segment per texel so that an element's read needs no choice of half.
 // A texture rather than a storage buffer because each invocation reads a data-dependent segment: CPU-emulated
 // adapters fetch texels for all invocations of a SIMD batch with one gather, but load storage buffers invocation
-// by invocation (PWLU cost 1.17x ReLU6 end to end on lavapipe with a buffer, ~1.0x with the texture).
+// by invocation (docs/performance.md has the figures).
 @group(0) @binding(7) var act_table: texture_2d<f32>;
 
-const PWLU_HEADER_LEN: u32 = 4u;
+// Texels before the segments (the header) and from a record's start to its breakpoints.
+const PWLU_FIRST_SEGMENT: u32 = 1u;
 
 fn pwlu_texel(unit: u32, texel: u32, scale: vec2<f32>) -> vec4<f32> {
     return table_read(act_table, vec2<u32>(texel, unit), scale);
@@ -44,21 +46,9 @@ fn pwlu_units(c4: u32) -> vec4<u32> {
     return select(vec4<u32>(0u), min(channels, vec4<u32>(output_channels() - 1u)), PWLU_PER_CHANNEL);
 }
 
-// Segment k's (slope, intercept): floats 4 + 2k of the record, i.e. half k % 2 of texel 1 + k / 2.
-fn pwlu_pair(unit: u32, segment: u32, scale: vec2<f32>) -> vec2<f32> {
-    let q = pwlu_texel(unit, 1u + (segment >> 1u), scale);
-    return select(q.xy, q.zw, (segment & 1u) == 1u);
-}
-
-// A non-uniform unit's segment: binary search over its sorted breakpoints.
-fn pwlu_search(x: f32, unit: u32, left: f32, right: f32, scale: vec2<f32>) -> u32 {
-    if (x < left) {
-        return 0u;
-    }
-    if (x >= right) {
-        return PWLU_N + 1u;
-    }
-    let breakpoints = PWLU_HEADER_LEN + 2u * (PWLU_N + 2u);
+// A non-uniform unit's interior segment (1 to N): binary search over its sorted breakpoints.
+fn pwlu_search(x: f32, unit: u32, scale: vec2<f32>) -> u32 {
+    let breakpoints = 4u * (PWLU_FIRST_SEGMENT + PWLU_N + 2u);
     var lo = 0u;
     var hi = PWLU_N;
     while (hi - lo > 1u) {
@@ -74,9 +64,11 @@ fn pwlu_search(x: f32, unit: u32, left: f32, right: f32, scale: vec2<f32>) -> u3
 }
 
 // What an activation reads per vec4 of channels, loaded once by kernels that write several pixels of the same
-// channels. Only PWLU has any: each lane's unit and its header's bounds and 1/d, and the table's scale.
+// channels. Only PWLU has any: each lane's unit, its table row's texture coordinate and its header's bounds and
+// 1/d; the table's scale.
 struct ActivationParams {
     units: vec4<u32>,
+    row: vec4<f32>,
     left: vec4<f32>,
     right: vec4<f32>,
     inv_d: vec4<f32>,
@@ -85,7 +77,9 @@ struct ActivationParams {
 
 fn activation_params(c4: u32) -> ActivationParams {
     if (ACTIVATION != ACT_PWLU) {
-        return ActivationParams(vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0));
+        return ActivationParams(
+            vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0)
+        );
     }
     let units = pwlu_units(c4);
     let scale = table_scale(textureDimensions(act_table));
@@ -95,6 +89,7 @@ fn activation_params(c4: u32) -> ActivationParams {
     let h3 = pwlu_texel(units.w, 0u, scale);
     return ActivationParams(
         units,
+        (vec4<f32>(units) + 0.5) * scale.y,
         vec4<f32>(h0.x, h1.x, h2.x, h3.x),
         vec4<f32>(h0.y, h1.y, h2.y, h3.y),
         vec4<f32>(h0.z, h1.z, h2.z, h3.z),
@@ -102,33 +97,44 @@ fn activation_params(c4: u32) -> ActivationParams {
     );
 }
 
-// PWLU on 4 channels: branch-free for uniform units (one index computation per lane), then one texel fetch per
-// lane for its segment's slope and intercept.
+// The (slope, intercept) of the segment whose texel's centre is at x coordinate `at` of row `row`.
+fn pwlu_segment(at: f32, row: f32) -> vec2<f32> {
+    return textureSampleLevel(act_table, table_sampler, vec2<f32>(at, row), 0.0).xy;
+}
+
+// PWLU on 4 channels: the segment's texel from one index computation per lane (uniform units; in f32, as
+// texture coordinates, so that no lane converts to an integer), then one texel read per lane.
 fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
-    let units = unit.units;
-    var segment: vec4<u32>;
+    // The centres of the left tail's texel, the first interior segment's and the right tail's.
+    let left_at = (f32(PWLU_FIRST_SEGMENT) + 0.5) * unit.scale.x;
+    let interior_at = left_at + unit.scale.x;
+    let right_at = (f32(PWLU_FIRST_SEGMENT + PWLU_N + 1u) + 0.5) * unit.scale.x;
+    var at: vec4<f32>;
     if (PWLU_UNIFORM) {
-        // Rounding can give N just below B_R: clamp to the last interior segment. Tail lanes (and NaN, which
-        // fails both tail tests) may convert garbage here; the clamp keeps it in range and the tails override it.
-        let interior = vec4<u32>(1u) + min(vec4<u32>((v - unit.left) * unit.inv_d), vec4<u32>(PWLU_N - 1u));
-        segment = select(select(interior, vec4<u32>(PWLU_N + 1u), v >= unit.right), vec4<u32>(0u), v < unit.left);
+        // floor, then the clamp to the last interior segment: rounding can give N just below B_R. Tail lanes
+        // (and NaN, which fails both tail tests) may compute garbage here; the tails override it, and NaN
+        // leaves `activate_with` unchanged.
+        let interior = clamp(floor((v - unit.left) * unit.inv_d), vec4<f32>(0.0), vec4<f32>(f32(PWLU_N - 1u)));
+        at = fma(interior, vec4<f32>(unit.scale.x), vec4<f32>(interior_at));
     } else {
-        segment = vec4<u32>(
-            pwlu_search(v.x, units.x, unit.left.x, unit.right.x, unit.scale),
-            pwlu_search(v.y, units.y, unit.left.y, unit.right.y, unit.scale),
-            pwlu_search(v.z, units.z, unit.left.z, unit.right.z, unit.scale),
-            pwlu_search(v.w, units.w, unit.left.w, unit.right.w, unit.scale),
+        let interior = vec4<u32>(
+            pwlu_search(v.x, unit.units.x, unit.scale),
+            pwlu_search(v.y, unit.units.y, unit.scale),
+            pwlu_search(v.z, unit.units.z, unit.scale),
+            pwlu_search(v.w, unit.units.w, unit.scale),
         );
+        at = (vec4<f32>(interior + PWLU_FIRST_SEGMENT) + 0.5) * unit.scale.x;
     }
-    let p0 = pwlu_pair(units.x, segment.x, unit.scale);
-    let p1 = pwlu_pair(units.y, segment.y, unit.scale);
-    let p2 = pwlu_pair(units.z, segment.z, unit.scale);
-    let p3 = pwlu_pair(units.w, segment.w, unit.scale);
+    at = select(select(at, vec4<f32>(right_at), v >= unit.right), vec4<f32>(left_at), v < unit.left);
+    let p0 = pwlu_segment(at.x, unit.row.x);
+    let p1 = pwlu_segment(at.y, unit.row.y);
+    let p2 = pwlu_segment(at.z, unit.row.z);
+    let p3 = pwlu_segment(at.w, unit.row.w);
     let slope = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
     let intercept = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
-    // A flat tail at +-inf gives its value (the limit), not 0 * inf = NaN.
-    let flat_at_infinity = (slope == vec4<f32>(0.0)) & (abs(v) > vec4<f32>(FLT_MAX));
-    return select(fma(slope, v, intercept), intercept, flat_at_infinity);
+    // A flat segment gives its value: the same as the multiply-add for finite x, and at +-inf the limit rather
+    // than 0 * inf = NaN.
+    return select(fma(slope, v, intercept), intercept, slope == vec4<f32>(0.0));
 }
 
 // max(v, 0) and min(v, 6) written with select so that NaN passes through (WGSL's max and clamp may drop it).

@@ -4,7 +4,7 @@
 //! approximation). PWLU is evaluated exactly as the shader does: the same packed table, the same index
 //! computation in f32, the same fused multiply-add.
 
-use crate::ops::pwlu::{PwluTable, PWLU_HEADER_LEN};
+use crate::ops::pwlu::PwluTable;
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -75,8 +75,12 @@ impl<'a> ActivationFn<'a> {
     }
 }
 
-/// The twin of `pwlu()` in `shaders/shared/activation.wgsl`: evaluates unit `unit` of a packed table.
+/// The twin of `pwlu4()` in `shaders/shared/activation.wgsl` (with the NaN rule of its caller, `activate_with`):
+/// evaluates unit `unit` of a packed table.
 pub fn pwlu_lookup(table: &PwluTable, unit: usize, x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
     let n = table.intervals();
     let record = &table.data()[unit * table.stride()..][..table.stride()];
     let (left, right, inv_d) = (record[0], record[1], record[2]);
@@ -85,11 +89,11 @@ pub fn pwlu_lookup(table: &PwluTable, unit: usize, x: f32) -> f32 {
     } else if x >= right {
         n + 1
     } else if table.is_uniform() {
-        // `as` saturates and maps NaN to 0; the shader's conversion may differ for NaN, but any in-range
-        // segment gives NaN for a NaN input.
+        // The shader's floor and clamp to [0, N - 1] in f32: for x >= B_L the product is >= 0, so truncation
+        // is the floor, and `as` saturates like the clamp.
         1 + (((x - left) * inv_d) as usize).min(n - 1)
     } else {
-        let breakpoints = &record[PWLU_HEADER_LEN + 2 * (n + 2)..];
+        let breakpoints = &record[table.breakpoints_offset()..];
         let (mut lo, mut hi) = (0, n);
         while hi - lo > 1 {
             let mid = (lo + hi) / 2;
@@ -101,9 +105,10 @@ pub fn pwlu_lookup(table: &PwluTable, unit: usize, x: f32) -> f32 {
         }
         1 + lo
     };
-    let slope = record[PWLU_HEADER_LEN + 2 * segment];
-    let intercept = record[PWLU_HEADER_LEN + 2 * segment + 1];
-    if slope == 0.0 && x.is_infinite() {
+    let at = PwluTable::segment_offset(segment);
+    let (slope, intercept) = (record[at], record[at + 1]);
+    // A flat segment gives its value, also at +-inf (its limit, where the formula gives 0 * inf = NaN).
+    if slope == 0.0 {
         intercept
     } else {
         slope.mul_add(x, intercept)

@@ -318,9 +318,10 @@ impl Pwlu {
 
 /// A PWLU in lookup form, packed as the kernels read it.
 ///
-/// Per unit, `stride()` floats: `[B_L, B_R, 1/d, 0]`, then `N + 2` `(slope, intercept)` pairs (left tail,
-/// the `N` interior segments, right tail), then for a non-uniform unit its `N + 1` breakpoints, then zeros up to
-/// a multiple of 4 floats. Slopes and intercepts are computed in f64 and rounded once.
+/// Per unit, `stride()` floats: `[B_L, B_R, 1/d, 0]`, then `N + 2` segments (left tail, the `N` interior
+/// segments, right tail) as `[slope, intercept, 0, 0]`, one texel each, then for a non-uniform unit its `N + 1`
+/// breakpoints, then zeros up to a multiple of 4 floats. Slopes and intercepts are computed in f64 and rounded
+/// once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PwluTable {
     intervals: usize,
@@ -329,8 +330,12 @@ pub struct PwluTable {
     data: Vec<f32>,
 }
 
-/// Floats before the segment pairs in each unit's record.
+/// Floats before the segments in each unit's record.
 pub const PWLU_HEADER_LEN: usize = 4;
+
+/// Floats per segment in a record: `[slope, intercept, 0, 0]`, one texel, so that the kernels read a segment
+/// with one fetch and no choice between the halves of a texel.
+pub const PWLU_SEGMENT_LEN: usize = 4;
 
 impl PwluTable {
     fn empty() -> Self {
@@ -374,7 +379,9 @@ impl PwluTable {
                 .extend([left as f32, right as f32, inv_d as f32, 0.0]);
             let [k_left, k_right] = p.slopes.map(f64::from);
             let mut segment = |slope: f64, x0: f64, y0: f64| {
-                table.data.extend([slope as f32, (y0 - slope * x0) as f32]);
+                table
+                    .data
+                    .extend([slope as f32, (y0 - slope * x0) as f32, 0.0, 0.0]);
             };
             segment(k_left, left, y[0]);
             for i in 0..n {
@@ -404,12 +411,20 @@ impl PwluTable {
         self.uniform
     }
 
-    /// Floats per unit: a whole number of vec4s, so that kernels read the header and two segments per load.
+    /// Floats per unit: a whole number of vec4s (texels).
     pub fn stride(&self) -> usize {
-        (PWLU_HEADER_LEN
-            + 2 * (self.intervals + 2)
-            + if self.uniform { 0 } else { self.intervals + 1 })
-        .next_multiple_of(4)
+        (self.breakpoints_offset() + if self.uniform { 0 } else { self.intervals + 1 })
+            .next_multiple_of(4)
+    }
+
+    /// Where segment `segment` (0: left tail, 1 to `N`: interior, `N + 1`: right tail) starts in a record.
+    pub fn segment_offset(segment: usize) -> usize {
+        PWLU_HEADER_LEN + PWLU_SEGMENT_LEN * segment
+    }
+
+    /// Where a non-uniform unit's breakpoints start in its record.
+    pub fn breakpoints_offset(&self) -> usize {
+        Self::segment_offset(self.intervals + 2)
     }
 
     /// The packed floats, `units * stride()` of them.

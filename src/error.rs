@@ -30,6 +30,10 @@ pub enum Error {
     #[error("unknown GPU backend '{0}' (expected one of: auto, vulkan, metal, dx12, gl, webgpu)")]
     UnknownBackend(String),
 
+    /// An unrecognised input-stage choice (from an option or `PWLU_INPUT_STAGE`).
+    #[error("unknown input stage '{0}' (expected one of: auto, always, never)")]
+    UnknownInputStage(String),
+
     /// Operator hyper-parameters or tensors that do not fit together.
     #[error("invalid {op}: {reason}")]
     InvalidOp {

@@ -114,7 +114,7 @@ impl Plan {
         let mut last_buffer_use = vec![0usize; n];
         for (j, node) in graph.nodes.iter().enumerate() {
             let first_input = node.inputs.first().map(|&v| resolve(&source, v));
-            let staged_only = reads_staged_input(&node.op)
+            let staged_only = reads_staged_input(ctx, &node.op)
                 && node
                     .inputs
                     .iter()
@@ -223,7 +223,7 @@ impl Plan {
         let staged_input_bytes = graph
             .nodes
             .iter()
-            .filter(|node| reads_staged_input(&node.op))
+            .filter(|node| reads_staged_input(ctx, &node.op))
             .filter_map(
                 |node| match node.inputs.first().map(|&v| resolve(&source, v)) {
                     Some(Value::Input) => Some(input_bytes),
@@ -488,20 +488,21 @@ impl PendingOutput {
     }
 }
 
-/// The largest sum of two values live at one step, and the largest sum of all values live at one step, over
-/// the steps `0..steps`.
 /// Whether the kernel that runs `op` reads its inputs through the input stage (shaders/shared/staged_input.wgsl)
 /// rather than from their buffers: the dense and depthwise convolutions (a residual that is the input included),
-/// linear layers and global average pooling.
-fn reads_staged_input(op: &Op) -> bool {
-    match op {
-        Op::Conv(layer) => ConvVariant::of(&layer.conv).reads_staged_input(),
-        Op::Linear(_) => ConvVariant::Dense.reads_staged_input(),
-        Op::GlobalAvgPool => true,
-        _ => false,
-    }
+/// linear layers and global average pooling, where the context stages inputs at all.
+fn reads_staged_input(ctx: &GpuContext, op: &Op) -> bool {
+    ctx.stages_inputs()
+        && match op {
+            Op::Conv(layer) => ConvVariant::of(&layer.conv).reads_staged_input(),
+            Op::Linear(_) => ConvVariant::Dense.reads_staged_input(),
+            Op::GlobalAvgPool => true,
+            _ => false,
+        }
 }
 
+/// The largest sum of two values live at one step, and the largest sum of all values live at one step, over
+/// the steps `0..steps`.
 fn live_bytes(lifetimes: &[Lifetime], steps: usize) -> (u64, u64) {
     let (mut two, mut all) = (0, 0);
     for step in 0..steps {

@@ -228,6 +228,10 @@ fn every_failure_is_one_clear_line_and_a_non_zero_status() {
         "unknown GPU backend 'cuda'",
     );
     assert_fails_with(
+        &ws.run(&["--input-stage", "sometimes", "info", s(&model)]),
+        "unknown input stage 'sometimes'",
+    );
+    assert_fails_with(
         &ws.run(&[
             "plot",
             s(&model),
@@ -514,4 +518,25 @@ fn bench_reports_latency_throughput_memory_and_layers() {
         .as_u64()
         .expect("bytes");
     assert!(0 < reused && reused <= unshared, "reuse never costs memory");
+
+    // The input path is reported, and reading inputs from their buffers needs no stage.
+    for (choice, staged) in [("always", true), ("never", false)] {
+        let out = ws.run(&[
+            "--input-stage",
+            choice,
+            "bench",
+            s(&model),
+            "--runs",
+            "1",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(doc["inputs_staged"], staged, "--input-stage {choice}");
+        assert_eq!(
+            doc["input_stage_bytes"].as_u64().expect("stage bytes") > 0,
+            staged,
+            "--input-stage {choice}"
+        );
+    }
 }

@@ -1,11 +1,15 @@
 //! Conformance: every GPU kernel against its CPU reference, on random shapes and on edge cases, on every
-//! backend listed in `PWLU_TEST_BACKENDS`.
+//! backend listed in `PWLU_TEST_BACKENDS`; the kernels that can read their input through the input stage, both
+//! through it and from the buffer.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::{assert_close, contexts, random_pwlu, random_tensor, random_vec, rng, TOLERANCE};
+use common::{
+    assert_close, contexts, contexts_for_both_input_paths, random_pwlu, random_tensor, random_vec,
+    rng, TOLERANCE,
+};
 use pwlu::gpu::kernels::{
     BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, MatmulKernel,
     Pool2dKernel, SoftmaxKernel, UnaryKernel,
@@ -92,7 +96,7 @@ fn conv_case(
 
 #[test]
 fn conv2d_random_shapes_agree_with_cpu() {
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(1);
         for case in 0..40 {
             let groups = match case % 4 {
@@ -334,7 +338,7 @@ fn conv2d_edge_cases_agree_with_cpu() {
             Shape::new(1, 2, 3, 3),
         ),
     ];
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(2);
         for (what, conv, input) in &cases {
             for activation in [
@@ -505,7 +509,7 @@ fn poolings_and_binary_operations_of_one_kind_share_a_pipeline() {
 fn convolutions_read_inputs_longer_than_a_row_of_the_input_stage() {
     // The dense and depthwise kernels read their input through a texture of 4096-texel rows: inputs of whole
     // rows and a part row, a residual read back through it, and a stage that grows from one layer to the next.
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(9);
         let pwlu = |rng: &mut SmallRng, c| Activation::Pwlu(random_pwlu(rng, c, 16));
         let dense = Conv2d {
@@ -565,7 +569,7 @@ fn convolutions_read_inputs_longer_than_a_row_of_the_input_stage() {
 #[test]
 fn fused_residual_blocks_agree_with_unfused_cpu() {
     // ResNet: relu(bn(conv(x)) + x); inverted residual: bn(conv(x)) + x with no activation.
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(4);
         let channels = 10;
         let input = random_tensor(&mut rng, Shape::new(2, channels, 6, 6));
@@ -1080,7 +1084,7 @@ fn max_pool_propagates_nan_and_handles_infinities() {
 
 #[test]
 fn global_average_pool_agrees_with_cpu() {
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(12);
         for shape in [
             // One invocation per channel vec4 up to 14 x 14 pixels (several workgroups of them here), a workgroup
@@ -1111,7 +1115,7 @@ fn global_average_pool_agrees_with_cpu() {
 
 #[test]
 fn flatten_linear_and_softmax_agree_with_cpu() {
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(13);
         for shape in [
             Shape::new(2, 3, 4, 5),
@@ -1228,7 +1232,7 @@ fn mismatched_shapes_are_errors_not_panics() {
 
 #[test]
 fn matmul_agrees_with_cpu_on_random_and_odd_shapes() {
-    for ctx in contexts() {
+    for ctx in contexts_for_both_input_paths() {
         let mut rng = rng(16);
         let mut shapes = vec![
             (1, 1, 1),

@@ -6,8 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use common::model_file::{small_model, FileParts};
+use pwlu::gpu::InputStage;
 use pwlu::graph::{Op, Value};
 use pwlu::ops::{Activation, ResidualAdd};
+use pwlu::plan::MemoryReport;
 use pwlu::{Error, Model, Tensor};
 use serde_json::json;
 
@@ -296,25 +298,52 @@ fn inverted_bottleneck() -> FileParts {
     }
 }
 
-#[test]
-fn a_layer_that_reads_its_input_through_the_stage_may_write_over_it() {
-    let ctx = context();
+/// Runs the inverted bottleneck twice (the second run reads an arena the first left full of its values) against
+/// its CPU graph, and returns the plan's memory.
+fn run_inverted_bottleneck(input_stage: InputStage) -> MemoryReport {
+    let ctx = Arc::new(
+        common::contexts_with(input_stage)
+            .into_iter()
+            .next()
+            .expect("context"),
+    );
     let bytes = inverted_bottleneck().bytes();
     let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
     let unoptimised = unoptimised_graph(&bytes);
     let x = common::random_tensor(&mut common::rng(44), pwlu::Shape::new(1, 8, 16, 16));
     let expected = unoptimised.run_cpu(&x).expect("cpu");
-    // Twice: the second run reads an arena the first left full of its values.
     for run in 0..2 {
         let got = model.run_blocking(&x).expect("gpu");
-        common::assert_close(&got, &expected, common::TOLERANCE, &format!("run {run}"));
+        common::assert_close(
+            &got,
+            &expected,
+            common::TOLERANCE,
+            &format!("input stage {input_stage}, run {run}"),
+        );
     }
     let plan = model.plan(1).expect("plan");
     let memory = plan.lock().expect("plan lock").memory();
+    memory
+}
+
+const WIDE: u64 = 16 * 16 * 32 * 4;
+const NARROW: u64 = 16 * 16 * 8 * 4;
+
+#[test]
+fn a_layer_that_reads_its_input_through_the_stage_may_write_over_it() {
+    let memory = run_inverted_bottleneck(InputStage::Always);
     // Expand's and depthwise's 32-channel outputs share bytes: the depthwise copied its input out first.
-    let wide = 16 * 16 * 32 * 4;
-    let narrow = 16 * 16 * 8 * 4;
-    assert_eq!(memory.two_largest_live_bytes, 2 * wide);
-    assert_eq!(memory.activation_bytes, wide + narrow);
+    assert_eq!(memory.two_largest_live_bytes, 2 * WIDE);
+    assert_eq!(memory.activation_bytes, WIDE + NARROW);
     assert_eq!(memory.staging_bytes, 4096 * 16, "one row holds 2048 texels");
+}
+
+#[test]
+fn a_layer_that_reads_its_input_from_the_buffer_keeps_its_output_apart() {
+    let memory = run_inverted_bottleneck(InputStage::Never);
+    // Expand's and depthwise's outputs are both live while the depthwise runs; the projection takes the
+    // expansion's bytes once nothing reads them. No stage.
+    assert_eq!(memory.two_largest_live_bytes, 2 * WIDE);
+    assert_eq!(memory.activation_bytes, 2 * WIDE);
+    assert_eq!(memory.staging_bytes, 0);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use pwlu::gpu::kernels::UnaryKernel;
-use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu::gpu::{Backend, GpuContext, GpuOptions, InputStage, INPUT_STAGE_ENV};
 use pwlu::ops::Activation;
 use pwlu::{Error, Shape};
 
@@ -30,6 +30,38 @@ fn backend_names_parse_and_unknown_ones_are_errors() {
         Some(Backend::Gl),
         "an explicit choice wins over the environment"
     );
+}
+
+#[test]
+fn input_stage_choices_parse_and_follow_the_adapter_type_by_default() {
+    for (name, choice) in [
+        ("auto", InputStage::Auto),
+        ("", InputStage::Auto),
+        ("Always", InputStage::Always),
+        ("on", InputStage::Always),
+        ("never", InputStage::Never),
+        ("off", InputStage::Never),
+    ] {
+        assert_eq!(name.parse::<InputStage>().ok(), Some(choice), "{name}");
+    }
+    assert!(
+        matches!("sometimes".parse::<InputStage>(), Err(Error::UnknownInputStage(s)) if s == "sometimes")
+    );
+    for ctx in common::contexts_with(InputStage::Always) {
+        assert!(ctx.stages_inputs(), "{}", ctx.adapter());
+    }
+    for ctx in common::contexts_with(InputStage::Never) {
+        assert!(!ctx.stages_inputs(), "{}", ctx.adapter());
+    }
+    if std::env::var(INPUT_STAGE_ENV).is_err() {
+        for ctx in common::contexts() {
+            let gpu = matches!(
+                ctx.adapter().device_type,
+                wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+            );
+            assert_eq!(ctx.stages_inputs(), !gpu, "{}", ctx.adapter());
+        }
+    }
 }
 
 #[test]

@@ -13,11 +13,11 @@ const MAX_STORAGE_BUFFERS_PER_STAGE: usize = 8;
 fn parse(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let source = shader.compose();
     let module = naga::front::wgsl::parse_str(&source)
-        .unwrap_or_else(|e| panic!("{}:\n{}", shader.name, e.emit_to_string(&source)));
+        .unwrap_or_else(|e| panic!("{}:\n{}", shader.label(), e.emit_to_string(&source)));
     // No optional capabilities: what validates here is valid in every browser.
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}:\n{}", shader.name, e.emit_to_string(&source)));
+        .unwrap_or_else(|e| panic!("{}:\n{}", shader.label(), e.emit_to_string(&source)));
     (module, info)
 }
 
@@ -38,14 +38,14 @@ fn specialise(
 
 #[test]
 fn every_kernel_validates_with_webgpu_capabilities() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         parse(shader);
     }
 }
 
 #[test]
 fn declared_bindings_match_the_shaders() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, _) = parse(shader);
         let mut found: Vec<(u32, Access)> = module
             .global_variables
@@ -84,7 +84,7 @@ fn declared_bindings_match_the_shaders() {
             })
             .collect();
         found.sort_by_key(|&(b, _)| b);
-        assert_eq!(found, shader.bindings, "{}: bindings", shader.name);
+        assert_eq!(found, shader.bindings(), "{}: bindings", shader.label());
         assert!(
             found
                 .iter()
@@ -99,7 +99,7 @@ fn declared_bindings_match_the_shaders() {
 
 #[test]
 fn kernels_stay_within_webgpu_default_limits() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, info) = parse(shader);
         let (module, _) = specialise(&module, &info);
         let entry = module
@@ -137,17 +137,17 @@ fn kernels_stay_within_webgpu_default_limits() {
 
 #[test]
 fn kernels_translate_to_spirv() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, info) = parse(shader);
         let (module, info) = specialise(&module, &info);
         naga::back::spv::write_vec(&module, &info, &Default::default(), None)
-            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", shader.name));
+            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", shader.label()));
     }
 }
 
 #[test]
 fn kernels_translate_to_msl() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, info) = parse(shader);
         let (module, info) = specialise(&module, &info);
         let pipeline = naga::back::msl::PipelineOptions {
@@ -155,13 +155,13 @@ fn kernels_translate_to_msl() {
             ..Default::default()
         };
         naga::back::msl::write_string(&module, &info, &Default::default(), &pipeline)
-            .unwrap_or_else(|e| panic!("{}: MSL: {e}", shader.name));
+            .unwrap_or_else(|e| panic!("{}: MSL: {e}", shader.label()));
     }
 }
 
 #[test]
 fn kernels_translate_to_hlsl() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, info) = parse(shader);
         let (module, info) = specialise(&module, &info);
         let options = naga::back::hlsl::Options::default();
@@ -171,7 +171,7 @@ fn kernels_translate_to_hlsl() {
         let mut out = String::new();
         naga::back::hlsl::Writer::new(&mut out, &options, &pipeline)
             .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{}: HLSL: {e}", shader.name));
+            .unwrap_or_else(|e| panic!("{}: HLSL: {e}", shader.label()));
         assert!(
             out.contains("numthreads"),
             "{}: HLSL has no compute entry point",
@@ -182,7 +182,7 @@ fn kernels_translate_to_hlsl() {
 
 #[test]
 fn kernels_translate_to_glsl() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         let (module, info) = parse(shader);
         let (module, info) = specialise(&module, &info);
         let options = naga::back::glsl::Options {
@@ -207,13 +207,13 @@ fn kernels_translate_to_glsl() {
             Default::default(),
         )
         .and_then(|mut w| w.write())
-        .unwrap_or_else(|e| panic!("{}: GLSL: {e}", shader.name));
+        .unwrap_or_else(|e| panic!("{}: GLSL: {e}", shader.label()));
     }
 }
 
 #[test]
 fn includes_are_all_resolved() {
-    for shader in shaders::ALL {
+    for shader in &shaders::variants() {
         assert!(
             !shader.compose().contains("#include"),
             "{}: unresolved include",

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 /// Environment variable that selects the backend when the options leave it on `Auto`.
 pub const BACKEND_ENV: &str = "PWLU_BACKEND";
 
+/// Environment variable that selects [`InputStage`] when the options leave it on `Auto`.
+pub const INPUT_STAGE_ENV: &str = "PWLU_INPUT_STAGE";
+
 /// Which graphics API wgpu should use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
@@ -114,6 +117,70 @@ impl Backend {
     }
 }
 
+/// Whether the convolutions, global pooling and the GEMM yardstick read their input through the *input
+/// stage*: a copy into a texture before each such dispatch (shaders/shared/staged_input.wgsl), or straight from
+/// the storage buffer (shaders/shared/buffer_input.wgsl).
+///
+/// On CPU-emulated adapters a texel read serves a SIMD batch of invocations where a storage-buffer load is a
+/// loop over them, and the copy pays for itself many times (MobileNet-V2 0.68x the time on SwiftShader,
+/// Lite0 0.55x on lavapipe). On a GPU both reads go through the same caches and the copy is one more pass over
+/// every input, with a barrier, per layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputStage {
+    /// `PWLU_INPUT_STAGE` if set; otherwise staged except on discrete and integrated GPUs (so on CPU adapters,
+    /// and in browsers, which do not say what their adapter is).
+    #[default]
+    Auto,
+    /// Always through the stage.
+    Always,
+    /// Always from the storage buffer.
+    Never,
+}
+
+impl FromStr for InputStage {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(InputStage::Auto),
+            "always" | "on" | "staged" => Ok(InputStage::Always),
+            "never" | "off" | "buffer" => Ok(InputStage::Never),
+            _ => Err(Error::UnknownInputStage(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for InputStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputStage::Auto => "auto",
+            InputStage::Always => "always",
+            InputStage::Never => "never",
+        })
+    }
+}
+
+impl InputStage {
+    /// `Auto` resolved through `PWLU_INPUT_STAGE` and then the adapter's type: whether to stage.
+    fn stages(self, device_type: wgpu::DeviceType) -> Result<bool> {
+        let choice = match self {
+            InputStage::Auto => match std::env::var(INPUT_STAGE_ENV) {
+                Ok(value) => value.parse()?,
+                Err(_) => InputStage::Auto,
+            },
+            chosen => chosen,
+        };
+        Ok(match choice {
+            InputStage::Always => true,
+            InputStage::Never => false,
+            InputStage::Auto => !matches!(
+                device_type,
+                wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+            ),
+        })
+    }
+}
+
 /// How to choose the GPU.
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
@@ -123,6 +190,9 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Pick the n-th adapter of [`list_adapters`] instead of letting wgpu choose (native only).
     pub adapter_index: Option<usize>,
+    /// Whether kernels read their input through the input stage; `Auto` consults `PWLU_INPUT_STAGE`, then the
+    /// adapter's type.
+    pub input_stage: InputStage,
 }
 
 impl Default for GpuOptions {
@@ -131,6 +201,7 @@ impl Default for GpuOptions {
             backend: Backend::Auto,
             power_preference: wgpu::PowerPreference::HighPerformance,
             adapter_index: None,
+            input_stage: InputStage::Auto,
         }
     }
 }
@@ -208,6 +279,8 @@ pub struct GpuContext {
     table_sampler: wgpu::Sampler,
     /// The texture kernels read their input through (see [`GpuContext::input_stage`]).
     input_stage: Mutex<Option<wgpu::Texture>>,
+    /// Whether kernels that can read their input through the stage do (see [`InputStage`]).
+    stages_inputs: bool,
     timestamps: bool,
 }
 
@@ -275,6 +348,7 @@ impl GpuContext {
             }
         };
         let info = adapter.get_info();
+        let stages_inputs = options.input_stage.stages(info.device_type)?;
         if !adapter
             .get_downlevel_capabilities()
             .flags
@@ -345,6 +419,7 @@ impl GpuContext {
             lost,
             placeholder,
             input_stage: Mutex::new(None),
+            stages_inputs,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         })
     }
@@ -380,10 +455,21 @@ impl GpuContext {
         &self.queue
     }
 
-    /// The pipeline of `shader` specialised by `constants`, created on first use.
+    /// Whether kernels that can read their input through the input stage do (see [`InputStage`]).
+    pub fn stages_inputs(&self) -> bool {
+        self.stages_inputs
+    }
+
+    /// The pipeline of `shader` specialised by `constants`, created on first use. A kernel that reads its input
+    /// through the input stage gets its variant that reads the storage buffer where this context does not stage.
     pub(crate) fn pipeline(&self, shader: &Shader, constants: &Constants) -> Result<Arc<Pipeline>> {
+        let shader = if self.stages_inputs {
+            *shader
+        } else {
+            shader.with_buffer_input()
+        };
         self.pipelines
-            .get(&self.device, shader, constants, || self.take_errors())
+            .get(&self.device, &shader, constants, || self.take_errors())
     }
 
     /// Number of distinct pipelines this context has created.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::context::{GpuContext, STAGE_WIDTH};
 use super::pipelines::Pipeline;
-use super::shaders::Access;
+use super::shaders::{Access, Input};
 use crate::error::{Error, Result};
 
 /// What a launcher binds to one binding of a kernel.
@@ -16,7 +16,8 @@ pub(crate) enum Resource<'a> {
     /// A lookup table ([`Access::Table`]).
     Table(&'a wgpu::Texture),
     /// A tensor of `texels` vec4s at `offset` in `buffer`, copied into the context's input stage before the
-    /// dispatch runs and read through it ([`Access::Table`]; see shaders/shared/staged_input.wgsl).
+    /// dispatch runs and read through it ([`Access::Table`]; see shaders/shared/staged_input.wgsl). Bound to
+    /// a kernel's [`Input::Buffer`] variant, it is that range of the buffer instead, and nothing is copied.
     Staged {
         buffer: &'a wgpu::Buffer,
         offset: u64,
@@ -107,11 +108,11 @@ impl Dispatch {
         // The table sampler is bound here, not by launchers.
         let expected: Vec<(u32, Access)> = pipeline
             .shader
-            .bindings
-            .iter()
-            .copied()
+            .bindings()
+            .into_iter()
             .filter(|&(_, access)| access != Access::Sampler)
             .collect();
+        let input_from_buffer = pipeline.shader.input == Input::Buffer;
         let matches = expected.len() == resources.len()
             && expected
                 .iter()
@@ -125,6 +126,10 @@ impl Dispatch {
                                 Resource::Buffer(_)
                             ) | (Access::Table, Resource::Table(_) | Resource::Staged { .. })
                         )
+                        || (input_from_buffer
+                            && b == 0
+                            && access == Access::ReadWrite
+                            && matches!(resource, Resource::Staged { .. }))
                 });
         if !matches {
             return Err(Error::Gpu(format!(
@@ -145,6 +150,15 @@ impl Dispatch {
             let resource = match resource {
                 Resource::Buffer(range) => Bound::Buffer(range.clone()),
                 Resource::Table(texture) => view(texture),
+                Resource::Staged {
+                    buffer,
+                    offset,
+                    texels,
+                } if input_from_buffer => Bound::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: *offset,
+                    size: wgpu::BufferSize::new(texels * 16),
+                }),
                 Resource::Staged {
                     buffer,
                     offset,
@@ -178,16 +192,16 @@ impl Dispatch {
         entries.extend(
             pipeline
                 .shader
-                .bindings
-                .iter()
-                .filter(|&&(_, access)| access == Access::Sampler)
-                .map(|&(binding, _)| wgpu::BindGroupEntry {
+                .bindings()
+                .into_iter()
+                .filter(|&(_, access)| access == Access::Sampler)
+                .map(|(binding, _)| wgpu::BindGroupEntry {
                     binding,
                     resource: wgpu::BindingResource::Sampler(ctx.table_sampler()),
                 }),
         );
         let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(pipeline.shader.name),
+            label: Some(&pipeline.shader.label()),
             layout: &pipeline.layout,
             entries: &entries,
         });

@@ -8,7 +8,10 @@ mod pipelines;
 pub mod shaders;
 pub mod tensor;
 
-pub use context::{list_adapters, AdapterSummary, Backend, GpuContext, GpuOptions, BACKEND_ENV};
+pub use context::{
+    list_adapters, AdapterSummary, Backend, GpuContext, GpuOptions, InputStage, BACKEND_ENV,
+    INPUT_STAGE_ENV,
+};
 pub use dispatch::Dispatch;
 pub use pipelines::{Constants, Pipeline};
 pub use tensor::GpuTensor;

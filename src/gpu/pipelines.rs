@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::shaders::{Access, Shader};
+use super::shaders::{Access, Input, Shader};
 use crate::error::{Error, Result};
 
 /// A specialised kernel, ready to dispatch.
@@ -22,20 +22,18 @@ pub struct Pipeline {
 /// Override constants by name; values are f64, as WebGPU passes them.
 pub type Constants = Vec<(&'static str, f64)>;
 
-type Key = (&'static str, Vec<(&'static str, u64)>);
+type Key = (&'static str, Input, Vec<(&'static str, u64)>);
+
+/// A shader module with its layouts: one per kernel variant, shared by its pipelines.
+type Module = (
+    wgpu::ShaderModule,
+    wgpu::PipelineLayout,
+    wgpu::BindGroupLayout,
+);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<
-        HashMap<
-            &'static str,
-            (
-                wgpu::ShaderModule,
-                wgpu::PipelineLayout,
-                wgpu::BindGroupLayout,
-            ),
-        >,
-    >,
+    modules: Mutex<HashMap<(&'static str, Input), Module>>,
     pipelines: Mutex<HashMap<Key, Arc<Pipeline>>>,
 }
 
@@ -55,6 +53,7 @@ impl PipelineCache {
     ) -> Result<Arc<Pipeline>> {
         let key: Key = (
             shader.name,
+            shader.input,
             constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
         );
         if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&key) {
@@ -63,12 +62,13 @@ impl PipelineCache {
         let (module, pipeline_layout, layout) = {
             let mut modules = self.modules.lock().map_err(poisoned)?;
             let entry = modules
-                .entry(shader.name)
+                .entry((shader.name, shader.input))
                 .or_insert_with(|| create_module(device, shader));
             (entry.0.clone(), entry.1.clone(), entry.2.clone())
         };
+        let label = shader.label();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(shader.name),
+            label: Some(&label),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
@@ -98,22 +98,16 @@ impl PipelineCache {
     }
 }
 
-fn create_module(
-    device: &wgpu::Device,
-    shader: &Shader,
-) -> (
-    wgpu::ShaderModule,
-    wgpu::PipelineLayout,
-    wgpu::BindGroupLayout,
-) {
+fn create_module(device: &wgpu::Device, shader: &Shader) -> Module {
+    let label = shader.label();
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(shader.name),
+        label: Some(&label),
         source: wgpu::ShaderSource::Wgsl(shader.compose().into()),
     });
     let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
-        .bindings
-        .iter()
-        .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+        .bindings()
+        .into_iter()
+        .map(|(binding, access)| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: match access {
@@ -142,11 +136,11 @@ fn create_module(
         })
         .collect();
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some(shader.name),
+        label: Some(&label),
         entries: &entries,
     });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(shader.name),
+        label: Some(&label),
         bind_group_layouts: &[Some(&layout)],
         immediate_size: 0,
     });

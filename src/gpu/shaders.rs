@@ -24,6 +24,19 @@ pub enum Access {
     Sampler,
 }
 
+/// How a kernel reads its input (binding 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// Through its own binding, declared in its file.
+    Own,
+    /// Through the input stage (shaders/shared/staged_input.wgsl): binding 0 is an [`Access::Table`].
+    Staged,
+    /// A [`Input::Staged`] kernel with shaders/shared/buffer_input.wgsl in the stage's place: binding 0 is the
+    /// storage buffer ([`Access::ReadWrite`]). For contexts that do not stage (see
+    /// [`InputStage`](super::InputStage)).
+    Buffer,
+}
+
 /// A WGSL kernel: its file, entry point `main`, and bindings.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
@@ -31,10 +44,12 @@ pub struct Shader {
     pub name: &'static str,
     /// The file's text, before includes are resolved.
     pub source: &'static str,
-    /// `(binding, access)` of every binding in group 0.
-    pub bindings: &'static [(u32, Access)],
+    /// `(binding, access)` of every binding in group 0, as the file declares them (see [`Shader::bindings`]).
+    pub declared_bindings: &'static [(u32, Access)],
     /// `@workgroup_size` of `main` (one-dimensional).
     pub workgroup_size: u32,
+    /// How it reads its input.
+    pub input: Input,
 }
 
 /// Binding that every kernel with an activation uses for the PWLU table (an [`Access::Table`]).
@@ -71,22 +86,28 @@ const TABLE_WEIGHT_BINDINGS: &[(u32, Access)] = &[
 
 macro_rules! shader {
     ($name:literal, $bindings:expr) => {
-        shader!($name, $bindings, 64)
+        shader!($name, $bindings, 64, Input::Own)
     };
-    ($name:literal, $bindings:expr, $workgroup_size:literal) => {
+    ($name:literal, $bindings:expr, $workgroup_size:literal, $input:expr) => {
         Shader {
             name: $name,
             source: include_str!(concat!("../../shaders/", $name)),
-            bindings: $bindings,
+            declared_bindings: $bindings,
             workgroup_size: $workgroup_size,
+            input: $input,
         }
     };
 }
 
 /// Dense convolution (implicit GEMM), its weights a table.
-pub const CONV2D: Shader = shader!("conv2d.wgsl", TABLE_WEIGHT_BINDINGS, 32);
+pub const CONV2D: Shader = shader!("conv2d.wgsl", TABLE_WEIGHT_BINDINGS, 32, Input::Staged);
 /// Depthwise convolution, its weights a table.
-pub const CONV2D_DEPTHWISE: Shader = shader!("conv2d_depthwise.wgsl", TABLE_WEIGHT_BINDINGS);
+pub const CONV2D_DEPTHWISE: Shader = shader!(
+    "conv2d_depthwise.wgsl",
+    TABLE_WEIGHT_BINDINGS,
+    64,
+    Input::Staged
+);
 /// Any other grouped convolution.
 pub const CONV2D_GROUPED: Shader = shader!("conv2d_grouped.wgsl", EPILOGUE_BINDINGS);
 /// Activation or batch norm, element-wise.
@@ -122,7 +143,9 @@ pub const GLOBAL_AVG_POOL: Shader = shader!(
         (4, ReadWrite),
         (5, Uniform),
         (TABLE_SAMPLER_BINDING, Sampler)
-    ]
+    ],
+    64,
+    Input::Staged
 );
 /// NCHW-ordered flatten.
 pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
@@ -137,7 +160,9 @@ pub const MATMUL: Shader = shader!(
         (1, Table),
         (4, ReadWrite),
         (TABLE_SAMPLER_BINDING, Sampler)
-    ]
+    ],
+    64,
+    Input::Staged
 );
 
 /// Every kernel, for tests and tools that check them all.
@@ -153,6 +178,17 @@ pub const ALL: &[Shader] = &[
     SOFTMAX,
     MATMUL,
 ];
+
+/// Every kernel in every variant a context may create: [`ALL`], and for each that reads its input through the
+/// input stage, also the one that reads it from the buffer.
+pub fn variants() -> Vec<Shader> {
+    ALL.iter()
+        .flat_map(|shader| {
+            let buffer = shader.with_buffer_input();
+            std::iter::once(*shader).chain((buffer.input != shader.input).then_some(buffer))
+        })
+        .collect()
+}
 
 /// The shared modules that kernels `#include`.
 const INCLUDES: &[(&str, &str)] = &[
@@ -173,8 +209,12 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../shaders/shared/table.wgsl"),
     ),
     (
-        "shared/staged_input.wgsl",
+        STAGED_INPUT,
         include_str!("../../shaders/shared/staged_input.wgsl"),
+    ),
+    (
+        BUFFER_INPUT,
+        include_str!("../../shaders/shared/buffer_input.wgsl"),
     ),
     (
         "shared/activation.wgsl",
@@ -186,8 +226,44 @@ const INCLUDES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The include through which [`Input::Staged`] kernels read their input, and its stand-in for [`Input::Buffer`].
+const STAGED_INPUT: &str = "shared/staged_input.wgsl";
+const BUFFER_INPUT: &str = "shared/buffer_input.wgsl";
+
 impl Shader {
-    /// The complete WGSL: each `#include "shared/x.wgsl"` line replaced by that module's text.
+    /// The variant that reads its input from the storage buffer, for an [`Input::Staged`] kernel; any other
+    /// kernel unchanged.
+    pub const fn with_buffer_input(self) -> Shader {
+        match self.input {
+            Input::Staged => Shader {
+                input: Input::Buffer,
+                ..self
+            },
+            Input::Own | Input::Buffer => self,
+        }
+    }
+
+    /// `(binding, access)` of every binding in group 0 of this variant.
+    pub fn bindings(&self) -> Vec<(u32, Access)> {
+        self.declared_bindings
+            .iter()
+            .map(|&(binding, access)| match (self.input, binding) {
+                (Input::Buffer, 0) => (0, Access::ReadWrite),
+                _ => (binding, access),
+            })
+            .collect()
+    }
+
+    /// The pipeline label: the file, and how it reads its input where that is not the file's own way.
+    pub fn label(&self) -> String {
+        match self.input {
+            Input::Buffer => format!("{} (input from its buffer)", self.name),
+            Input::Own | Input::Staged => self.name.to_string(),
+        }
+    }
+
+    /// The complete WGSL: each `#include "shared/x.wgsl"` line replaced by that module's text (the input stage
+    /// by the buffer read in an [`Input::Buffer`] variant).
     pub fn compose(&self) -> String {
         let mut out = String::with_capacity(self.source.len() * 4);
         for line in self.source.lines() {
@@ -195,6 +271,10 @@ impl Shader {
                 .trim()
                 .strip_prefix("#include \"")
                 .and_then(|rest| rest.strip_suffix('"'))
+                .map(|path| match (self.input, path) {
+                    (Input::Buffer, STAGED_INPUT) => BUFFER_INPUT,
+                    _ => path,
+                })
                 .and_then(|path| INCLUDES.iter().find(|(name, _)| *name == path));
             match included {
                 Some((name, text)) => {

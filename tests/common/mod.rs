@@ -5,7 +5,7 @@ pub mod model_file;
 
 use std::sync::Arc;
 
-use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu::gpu::{Backend, GpuContext, GpuOptions, InputStage};
 use pwlu::ops::Pwlu;
 use pwlu::{Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -16,6 +16,19 @@ pub const TEST_BACKENDS_ENV: &str = "PWLU_TEST_BACKENDS";
 
 /// One context per backend under test. A missing adapter fails the test: GPU tests never pass by skipping.
 pub fn contexts() -> Vec<GpuContext> {
+    contexts_with(InputStage::Auto)
+}
+
+/// For each backend under test, a context whose kernels read their inputs through the input stage and one
+/// whose kernels read them from their buffers, whatever the adapter would choose.
+pub fn contexts_for_both_input_paths() -> Vec<GpuContext> {
+    let mut all = contexts_with(InputStage::Always);
+    all.extend(contexts_with(InputStage::Never));
+    all
+}
+
+/// One context per backend under test, staging inputs as `input_stage` says.
+pub fn contexts_with(input_stage: InputStage) -> Vec<GpuContext> {
     let list = std::env::var(TEST_BACKENDS_ENV).unwrap_or_else(|_| "auto".into());
     list.split(',')
         .filter(|s| !s.trim().is_empty())
@@ -25,6 +38,7 @@ pub fn contexts() -> Vec<GpuContext> {
                 .unwrap_or_else(|e| panic!("{TEST_BACKENDS_ENV}: {e}"));
             let options = GpuOptions {
                 backend,
+                input_stage,
                 ..Default::default()
             };
             GpuContext::new_blocking(&options)

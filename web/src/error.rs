@@ -63,7 +63,10 @@ pub fn from_pwlu_about(error: pwlu::Error, about: &str) -> JsValue {
 fn kind_of(error: &pwlu::Error) -> Kind {
     use pwlu::Error as E;
     match error {
-        E::NoAdapter { .. } | E::DeviceRequest { .. } | E::UnknownBackend(_) => Kind::WebGpu,
+        E::NoAdapter { .. }
+        | E::DeviceRequest { .. }
+        | E::UnknownBackend(_)
+        | E::UnknownInputStage(_) => Kind::WebGpu,
         E::Model(_) | E::InvalidPwlu(_) | E::Io { .. } => Kind::Model,
         E::Image(_) | E::ShapeMismatch { .. } | E::InvalidOp { .. } => Kind::Input,
         E::ExceedsLimit { .. } | E::Gpu(_) => Kind::Gpu,

@@ -186,6 +186,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "activation_bytes": memory.activation_bytes,
             "activation_bytes_without_reuse": memory.unshared_activation_bytes,
             "input_stage_bytes": memory.staging_bytes,
+            "inputs_staged": ctx.stages_inputs(),
             "two_largest_live_activation_bytes": memory.two_largest_live_bytes,
             "peak_live_activation_bytes": memory.peak_live_bytes,
             "memory_over_floor": memory.overhead_ratio(),
@@ -221,11 +222,16 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     }
     println!("model        {} on {adapter}", model.name());
     println!(
-        "batch        {batch}, {dispatches} dispatches; {pipelines} pipelines compiled{}",
+        "batch        {batch}, {dispatches} dispatches; {pipelines} pipelines compiled{}; inputs {}",
         if batch == 1 {
             ""
         } else {
             " (batch 1's at load, then this batch's)"
+        },
+        if ctx.stages_inputs() {
+            "read through the input stage"
+        } else {
+            "read from their buffers (PWLU_INPUT_STAGE=always to stage)"
         }
     );
     println!(

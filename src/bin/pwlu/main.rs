@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use pwlu::gpu::{Backend, GpuContext, GpuOptions};
+use pwlu::gpu::{Backend, GpuContext, GpuOptions, InputStage};
 use pwlu::Model;
 
 #[derive(Parser)]
@@ -31,6 +31,15 @@ struct Cli {
     /// Use the N-th adapter of `pwlu devices` instead of the one wgpu prefers.
     #[arg(long, global = true, value_name = "N")]
     adapter: Option<usize>,
+    /// Whether convolutions read their input through a texture copy (always), from the buffer (never), or as
+    /// suits the adapter (auto: copy on CPU adapters, not on GPUs; default: $PWLU_INPUT_STAGE, then auto).
+    #[arg(
+        long,
+        global = true,
+        default_value = "auto",
+        value_name = "auto|always|never"
+    )]
+    input_stage: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,9 +88,14 @@ impl Cli {
             .backend
             .parse()
             .map_err(|e: pwlu::Error| e.to_string())?;
+        let input_stage: InputStage = self
+            .input_stage
+            .parse()
+            .map_err(|e: pwlu::Error| e.to_string())?;
         Ok(GpuOptions {
             backend,
             adapter_index: self.adapter,
+            input_stage,
             ..Default::default()
         })
     }

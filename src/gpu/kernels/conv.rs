@@ -46,7 +46,7 @@ impl ConvVariant {
     }
 
     /// Whether the kernel reads its input through the context's input stage (shaders/shared/staged_input.wgsl)
-    /// rather than from the storage buffer.
+    /// where the context stages inputs ([`GpuContext::stages_inputs`]), rather than from the storage buffer.
     pub fn reads_staged_input(self) -> bool {
         matches!(self, ConvVariant::Dense | ConvVariant::Depthwise)
     }

@@ -21,6 +21,9 @@ case $mode in
     cargo build --release --locked --bin pwlu
     mkdir -p "$carried/debs" "$carried/wheels" /tmp/gpu-bench-apt/partial
     strip -o "$carried/pwlu" target/release/pwlu
+    # What the figures will be of.
+    echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src shaders || echo ' with uncommitted changes')" \
+      > "$carried/commit"
     # The Vulkan loader (the GPU machine has the NVIDIA driver and its ICD, but perhaps no libvulkan.so.1).
     apt="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gpu-bench-apt"
     # shellcheck disable=SC2086
@@ -37,6 +40,10 @@ case $mode in
     ;;
   run)
     out=${2:-${OUT:-results/gpu-bench}}
+    if [ ! -x "$carried/pwlu" ]; then
+      echo "gpu-bench: no $carried/pwlu; run 'bash scripts/gpu-bench.sh prepare' before carrying $carried" >&2
+      exit 1
+    fi
     for deb in "$carried"/debs/*.deb; do dpkg -x "$deb" /; done
     ldconfig
     # Where the NVIDIA container runtime leaves its ICD outside the loader's search path.
@@ -48,7 +55,8 @@ case $mode in
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$carried"/wheels/*.whl
     export PYTHONPATH="$site:$PWD/python" PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv || true
-    python3 -m pwlu_torch.gpu_bench --pwlu "$carried/pwlu" --out "$out" --device cuda "${@:3}"
+    python3 -m pwlu_torch.gpu_bench --pwlu "$carried/pwlu" --out "$out" --device cuda \
+      --label "pwlu $(cat "$carried/commit" 2>/dev/null || echo '(commit unknown)')" "${@:3}"
     ;;
   local)
     out=${2:-results/gpu-bench-local}
@@ -56,7 +64,8 @@ case $mode in
     cargo build --release --locked --bin pwlu
     export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
     PYTHONUNBUFFERED=1 python/.venv/bin/python -m pwlu_torch.gpu_bench --pwlu target/release/pwlu --out "$out" \
-      --device cpu --models "${MODELS:-resnet18}" --batches 1,2 --runs 3 --layers resnet18 "${@:3}"
+      --device cpu --models "${MODELS:-resnet18}" --batches 1,2 --runs 3 --layers resnet18 \
+      --label "pwlu $(git rev-parse --short HEAD), local check" "${@:3}"
     ;;
   *)
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'

@@ -141,10 +141,17 @@ def check_parity(pwlu: str, model_file: Path, model: nn.Module, x: np.ndarray, w
     }
 
 
+def cell(entry: dict, key: str, form: str = "{:.3f}") -> str:
+    """A figure for a table cell, or the first line of why there is none."""
+    if key in entry:
+        return form.format(entry[key])
+    return str(entry.get("error", entry.get("skipped", "-"))).strip().splitlines()[0].replace("|", "/")
+
+
 def write_report(out: Path, report: dict) -> None:
     (out / "gpu-bench.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
-        f"# GPU benchmark, {report['date']}",
+        f"# GPU benchmark, {report['date']}{', ' + report['label'] if report.get('label') else ''}",
         "",
         f"Adapter: {report.get('adapter', '?')}. PyTorch {report['torch']} on {report['torch_device']}.",
         "",
@@ -156,10 +163,8 @@ def write_report(out: Path, report: dict) -> None:
         for batch, row in model.get("batches", {}).items():
             ours = row.get("pwlu", {})
             fp32 = row.get("torch_original_fp32", {})
-            cell = lambda d, k, f="{:.3f}": f.format(d[k]) if k in d else d.get("error", d.get("skipped", "-"))
-            ratio = (
-                f"{ours['median_ms'] / fp32['median_ms']:.2f}x" if "median_ms" in ours and "median_ms" in fp32 else "-"
-            )
+            both = "median_ms" in ours and "median_ms" in fp32
+            ratio = f"{ours['median_ms'] / fp32['median_ms']:.2f}x" if both else "-"
             lines.append(
                 f"| {name} | {batch} | {cell(ours, 'median_ms')} ({cell(ours, 'min_ms')}) | "
                 f"{cell(ours, 'images_per_second', '{:.0f}')} | {cell(ours, 'gflop_per_second', '{:.0f}')} | "
@@ -170,21 +175,83 @@ def write_report(out: Path, report: dict) -> None:
     lines += ["", "| model | parity (max abs difference, relative) | same top-5 | PWLU / original on pwlu |",
               "|---|---|---|---|"]
     for name, model in report["models"].items():
-        parity = model.get("parity", {})
+        parity = model.get("parity", model)  # a model that failed or never started says why in its entry
         versus = model.get("versus", {})
         parity_cell = (
             f"{parity['max_abs_difference']:.2e} ({parity['relative_to_max_logit']:.2e})"
             if "max_abs_difference" in parity
-            else parity.get("error", parity.get("skipped", "-"))
+            else cell(parity, "max_abs_difference")
         )
         ratio = versus.get("versus", {}) or {}
         versus_cell = (
-            f"{ratio['ratio_median']:.3f}x (middle half {ratio['ratio_lower_quartile']:.3f}-{ratio['ratio_upper_quartile']:.3f})"
+            f"{ratio['ratio_median']:.3f}x "
+            f"(middle half {ratio['ratio_lower_quartile']:.3f}-{ratio['ratio_upper_quartile']:.3f})"
             if "ratio_median" in ratio
-            else versus.get("error", versus.get("skipped", "-"))
+            else cell(versus, "versus")
         )
         lines.append(f"| {name} | {parity_cell} | {parity.get('same_top5', '-')} | {versus_cell} |")
     (out / "gpu-bench.md").write_text("\n".join(lines) + "\n")
+
+
+def measure_model(name: str, entry: dict, args, budget: Budget, labels, out: Path, report: dict) -> None:
+    """Builds, checks and times one model, filling `entry` and rewriting the report after each step."""
+    device = args.device
+    batches = [int(b) for b in args.batches.split(",") if b]
+    models_dir = out / "models"
+    start = time.monotonic()
+    pwlu_model, original, preprocess = build_pair(name)
+    example = torch.zeros(1, 3, preprocess["crop"], preprocess["crop"])
+    pwlu_file, original_file = models_dir / f"{name}.safetensors", models_dir / f"{name}.original.safetensors"
+    export(pwlu_model, str(pwlu_file), example, preprocess=preprocess, labels=labels, name=name)
+    export(
+        original, str(original_file), example, preprocess=preprocess, labels=labels, name=f"{name} (original)"
+    )
+    entry["build_s"] = time.monotonic() - start
+    entry["parity"] = check_parity(args.pwlu, pwlu_file, pwlu_model, parity_input(preprocess), out, 120)
+    print(f"{name}: built in {entry['build_s']:.1f} s; parity {entry['parity']}", flush=True)
+    write_report(out, report)
+
+    entry["batches"] = {}
+    gpu_models = {"original": original.to(device), "pwlu": pwlu_model.to(device)}
+    for batch in batches:
+        row: dict = {}
+        entry["batches"][str(batch)] = row
+        if budget.left() < 20:
+            row["skipped"] = "budget"
+            continue
+        # Large batches take long enough per run that a third of the runs gives a steady median.
+        runs = args.runs if batch == 1 else min(args.runs, max(5, args.runs // 3))
+        for variant, model in gpu_models.items():
+            for precision in ["fp32", "tf32"] if device == "cuda" else ["fp32"]:
+                if variant == "pwlu" and precision == "tf32":
+                    continue
+                if device == "cuda":
+                    tf32(precision == "tf32")
+                key = f"torch_{variant}_{precision}"
+                try:
+                    row[key] = time_torch(model, batch, device, runs)
+                except RuntimeError as e:  # out of memory, an unsupported op on this device
+                    row[key] = {"error": str(e).splitlines()[0]}
+        if device == "cuda":
+            tf32(False)
+        bench = ["bench", str(pwlu_file), "--batch", str(batch), "--runs", str(runs)]
+        if name in args.layers.split(","):
+            bench.append("--layers")
+        row["pwlu"] = pwlu_json(args.pwlu, bench, max(60.0, budget.left()))
+        if name in args.stage_ab.split(",") and budget.left() > 20:
+            staged = ["--input-stage", "always", *bench]
+            row["pwlu_staged"] = pwlu_json(args.pwlu, staged, max(60.0, budget.left()))
+        report["adapter"] = row["pwlu"].get("adapter", report.get("adapter"))
+        summary = {k: v for k, v in row["pwlu"].items() if k in ("median_ms", "images_per_second", "error")}
+        print(f"{name} batch {batch}: pwlu {summary}, torch fp32 {row.get('torch_original_fp32')}", flush=True)
+        write_report(out, report)
+    if budget.left() > 20:
+        versus = ["bench", str(pwlu_file), "--versus", str(original_file), "--runs", str(args.runs)]
+        entry["versus"] = pwlu_json(args.pwlu, versus, max(60.0, budget.left()))
+    else:
+        entry["versus"] = {"skipped": "budget"}
+    for model in gpu_models.values():
+        model.cpu()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,20 +264,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float, default=420.0, help="start no step after this many seconds")
     parser.add_argument("--layers", default="resnet50", help="models whose per-layer GPU times to record")
+    parser.add_argument("--label", default="", help="what is measured (the commit), kept in the report")
     parser.add_argument(
         "--stage-ab",
         default="resnet50,mobilenet_v2",
         help="models also timed with their inputs read through the input stage (--input-stage always)",
     )
     args = parser.parse_args(argv)
+    from .zoo import TORCHVISION_MODELS
+
+    known = ["efficientnet_lite0", *TORCHVISION_MODELS]
+    names = [m for m in args.models.split(",") if m]
+    if unknown := [m for m in names if m not in known]:
+        parser.error(f"unknown models {unknown} (choose from {known})")
     budget = Budget(args.budget_s)
     out = Path(args.out)
-    models_dir = out / "models"
-    models_dir.mkdir(parents=True, exist_ok=True)
-    batches = [int(b) for b in args.batches.split(",") if b]
+    (out / "models").mkdir(parents=True, exist_ok=True)
     device = args.device
     report: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "label": args.label,
         "host": platform.node(),
         "torch": torch.__version__,
         "torch_device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
@@ -218,64 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         "models": {},
     }
     labels = labels_or_none()
-    for name in [m for m in args.models.split(",") if m]:
+    for name in names:
         entry: dict = {}
         report["models"][name] = entry
         if budget.left() < 30:
             entry["skipped"] = "budget"
             continue
-        start = time.monotonic()
-        pwlu_model, original, preprocess = build_pair(name)
-        example = torch.zeros(1, 3, preprocess["crop"], preprocess["crop"])
-        pwlu_file, original_file = models_dir / f"{name}.safetensors", models_dir / f"{name}.original.safetensors"
-        export(pwlu_model, str(pwlu_file), example, preprocess=preprocess, labels=labels, name=name)
-        export(original, str(original_file), example, preprocess=preprocess, labels=labels, name=f"{name} (original)")
-        entry["build_s"] = time.monotonic() - start
-        entry["parity"] = check_parity(args.pwlu, pwlu_file, pwlu_model, parity_input(preprocess), out, 120)
-        print(f"{name}: built in {entry['build_s']:.1f} s; parity {entry['parity']}", flush=True)
-        write_report(out, report)
-
-        entry["batches"] = {}
-        gpu_models = {"original": original.to(device), "pwlu": pwlu_model.to(device)}
-        for batch in batches:
-            row: dict = {}
-            entry["batches"][str(batch)] = row
-            if budget.left() < 20:
-                row["skipped"] = "budget"
-                continue
-            # Large batches take long enough per run that a third of the runs gives a steady median.
-            runs = args.runs if batch == 1 else min(args.runs, max(5, args.runs // 3))
-            for variant, model in gpu_models.items():
-                for precision in ["fp32", "tf32"] if device == "cuda" else ["fp32"]:
-                    if variant == "pwlu" and precision == "tf32":
-                        continue
-                    if device == "cuda":
-                        tf32(precision == "tf32")
-                    key = f"torch_{variant}_{precision}"
-                    try:
-                        row[key] = time_torch(model, batch, device, runs)
-                    except RuntimeError as e:  # out of memory, an unsupported op on this device
-                        row[key] = {"error": str(e).splitlines()[0]}
-            if device == "cuda":
-                tf32(False)
-            bench = ["bench", str(pwlu_file), "--batch", str(batch), "--runs", str(runs)]
-            if name in args.layers.split(","):
-                bench.append("--layers")
-            row["pwlu"] = pwlu_json(args.pwlu, bench, max(60.0, budget.left()))
-            if name in args.stage_ab.split(",") and budget.left() > 20:
-                staged = ["--input-stage", "always", *bench]
-                row["pwlu_staged"] = pwlu_json(args.pwlu, staged, max(60.0, budget.left()))
-            report["adapter"] = row["pwlu"].get("adapter", report.get("adapter"))
-            summary = {k: v for k, v in row["pwlu"].items() if k in ("median_ms", "images_per_second", "error")}
-            print(f"{name} batch {batch}: pwlu {summary}, torch fp32 {row['torch_original_fp32']}", flush=True)
-            write_report(out, report)
-        if budget.left() > 20:
-            versus = ["bench", str(pwlu_file), "--versus", str(original_file), "--runs", str(args.runs)]
-            entry["versus"] = pwlu_json(args.pwlu, versus, max(60.0, budget.left()))
-        else:
-            entry["versus"] = {"skipped": "budget"}
-        for model in gpu_models.values():
-            model.cpu()
+        try:
+            measure_model(name, entry, args, budget, labels, out, report)
+        except Exception as e:  # one model's failure must not cost the others' figures
+            entry["error"] = f"{type(e).__name__}: {e}"
+            print(f"{name}: {entry['error']}", flush=True)
         write_report(out, report)
     print((out / "gpu-bench.md").read_text(), flush=True)
     return 0

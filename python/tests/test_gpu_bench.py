@@ -28,10 +28,16 @@ def test_report_survives_errors_skips_and_missing_steps(tmp_path):
             },
             "failed": {
                 "parity": {"error": "no adapter"},
-                "batches": {"64": {"pwlu": {"error": "out of memory"}, "torch_original_fp32": {"error": "oom"}}},
+                "batches": {
+                    "64": {
+                        "pwlu": {"error": "out of memory\n\nUsage: pwlu | more"},
+                        "torch_original_fp32": {"error": "oom"},
+                    }
+                },
                 "versus": {"skipped": "budget"},
             },
             "never started": {"skipped": "budget"},
+            "broken": {"error": "RuntimeError: the exporter refused a node"},
         },
     }
     gpu_bench.write_report(tmp_path, report)
@@ -40,6 +46,10 @@ def test_report_survives_errors_skips_and_missing_steps(tmp_path):
     assert "2.00x" in table
     assert "1.010x (middle half 1.000-1.020)" in table
     assert "out of memory" in table and "no adapter" in table and "budget" in table
+    assert "Usage" not in table, "an error is one line in its cell"
+    assert "| never started | budget |" in table
+    assert "| broken | RuntimeError: the exporter refused a node |" in table
+    assert all(line.count("|") in (0, 5, 11) for line in table.splitlines()), table
     assert json.loads((tmp_path / "gpu-bench.json").read_text())["adapter"] == "test adapter"
 
 

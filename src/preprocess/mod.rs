@@ -8,7 +8,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder};
 use serde::{Deserialize, Serialize};
 
-pub use resize::{resize, Filter};
+pub use resize::{resize, resize_window, Filter, Window};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -183,13 +183,27 @@ fn resize_and_crop<P>(
 where
     P: image::Pixel<Subpixel = u8> + 'static,
 {
-    let image = match target {
-        Some([height, width]) => resize(&image, width, height, filter),
-        None => image,
+    let [height, width] = target.unwrap_or([image.height(), image.width()]);
+    let (cw, ch) = crop_box(width, height, crop)?;
+    if crop.is_none() && u64::from(cw) * u64::from(ch) > u64::from(MAX_IMAGE_SIDE).pow(2) {
+        return Err(Error::Image(format!(
+            "resizing to {width}x{height} makes more than {MAX_IMAGE_SIDE}^2 pixels"
+        )));
+    }
+    let (x, y) = crop_origin(width, height, cw, ch);
+    let window = Window {
+        x,
+        y,
+        width: cw,
+        height: ch,
     };
-    let (cw, ch) = crop_box(image.width(), image.height(), crop)?;
-    let (x0, y0) = crop_origin(image.width(), image.height(), cw, ch);
-    let cropped = image::imageops::crop_imm(&image, x0, y0, cw, ch).to_image();
+    // Only the crop is resampled: the same pixels as resizing everything and cropping, in memory that follows
+    // the crop, however far the image's aspect ratio makes the resized image reach.
+    let cropped = if target.is_some() {
+        resize_window(&image, width, height, window, filter)
+    } else {
+        image::imageops::crop_imm(&image, x, y, cw, ch).to_image()
+    };
     Ok((cropped.into_raw(), cw, ch))
 }
 

@@ -42,12 +42,19 @@ impl Filter {
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// Per output pixel: first input index and fixed-point weights.
-fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<(usize, Vec<i32>)> {
+/// Per output pixel of `outputs` (a range of the `out_size` pixels the whole resize makes): first input index
+/// and fixed-point weights. Each pixel's coefficients depend on its own position only, so a window of the
+/// output gets exactly the coefficients the whole resize would.
+fn coefficients(
+    in_size: usize,
+    out_size: usize,
+    outputs: std::ops::Range<usize>,
+    filter: Filter,
+) -> Vec<(usize, Vec<i32>)> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
-    (0..out_size)
+    outputs
         .map(|i| {
             let center = (i as f64 + 0.5) * scale;
             let min = ((center - support + 0.5).floor().max(0.0)) as usize;
@@ -74,6 +81,19 @@ fn clip8(acc: i64) -> u8 {
     v.clamp(0, 255) as u8
 }
 
+/// A window of an image's pixels: left, top, width, height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First column.
+    pub x: u32,
+    /// First row.
+    pub y: u32,
+    /// Columns.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+}
+
 /// Resizes an 8-bit image to `width` x `height` the way Pillow does.
 pub fn resize<P>(
     image: &ImageBuffer<P, Vec<u8>>,
@@ -84,18 +104,62 @@ pub fn resize<P>(
 where
     P: Pixel<Subpixel = u8>,
 {
+    let whole = Window {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    resize_window(image, width, height, whole, filter)
+}
+
+/// The pixels in `window` of the image [`resize`] would make at `width` x `height`, bit for bit, computing only
+/// those: memory and time follow the window and the input rows it reads, not the whole resized image (a
+/// 1 x 16384 strip resized so that its shorter side is 256 would be 256 x 4194304 pixels). `window` must lie
+/// within `width` x `height`.
+pub fn resize_window<P>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    width: u32,
+    height: u32,
+    window: Window,
+    filter: Filter,
+) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8>,
+{
     let channels = P::CHANNEL_COUNT as usize;
     let (in_w, in_h) = (image.width() as usize, image.height() as usize);
-    let (out_w, out_h) = (width as usize, height as usize);
+    let (x0, y0) = (window.x as usize, window.y as usize);
+    let (out_w, out_h) = (window.width as usize, window.height as usize);
     let src = image.as_raw();
 
-    // Horizontal pass: in_h rows of out_w pixels.
-    let horizontal = if out_w == in_w {
-        src.clone()
+    // The input rows the window's output rows read (all of them when the height stays).
+    let vertical = (height as usize != in_h)
+        .then(|| coefficients(in_h, height as usize, y0..y0 + out_h, filter));
+    let rows = match &vertical {
+        Some(coeffs) => {
+            let first = coeffs.iter().map(|(start, _)| *start).min().unwrap_or(0);
+            let end = coeffs
+                .iter()
+                .map(|(start, w)| start + w.len())
+                .max()
+                .unwrap_or(first);
+            first..end.max(first)
+        }
+        None => y0..y0 + out_h,
+    };
+
+    // Horizontal pass over those rows: the window's columns only.
+    let horizontal = if width as usize == in_w {
+        let mut out = Vec::with_capacity(rows.len() * out_w * channels);
+        for y in rows.clone() {
+            out.extend_from_slice(&src[(y * in_w + x0) * channels..][..out_w * channels]);
+        }
+        out
     } else {
-        let coeffs = coefficients(in_w, out_w, filter);
-        let mut out = vec![0u8; out_w * in_h * channels];
-        for y in 0..in_h {
+        let coeffs = coefficients(in_w, width as usize, x0..x0 + out_w, filter);
+        let mut out = vec![0u8; out_w * rows.len() * channels];
+        for (r, y) in rows.clone().enumerate() {
             let row = &src[y * in_w * channels..][..in_w * channels];
             for (x, (start, weights)) in coeffs.iter().enumerate() {
                 for c in 0..channels {
@@ -104,33 +168,36 @@ where
                         .enumerate()
                         .map(|(k, &w)| i64::from(row[(start + k) * channels + c]) * i64::from(w))
                         .sum();
-                    out[(y * out_w + x) * channels + c] = clip8(acc);
+                    out[(r * out_w + x) * channels + c] = clip8(acc);
                 }
             }
         }
         out
     };
 
-    // Vertical pass.
-    let pixels = if out_h == in_h {
-        horizontal
-    } else {
-        let coeffs = coefficients(in_h, out_h, filter);
-        let mut out = vec![0u8; out_w * out_h * channels];
-        for (y, (start, weights)) in coeffs.iter().enumerate() {
-            for x in 0..out_w * channels {
-                let acc: i64 = weights
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &w)| {
-                        i64::from(horizontal[(start + k) * out_w * channels + x]) * i64::from(w)
-                    })
-                    .sum();
-                out[y * out_w * channels + x] = clip8(acc);
+    // Vertical pass, rows indexed from the first one the horizontal pass kept.
+    let pixels = match vertical {
+        None => horizontal,
+        Some(coeffs) => {
+            let mut out = vec![0u8; out_w * out_h * channels];
+            for (y, (start, weights)) in coeffs.iter().enumerate() {
+                let start = start - rows.start;
+                for x in 0..out_w * channels {
+                    let acc: i64 = weights
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &w)| {
+                            i64::from(horizontal[(start + k) * out_w * channels + x])
+                                * i64::from(w)
+                        })
+                        .sum();
+                    out[y * out_w * channels + x] = clip8(acc);
+                }
             }
+            out
         }
-        out
     };
     // The buffer has exactly width * height * channels bytes by construction.
-    ImageBuffer::from_raw(width, height, pixels).unwrap_or_else(|| ImageBuffer::new(width, height))
+    ImageBuffer::from_raw(window.width, window.height, pixels)
+        .unwrap_or_else(|| ImageBuffer::new(window.width, window.height))
 }

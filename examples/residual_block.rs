@@ -64,10 +64,10 @@ fn conv_bn(rng: &mut Lcg, channels: usize, epilogue: Epilogue) -> pwlu::Result<C
         epilogue,
     )?;
     let bn = BatchNorm {
-        mean: rng.vec(channels, 0.1),
+        mean: rng.vec(channels, 0.1).into(),
         var: rng.vec(channels, 0.2).iter().map(|v| 1.0 + v).collect(),
         gamma: rng.vec(channels, 0.2).iter().map(|v| 1.0 + v).collect(),
-        beta: rng.vec(channels, 0.1),
+        beta: rng.vec(channels, 0.1).into(),
         eps: 1e-5,
     };
     layer.fold_batch_norm(&bn)?;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{ReadBack, TimedRun, STAGE_WIDTH};
 use crate::gpu::kernels::{
     BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel,
-    UnaryKernel,
+    SharedUploads, UnaryKernel,
 };
 use crate::gpu::tensor::{nhwc4_len, to_nhwc4};
 use crate::gpu::{Dispatch, GpuContext, GpuTensor};
@@ -238,6 +238,8 @@ impl Plan {
         }
         ctx.take_errors()?;
         let mut dispatches = Vec::with_capacity(n);
+        // A tensor that several nodes name is uploaded once (docs/format.md: memory proportional to the file).
+        let mut uploads = SharedUploads::default();
         let mut nodes = Vec::with_capacity(n);
 
         for (j, node) in graph.nodes.iter().enumerate() {
@@ -272,27 +274,27 @@ impl Plan {
             let in_shape = inputs[0].shape();
             let dispatch = match &node.op {
                 Op::Conv(layer) => {
-                    Conv2dKernel::new(ctx, layer, in_shape)
+                    Conv2dKernel::prepare(ctx, layer, in_shape, &mut uploads)
                         .and_then(|k| k.bind(ctx, &inputs[0], inputs.get(1), &output))
                         .map_err(context)?
                 }
                 Op::Linear(linear) => {
-                    Conv2dKernel::linear(ctx, linear, batch)
+                    Conv2dKernel::prepare_linear(ctx, linear, batch, &mut uploads)
                         .and_then(|k| k.bind(ctx, &inputs[0], None, &output))
                         .map_err(context)?
                 }
                 Op::BatchNorm(bn, act) => {
-                    UnaryKernel::batch_norm(ctx, bn, act, in_shape)
+                    UnaryKernel::prepare_batch_norm(ctx, bn, act, in_shape, &mut uploads)
                         .and_then(|k| k.bind(ctx, &inputs[0], &output))
                         .map_err(context)?
                 }
                 Op::Activation(act) => {
-                    UnaryKernel::activation(ctx, act, in_shape)
+                    UnaryKernel::prepare_activation(ctx, act, in_shape, &mut uploads)
                         .and_then(|k| k.bind(ctx, &inputs[0], &output))
                         .map_err(context)?
                 }
                 Op::Binary(op, act) => {
-                    BinaryKernel::new(ctx, *op, act, in_shape)
+                    BinaryKernel::prepare(ctx, *op, act, in_shape, &mut uploads)
                         .and_then(|k| k.bind(ctx, &inputs[0], &inputs[1], &output))
                         .map_err(context)?
                 }

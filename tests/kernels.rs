@@ -73,7 +73,7 @@ fn random_layer(rng: &mut SmallRng, conv: Conv2d, epilogue: Epilogue) -> Conv2dL
     let weight = random_vec(rng, conv.weight_len(), 1.0 / fan_in.sqrt());
     let bias = rng
         .random_bool(0.7)
-        .then(|| random_vec(rng, conv.out_channels, 0.5));
+        .then(|| random_vec(rng, conv.out_channels, 0.5).into());
     Conv2dLayer::new(conv, weight, bias, epilogue).expect("valid layer")
 }
 
@@ -617,14 +617,14 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
 
 fn random_batch_norm(rng: &mut SmallRng, channels: usize) -> BatchNorm {
     BatchNorm {
-        mean: random_vec(rng, channels, 0.5),
+        mean: random_vec(rng, channels, 0.5).into(),
         var: (0..channels)
             .map(|_| rng.random_range(0.2f32..2.0))
             .collect(),
         gamma: (0..channels)
             .map(|_| rng.random_range(0.5f32..1.5))
             .collect(),
-        beta: random_vec(rng, channels, 0.5),
+        beta: random_vec(rng, channels, 0.5).into(),
         eps: 1e-5,
     }
 }
@@ -1140,8 +1140,8 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
                 let linear = Linear {
                     in_features: features,
                     out_features,
-                    weight: random_vec(&mut rng, features * out_features, 0.3),
-                    bias: Some(random_vec(&mut rng, out_features, 0.3)),
+                    weight: random_vec(&mut rng, features * out_features, 0.3).into(),
+                    bias: Some(random_vec(&mut rng, out_features, 0.3).into()),
                     activation: Activation::Identity,
                 };
                 let logits_cpu = cpu::linear(&linear, &flat_cpu).expect("linear");

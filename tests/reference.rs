@@ -342,7 +342,7 @@ fn small_convolution_by_hand() {
     let layer = Conv2dLayer::new(
         Conv2d::new(1, 1, [2, 2]),
         vec![1.0; 4],
-        Some(vec![1.0]),
+        Some(vec![1.0].into()),
         Epilogue::activation(Activation::Relu),
     )
     .expect("layer");
@@ -389,10 +389,10 @@ fn batch_norm_folding_equals_conv_then_batch_norm() {
     )
     .expect("layer");
     let bn = BatchNorm {
-        mean: random_vec(&mut rng, 6, 1.0),
-        var: vec![0.5, 1.0, 2.0, 0.1, 3.0, 1e-3],
-        gamma: random_vec(&mut rng, 6, 2.0),
-        beta: random_vec(&mut rng, 6, 1.0),
+        mean: random_vec(&mut rng, 6, 1.0).into(),
+        var: vec![0.5, 1.0, 2.0, 0.1, 3.0, 1e-3].into(),
+        gamma: random_vec(&mut rng, 6, 2.0).into(),
+        beta: random_vec(&mut rng, 6, 1.0).into(),
         eps: 1e-5,
     };
     let x = common::random_tensor(&mut rng, Shape::new(2, 4, 5, 5));
@@ -407,7 +407,7 @@ fn batch_norm_folding_equals_conv_then_batch_norm() {
     let got = cpu::conv2d(&folded, &x, None).expect("conv");
     common::assert_close(&got, &expected, 1e-5, "folded batch norm");
     let wrong = BatchNorm {
-        mean: vec![0.0; 5],
+        mean: vec![0.0; 5].into(),
         ..bn
     };
     assert!(folded.fold_batch_norm(&wrong).is_err());

@@ -537,9 +537,11 @@ impl GpuContext {
     }
 
     /// A matrix of `rgba32float` texels, `width` per row, for an [`Access::Table`](super::shaders::Access::Table)
-    /// binding. Where it has more rows than the device's `max_texture_dimension_2d`, its rows are laid out in
-    /// blocks side by side (see [`Table`]); `data.len()` must be a whole number of rows.
-    pub(crate) fn table(&self, label: &str, data: &[f32], width: usize) -> Result<Table> {
+    /// binding; `data.len()` must be a whole number of rows. Row `r` of the matrix is texture row
+    /// `r % block_rows` ([`Self::table_block_rows`]), starting at texel `(r / block_rows) * width`: blocks of
+    /// rows side by side where the matrix has more rows than the device's `max_texture_dimension_2d`
+    /// (`table_read` in shaders/shared/table.wgsl reads it).
+    pub(crate) fn table(&self, label: &str, data: &[f32], width: usize) -> Result<wgpu::Texture> {
         let limit = self.limits.max_texture_dimension_2d as usize;
         let rows = (data.len() / 4).checked_div(width).unwrap_or(0);
         if rows == 0 || width * rows * 4 != data.len() {
@@ -575,10 +577,7 @@ impl GpuContext {
             },
             texture.size(),
         );
-        Ok(Table {
-            texture,
-            block_rows,
-        })
+        Ok(texture)
     }
 
     /// Checks `bytes` against the storage-binding and buffer-size limits.
@@ -916,17 +915,8 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
-/// A matrix on the GPU as an unfilterable `rgba32float` texture, read with `textureLoad`. Row `r` of the
-/// matrix is texture row `r % block_rows`, starting at texel `(r / block_rows) * width`: blocks of rows side by
-/// side, one block wherever the matrix fits (`matrix_texel` in shaders/shared/common.wgsl reads it).
-#[derive(Debug)]
-pub(crate) struct Table {
-    pub(crate) texture: wgpu::Texture,
-    pub(crate) block_rows: usize,
-}
-
-/// `data` (rows of `width` texels) laid out as [`Table`] blocks of `block_rows` rows, the last block padded
-/// with zeros.
+/// `data` (rows of `width` texels) laid out as a table's blocks of `block_rows` rows (see
+/// [`GpuContext::table`]), the last block padded with zeros.
 fn fold_rows(data: &[f32], width: usize, block_rows: usize) -> Vec<f32> {
     let row_floats = width * 4;
     let rows = data.len() / row_floats;

@@ -62,14 +62,28 @@ pub struct NodeSpec {
 pub struct StoredTensor {
     /// Dimensions as stored.
     pub dims: Vec<usize>,
-    /// Values, converted to f32.
-    pub data: Vec<f32>,
+    /// Values, converted to f32; shared by every node that names the tensor.
+    pub data: Arc<[f32]>,
 }
 
-/// The file's tensors; tracks which ones the graph used, so that leftovers are reported.
+/// The names of the tensors a PWLU node reads, and how it reads them: nodes that agree on all of it share one
+/// unit (and so one table on the GPU).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PwluKey {
+    intervals: usize,
+    units: usize,
+    grid: String,
+    points: String,
+    slopes: String,
+}
+
+/// The file's tensors; tracks which ones the graph used, so that leftovers are reported. A tensor named by
+/// several nodes is stored once: each node holds the same `Arc`, so memory stays proportional to the file
+/// however often its tensors are referenced.
 pub struct TensorStore {
     tensors: HashMap<String, StoredTensor>,
     used: HashSet<String>,
+    pwlu_units: HashMap<PwluKey, Arc<Pwlu>>,
 }
 
 impl TensorStore {
@@ -78,10 +92,11 @@ impl TensorStore {
         TensorStore {
             tensors,
             used: HashSet::new(),
+            pwlu_units: HashMap::new(),
         }
     }
 
-    fn take(&mut self, node: &str, role: &str, name: &str, dims: &[usize]) -> Result<Vec<f32>> {
+    fn take(&mut self, node: &str, role: &str, name: &str, dims: &[usize]) -> Result<Arc<[f32]>> {
         let tensor = self.tensors.get(name).ok_or_else(|| {
             Error::Model(format!(
                 "node '{node}': {role} tensor '{name}' is not in the file"
@@ -93,14 +108,16 @@ impl TensorStore {
                 tensor.dims
             )));
         }
-        if let Some(i) = tensor.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Model(format!(
-                "node '{node}': {role} tensor '{name}' holds {} at index {i}",
-                tensor.data[i]
-            )));
+        if !self.used.contains(name) {
+            if let Some(i) = tensor.data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Model(format!(
+                    "node '{node}': {role} tensor '{name}' holds {} at index {i}",
+                    tensor.data[i]
+                )));
+            }
+            self.used.insert(name.to_string());
         }
-        self.used.insert(name.to_string());
-        Ok(tensor.data.clone())
+        Ok(Arc::clone(&tensor.data))
     }
 
     fn unused(&self) -> Vec<&str> {
@@ -243,7 +260,7 @@ impl NodeBuilder<'_> {
         Ok(())
     }
 
-    fn param(&mut self, role: &str, dims: &[usize]) -> Result<Option<Vec<f32>>> {
+    fn param(&mut self, role: &str, dims: &[usize]) -> Result<Option<Arc<[f32]>>> {
         match self.spec.params.get(role) {
             None => Ok(None),
             Some(name) => {
@@ -255,7 +272,7 @@ impl NodeBuilder<'_> {
         }
     }
 
-    fn required(&mut self, role: &str, dims: &[usize]) -> Result<Vec<f32>> {
+    fn required(&mut self, role: &str, dims: &[usize]) -> Result<Arc<[f32]>> {
         self.param(role, dims)?
             .ok_or_else(|| self.err(format!("missing parameter '{role}'")))
     }
@@ -366,17 +383,35 @@ impl NodeBuilder<'_> {
                     )));
                 }
                 let n1 = a.intervals + 1;
+                let grid_role = if uniform { "bounds" } else { "breakpoints" };
+                let name_of = |role: &str| self.spec.params.get(role).cloned().unwrap_or_default();
+                let key = PwluKey {
+                    intervals: a.intervals,
+                    units,
+                    grid: format!("{grid_role}:{}", name_of(grid_role)),
+                    points: name_of("points"),
+                    slopes: name_of("slopes"),
+                };
                 let points = self.required("points", &[units, n1])?;
-                let slopes = pairs(self.required("slopes", &[units, 2])?);
-                let pwlu = if uniform {
-                    let bounds = pairs(self.required("bounds", &[units, 2])?);
-                    Pwlu::uniform(a.intervals, bounds, points, slopes)
+                let slopes = self.required("slopes", &[units, 2])?;
+                let grid = if uniform {
+                    self.required("bounds", &[units, 2])?
                 } else {
-                    let breakpoints = self.required("breakpoints", &[units, n1])?;
-                    Pwlu::non_uniform(a.intervals, breakpoints, points, slopes)
+                    self.required("breakpoints", &[units, n1])?
+                };
+                if let Some(shared) = self.store.pwlu_units.get(&key) {
+                    return Ok(Op::Activation(Activation::Pwlu(Arc::clone(shared))));
+                }
+                let (points, slopes) = (points.to_vec(), pairs(&slopes));
+                let pwlu = if uniform {
+                    Pwlu::uniform(a.intervals, pairs(&grid), points, slopes)
+                } else {
+                    Pwlu::non_uniform(a.intervals, grid.to_vec(), points, slopes)
                 }
                 .map_err(|e| self.err(e))?;
-                Op::Activation(Activation::Pwlu(Arc::new(pwlu)))
+                let pwlu = Arc::new(pwlu);
+                self.store.pwlu_units.insert(key, Arc::clone(&pwlu));
+                Op::Activation(Activation::Pwlu(pwlu))
             }
             "add" | "mul" => {
                 self.check_params(&[], &[])?;
@@ -448,7 +483,7 @@ impl NodeBuilder<'_> {
     }
 }
 
-fn pairs(flat: Vec<f32>) -> Vec<[f32; 2]> {
+fn pairs(flat: &[f32]) -> Vec<[f32; 2]> {
     flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
 }
 

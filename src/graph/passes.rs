@@ -2,6 +2,9 @@
 //! into their producers' epilogues. Each pass preserves the graph's meaning exactly up to float rounding; the
 //! result is what the planner turns into dispatches.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use super::{Graph, Node, Op, Value};
 use crate::error::Result;
 use crate::ops::{Activation, ResidualAdd};
@@ -128,13 +131,35 @@ pub fn fold_padding(graph: Graph) -> Graph {
     })
 }
 
-/// `conv -> batch_norm`: the batch norm's scale and shift go into the convolution's weights and bias.
+/// The weights that more than one node holds (a model file may name one tensor in several nodes).
+fn shared_weights(graph: &Graph) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut shared = HashSet::new();
+    for node in &graph.nodes {
+        let weight = match &node.op {
+            Op::Conv(layer) => &layer.weight,
+            Op::Linear(linear) => &linear.weight,
+            _ => continue,
+        };
+        let address = Arc::as_ptr(weight).cast::<f32>() as usize;
+        if !seen.insert(address) {
+            shared.insert(address);
+        }
+    }
+    shared
+}
+
+/// `conv -> batch_norm`: the batch norm's scale and shift go into the convolution's weights and bias. A
+/// convolution whose weights other nodes share keeps them, and its batch norm stays a node of its own: folding
+/// would give each such node a copy, and memory would no longer be bounded by the file's size.
 pub fn fold_batch_norm(graph: Graph) -> Result<Graph> {
     // Folding can only fail on inconsistent channels, which validation has excluded; surface it anyway.
     let failure = std::cell::RefCell::new(None);
+    let shared = shared_weights(&graph);
     let graph = merge_all(graph, |g, i, j| match (&g.nodes[i].op, &g.nodes[j].op) {
         (Op::Conv(layer), Op::BatchNorm(bn, Activation::Identity))
-            if is_plain_conv(&g.nodes[i].op) =>
+            if is_plain_conv(&g.nodes[i].op)
+                && !shared.contains(&(Arc::as_ptr(&layer.weight).cast::<f32>() as usize)) =>
         {
             let mut layer = layer.clone();
             match layer.fold_batch_norm(bn) {

@@ -84,7 +84,7 @@ pub fn parse(bytes: &[u8]) -> Result<ModelFile> {
     let mut tensors = HashMap::new();
     for (name, view) in file.iter() {
         let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
+        let data: std::sync::Arc<[f32]> = match view.dtype() {
             safetensors::Dtype::F32 => raw
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

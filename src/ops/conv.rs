@@ -1,5 +1,7 @@
 //! 2-D convolution: hyper-parameters, shape inference, the fused epilogue, and batch-norm folding.
 
+use std::sync::Arc;
+
 use super::activation::Activation;
 use crate::error::{Error, Result};
 
@@ -197,15 +199,16 @@ impl Epilogue {
     }
 }
 
-/// A convolution with its weights and fused epilogue: the unit the kernels run.
+/// A convolution with its weights and fused epilogue: the unit the kernels run. Weights are shared, not
+/// copied, between layers that use the same tensor of a model file (and between a layer and its clones).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2dLayer {
     /// Hyper-parameters.
     pub conv: Conv2d,
     /// `[OC, IC / groups, KH, KW]`, row-major.
-    pub weight: Vec<f32>,
+    pub weight: Arc<[f32]>,
     /// `[OC]`; `None` for no bias.
-    pub bias: Option<Vec<f32>>,
+    pub bias: Option<Arc<[f32]>>,
     /// Bias is applied first, then the epilogue.
     pub epilogue: Epilogue,
 }
@@ -214,10 +217,11 @@ impl Conv2dLayer {
     /// Builds a layer and checks that weights, bias and epilogue fit the hyper-parameters.
     pub fn new(
         conv: Conv2d,
-        weight: Vec<f32>,
-        bias: Option<Vec<f32>>,
+        weight: impl Into<Arc<[f32]>>,
+        bias: Option<Arc<[f32]>>,
         epilogue: Epilogue,
     ) -> Result<Self> {
+        let weight = weight.into();
         conv.validate()?;
         if weight.len() != conv.weight_len() {
             return Err(Error::invalid_op(
@@ -260,11 +264,13 @@ impl Conv2dLayer {
         }
         let (scale, shift) = bn.scale_shift()?;
         let per_filter = self.weight.len() / self.conv.out_channels;
-        for (oc, filter) in self.weight.chunks_mut(per_filter).enumerate() {
-            filter
-                .iter_mut()
-                .for_each(|w| *w = (f64::from(*w) * scale[oc]) as f32);
-        }
+        let scale = &scale;
+        self.weight = self
+            .weight
+            .chunks(per_filter)
+            .enumerate()
+            .flat_map(|(oc, filter)| filter.iter().map(move |&w| (f64::from(w) * scale[oc]) as f32))
+            .collect();
         let bias = (0..self.conv.out_channels)
             .map(|oc| {
                 let b = self.bias.as_ref().map_or(0.0, |b| f64::from(b[oc]));
@@ -280,13 +286,13 @@ impl Conv2dLayer {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm {
     /// Running mean.
-    pub mean: Vec<f32>,
+    pub mean: Arc<[f32]>,
     /// Running variance.
-    pub var: Vec<f32>,
+    pub var: Arc<[f32]>,
     /// Scale (`weight` in PyTorch); ones when not affine.
-    pub gamma: Vec<f32>,
+    pub gamma: Arc<[f32]>,
     /// Shift (`bias` in PyTorch); zeros when not affine.
-    pub beta: Vec<f32>,
+    pub beta: Arc<[f32]>,
     /// PyTorch's default is 1e-5.
     pub eps: f32,
 }

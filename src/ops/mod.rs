@@ -11,6 +11,8 @@ pub use conv::{BatchNorm, Conv2d, Conv2dLayer, Epilogue, Padding, ResidualAdd};
 pub use pool::{Pool2d, PoolKind};
 pub use pwlu::{Grid, Pwlu, PwluTable};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 
 /// A fully connected layer (`nn.Linear`): `y = x W^T + b`, weights `[out, in]`.
@@ -21,9 +23,9 @@ pub struct Linear {
     /// Output features.
     pub out_features: usize,
     /// `[out, in]`, row-major.
-    pub weight: Vec<f32>,
+    pub weight: Arc<[f32]>,
     /// `[out]`.
-    pub bias: Option<Vec<f32>>,
+    pub bias: Option<Arc<[f32]>>,
     /// Activation applied to the output.
     pub activation: Activation,
 }
@@ -42,7 +44,7 @@ impl Linear {
         }
         Conv2dLayer::new(
             Conv2d::new(self.in_features, self.out_features, [1, 1]),
-            self.weight.clone(),
+            Arc::clone(&self.weight),
             self.bias.clone(),
             Epilogue::activation(self.activation.clone()),
         )

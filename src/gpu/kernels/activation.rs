@@ -1,6 +1,9 @@
 //! How an [`Activation`] reaches a kernel: override constants plus, for PWLU, the packed table at binding 7
 //! (one texture row per unit, see [`PwluTable`](crate::ops::PwluTable)).
 
+use std::sync::Arc;
+
+use super::uploads::{SharedUploads, Source};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Resource;
@@ -32,8 +35,14 @@ pub(crate) struct ActivationBinding {
 }
 
 impl ActivationBinding {
-    /// Prepares `activation` for a tensor of `channels` channels.
-    pub(crate) fn new(ctx: &GpuContext, activation: &Activation, channels: usize) -> Result<Self> {
+    /// Prepares `activation` for a tensor of `channels` channels, its PWLU table taken from `uploads` where
+    /// another kernel uploaded it already.
+    pub(crate) fn prepare(
+        ctx: &GpuContext,
+        activation: &Activation,
+        channels: usize,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
         activation.check_channels(channels)?;
         let mut constants = Constants::new();
         let mut table = None;
@@ -61,8 +70,7 @@ impl ActivationBinding {
                     ),
                     ("PWLU_UNIFORM", if packed.is_uniform() { 1.0 } else { 0.0 }),
                 ]);
-                let pwlu_table = ctx.table("pwlu table", packed.data(), packed.stride() / 4)?;
-                if pwlu_table.block_rows != packed.units() {
+                if ctx.table_block_rows(packed.units()) != packed.units() {
                     return Err(Error::invalid_op(
                         "pwlu",
                         format!(
@@ -72,7 +80,12 @@ impl ActivationBinding {
                         ),
                     ));
                 }
-                table = Some(pwlu_table.texture);
+                table = Some(uploads.texture(
+                    "pwlu table",
+                    Source::Pwlu(Arc::clone(pwlu)),
+                    &[],
+                    || ctx.table("pwlu table", packed.data(), packed.stride() / 4),
+                )?);
                 ActivationCode::Pwlu
             }
         };

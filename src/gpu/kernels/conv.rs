@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::activation::ActivationBinding;
+use super::uploads::{SharedUploads, Source};
 use super::{check_input, check_invocations, run_single, uniform_words};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -89,6 +90,17 @@ pub struct Conv2dKernel {
 impl Conv2dKernel {
     /// Prepares `layer` for inputs of `input_shape`.
     pub fn new(ctx: &GpuContext, layer: &Conv2dLayer, input_shape: Shape) -> Result<Self> {
+        Self::prepare(ctx, layer, input_shape, &mut SharedUploads::default())
+    }
+
+    /// [`Self::new`], taking weights, bias and activation table from `uploads` where another kernel of the
+    /// plan uploaded them already.
+    pub(crate) fn prepare(
+        ctx: &GpuContext,
+        layer: &Conv2dLayer,
+        input_shape: Shape,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
         let conv = &layer.conv;
         if input_shape.c != conv.in_channels {
             return Err(Error::invalid_op(
@@ -110,54 +122,46 @@ impl Conv2dKernel {
         // The dense kernel's weight matrix is as wide as its output channels rounded up to whole tiles.
         let w_oc4 = oc4.next_multiple_of(DENSE_TILE_OC4);
 
-        let (weights, bias_len, invocations, mut constants): (Vec<f32>, usize, u64, Constants) =
-            match variant {
-                ConvVariant::Dense => {
-                    let invocations =
-                        (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
-                    let constants =
-                        vec![("LIVE_PIXELS", pixels.min(DENSE_TILE_PIXELS as u64) as f64)];
-                    (
-                        pack_dense(layer, ic4, w_oc4),
-                        w_oc4 * 4,
-                        invocations,
-                        constants,
-                    )
-                }
-                ConvVariant::Depthwise => {
-                    let constants = Constants::new();
-                    let rows = (input_shape.n * oh) as u64;
-                    let tiles = (ow as u64).div_ceil(DEPTHWISE_TILE_W);
-                    (
-                        pack_depthwise(layer, oc4),
-                        oc4 * 4,
-                        rows * tiles * oc4 as u64,
-                        constants,
-                    )
-                }
-                ConvVariant::Grouped => {
-                    let constants = vec![
-                        ("IN_C4", ic4 as f64),
-                        ("OUT_C4", oc4 as f64),
-                        ("IN_PER_GROUP", (conv.in_channels / conv.groups) as f64),
-                        ("OUT_PER_GROUP", (conv.out_channels / conv.groups) as f64),
-                    ];
-                    (
-                        layer.weight.clone(),
-                        oc4 * 4,
-                        pixels * oc4 as u64,
-                        constants,
-                    )
-                }
-            };
+        let (bias_len, invocations, mut constants): (usize, u64, Constants) = match variant {
+            ConvVariant::Dense => {
+                let invocations =
+                    (w_oc4 / DENSE_TILE_OC4) as u64 * pixels.div_ceil(DENSE_TILE_PIXELS as u64);
+                let constants = vec![("LIVE_PIXELS", pixels.min(DENSE_TILE_PIXELS as u64) as f64)];
+                (w_oc4 * 4, invocations, constants)
+            }
+            ConvVariant::Depthwise => {
+                let rows = (input_shape.n * oh) as u64;
+                let tiles = (ow as u64).div_ceil(DEPTHWISE_TILE_W);
+                (oc4 * 4, rows * tiles * oc4 as u64, Constants::new())
+            }
+            ConvVariant::Grouped => {
+                let constants = vec![
+                    ("IN_C4", ic4 as f64),
+                    ("OUT_C4", oc4 as f64),
+                    ("IN_PER_GROUP", (conv.in_channels / conv.groups) as f64),
+                    ("OUT_PER_GROUP", (conv.out_channels / conv.groups) as f64),
+                ];
+                (oc4 * 4, pixels * oc4 as u64, constants)
+            }
+        };
         check_invocations("conv2d", invocations)?;
-        let mut bias = vec![0.0; bias_len];
-        if let Some(b) = &layer.bias {
-            bias[..b.len()].copy_from_slice(b);
-        }
+        let bias = match &layer.bias {
+            Some(b) => uploads.buffer("conv bias", Source::Floats(vec![Arc::clone(b)]), &[bias_len], || {
+                let mut padded = vec![0.0; bias_len];
+                padded[..b.len()].copy_from_slice(b);
+                ctx.storage_buffer("conv bias", &padded)
+            })?,
+            None => uploads.buffer("zero bias", Source::None, &[bias_len], || {
+                ctx.storage_buffer("conv bias", &vec![0.0; bias_len])
+            })?,
+        };
 
-        let activation =
-            ActivationBinding::new(ctx, &layer.epilogue.activation, conv.out_channels)?;
+        let activation = ActivationBinding::prepare(
+            ctx,
+            &layer.epilogue.activation,
+            conv.out_channels,
+            uploads,
+        )?;
         constants.push(("RESIDUAL", residual_code(layer.epilogue.residual)));
         constants.extend(activation.constants().iter().copied());
         let stride_and_dilation = [
@@ -166,20 +170,29 @@ impl Conv2dKernel {
             ("DILATION_H", conv.dilation[0] as f64),
             ("DILATION_W", conv.dilation[1] as f64),
         ];
+        let source = || Source::Floats(vec![Arc::clone(&layer.weight)]);
         let (weights, sizes) = match variant {
             ConvVariant::Dense => {
-                let table = ctx.table("conv weights", &weights, w_oc4)?;
-                let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, table.block_rows)?;
+                // The packed matrix has one row per (tap, input channel) and w_oc4 texels per row.
+                let rows = conv.kernel[0] * conv.kernel[1] * ic4 * 4;
+                let table = uploads.texture("dense conv weights", source(), &[ic4, w_oc4], || {
+                    ctx.table("conv weights", &pack_dense(layer, ic4, w_oc4), w_oc4)
+                })?;
+                let block_rows = ctx.table_block_rows(rows);
+                let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, block_rows)?;
                 (
-                    Weights::Table(table.texture),
+                    Weights::Table(table),
                     Some(ctx.uniform_buffer("conv sizes", &sizes)),
                 )
             }
             ConvVariant::Depthwise => {
                 constants.extend(stride_and_dilation);
                 let sizes = conv_shape(conv, input_shape, [oh, ow], 0, 0)?;
+                let table = uploads.texture("depthwise conv weights", source(), &[oc4], || {
+                    ctx.table("conv weights", &pack_depthwise(layer, oc4), oc4)
+                })?;
                 (
-                    Weights::Table(ctx.table("conv weights", &weights, oc4)?.texture),
+                    Weights::Table(table),
                     Some(ctx.uniform_buffer("conv sizes", &sizes)),
                 )
             }
@@ -197,10 +210,10 @@ impl Conv2dKernel {
                     ("PAD_LEFT", conv.padding.left as f64),
                     ("CHANNELS", conv.out_channels as f64),
                 ]);
-                (
-                    Weights::Buffer(ctx.storage_buffer("conv weights", &weights)?),
-                    None,
-                )
+                let buffer = uploads.buffer("grouped conv weights", source(), &[], || {
+                    ctx.storage_buffer("conv weights", &layer.weight)
+                })?;
+                (Weights::Buffer(buffer), None)
             }
         };
         let pipeline = ctx.pipeline(&variant.shader(), &constants)?;
@@ -210,7 +223,7 @@ impl Conv2dKernel {
             constants,
             weights,
             sizes,
-            bias: ctx.storage_buffer("conv bias", &bias)?,
+            bias,
             activation,
             residual: layer.epilogue.residual,
             input_shape,
@@ -221,10 +234,21 @@ impl Conv2dKernel {
 
     /// A linear layer as a 1x1 convolution over `[N, in, 1, 1]`.
     pub fn linear(ctx: &GpuContext, layer: &Linear, batch: usize) -> Result<Self> {
-        Self::new(
+        Self::prepare_linear(ctx, layer, batch, &mut SharedUploads::default())
+    }
+
+    /// [`Self::linear`] with a plan's shared uploads (see [`Self::prepare`]).
+    pub(crate) fn prepare_linear(
+        ctx: &GpuContext,
+        layer: &Linear,
+        batch: usize,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
+        Self::prepare(
             ctx,
             &layer.to_conv()?,
             Shape::new(batch, layer.in_features, 1, 1),
+            uploads,
         )
     }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::activation::ActivationBinding;
+use super::uploads::{SharedUploads, Source};
 use super::{bind_input_output, check_input, check_invocations, run_single, uniform_words};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -36,7 +37,17 @@ pub struct UnaryKernel {
 impl UnaryKernel {
     /// A standalone activation over tensors of `shape`.
     pub fn activation(ctx: &GpuContext, activation: &Activation, shape: Shape) -> Result<Self> {
-        Self::new(ctx, None, activation, shape)
+        Self::prepare_activation(ctx, activation, shape, &mut SharedUploads::default())
+    }
+
+    /// [`Self::activation`] with a plan's shared uploads.
+    pub(crate) fn prepare_activation(
+        ctx: &GpuContext,
+        activation: &Activation,
+        shape: Shape,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
+        Self::new(ctx, None, activation, shape, uploads)
     }
 
     /// Batch norm in inference form (folded to a per-channel scale and shift), then `activation`.
@@ -46,6 +57,18 @@ impl UnaryKernel {
         activation: &Activation,
         shape: Shape,
     ) -> Result<Self> {
+        Self::prepare_batch_norm(ctx, bn, activation, shape, &mut SharedUploads::default())
+    }
+
+    /// [`Self::batch_norm`] with a plan's shared uploads: nodes with the same statistics share their
+    /// scale and shift.
+    pub(crate) fn prepare_batch_norm(
+        ctx: &GpuContext,
+        bn: &BatchNorm,
+        activation: &Activation,
+        shape: Shape,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
         if bn.channels() != shape.c {
             return Err(Error::invalid_op(
                 "batch_norm",
@@ -54,23 +77,33 @@ impl UnaryKernel {
         }
         let (scale, shift) = bn.scale_shift()?;
         let c4 = channel_vec4s(shape.c) * 4;
-        let mut affine = vec![0.0f32; 2 * c4];
-        for c in 0..shape.c {
-            affine[c] = scale[c] as f32;
-            affine[c4 + c] = shift[c] as f32;
-        }
-        Self::new(ctx, Some(affine), activation, shape)
+        let sources = [&bn.mean, &bn.var, &bn.gamma, &bn.beta].map(Arc::clone).to_vec();
+        let affine = uploads.buffer(
+            "batch norm",
+            Source::Floats(sources),
+            &[bn.eps.to_bits() as usize],
+            || {
+                let mut affine = vec![0.0f32; 2 * c4];
+                for c in 0..shape.c {
+                    affine[c] = scale[c] as f32;
+                    affine[c4 + c] = shift[c] as f32;
+                }
+                ctx.storage_buffer("batch norm", &affine)
+            },
+        )?;
+        Self::new(ctx, Some(affine), activation, shape, uploads)
     }
 
     fn new(
         ctx: &GpuContext,
-        affine: Option<Vec<f32>>,
+        affine: Option<wgpu::Buffer>,
         activation: &Activation,
         shape: Shape,
+        uploads: &mut SharedUploads,
     ) -> Result<Self> {
         let invocations = vec4_count(shape)?;
         check_invocations("elementwise", invocations)?;
-        let activation = ActivationBinding::new(ctx, activation, shape.c)?;
+        let activation = ActivationBinding::prepare(ctx, activation, shape.c, uploads)?;
         let mut constants: Constants = vec![
             ("TOTAL", invocations as f64),
             ("C4", channel_vec4s(shape.c) as f64),
@@ -80,9 +113,7 @@ impl UnaryKernel {
         constants.extend(activation.constants().iter().copied());
         Ok(UnaryKernel {
             pipeline: ctx.pipeline(&shaders::ELEMENTWISE_UNARY, &constants)?,
-            affine: affine
-                .map(|a| ctx.storage_buffer("batch norm", &a))
-                .transpose()?,
+            affine,
             activation,
             shape,
             invocations,
@@ -140,9 +171,20 @@ impl BinaryKernel {
         activation: &Activation,
         shape: Shape,
     ) -> Result<Self> {
+        Self::prepare(ctx, op, activation, shape, &mut SharedUploads::default())
+    }
+
+    /// [`Self::new`] with a plan's shared uploads.
+    pub(crate) fn prepare(
+        ctx: &GpuContext,
+        op: BinaryOp,
+        activation: &Activation,
+        shape: Shape,
+        uploads: &mut SharedUploads,
+    ) -> Result<Self> {
         let invocations = vec4_count(shape)?;
         check_invocations("binary", invocations)?;
-        let activation = ActivationBinding::new(ctx, activation, shape.c)?;
+        let activation = ActivationBinding::prepare(ctx, activation, shape.c, uploads)?;
         let mut constants: Constants = vec![(
             "OP",
             if op == BinaryOp::MulChannels {

@@ -86,7 +86,7 @@ impl MatmulKernel {
                         texels: a_padded.len() as u64 / 4,
                     },
                 ),
-                (1, Resource::Table(&b_table.texture)),
+                (1, Resource::Table(&b_table)),
                 (4, (&c).into()),
             ],
             workgroups,

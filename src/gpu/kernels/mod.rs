@@ -6,11 +6,13 @@ pub mod conv;
 pub mod elementwise;
 pub mod matmul;
 pub mod pool;
+mod uploads;
 
 pub use conv::{Conv2dKernel, ConvVariant};
 pub use elementwise::{BinaryKernel, FlattenKernel, SoftmaxKernel, UnaryKernel};
 pub use matmul::{BoundMatmul, MatmulKernel};
 pub use pool::{GlobalAvgPoolKernel, Pool2dKernel};
+pub(crate) use uploads::SharedUploads;
 
 use super::context::GpuContext;
 use super::dispatch::Dispatch;

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::model_file::{small_model, FileParts};
+use common::model_file::{shared_weight_file, small_model, FileParts};
 use pwlu::gpu::InputStage;
 use pwlu::graph::{Op, Value};
 use pwlu::ops::{Activation, ResidualAdd};
@@ -346,4 +346,24 @@ fn a_layer_that_reads_its_input_from_the_buffer_keeps_its_output_apart() {
     assert_eq!(memory.two_largest_live_bytes, 2 * WIDE);
     assert_eq!(memory.activation_bytes, 2 * WIDE);
     assert_eq!(memory.staging_bytes, 0);
+}
+
+#[test]
+fn convolutions_that_share_weights_agree_with_the_cpu_graph() {
+    // Their batch norms stay nodes of their own (folding would copy the shared weights into each).
+    let ctx = context();
+    let bytes = shared_weight_file(6, 3).bytes();
+    let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
+    let batch_norms = model
+        .graph()
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::BatchNorm(..)))
+        .count();
+    assert_eq!(batch_norms, 3);
+    let unoptimised = unoptimised_graph(&bytes);
+    let x = common::random_tensor(&mut common::rng(91), pwlu::Shape::new(2, 6, 2, 2));
+    let expected = unoptimised.run_cpu(&x).expect("cpu");
+    let got = model.run_blocking(&x).expect("gpu");
+    common::assert_close(&got, &expected, 1e-4, "shared weights");
 }

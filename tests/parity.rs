@@ -266,7 +266,10 @@ fn digits_model_classifies_the_held_out_split() {
         .filter(|(row, &label)| top5(row)[0] == label)
         .count();
     let accuracy = correct as f64 / labels.len() as f64;
-    println!("digits: {correct} of {} held-out images right ({accuracy:.4})", labels.len());
+    println!(
+        "digits: {correct} of {} held-out images right ({accuracy:.4})",
+        labels.len()
+    );
     assert!(labels.len() >= 400, "{} held-out images", labels.len());
     assert!(accuracy >= 0.97, "held-out accuracy {accuracy}");
 
@@ -279,10 +282,18 @@ fn digits_model_classifies_the_held_out_split() {
         let distance = curves
             .y
             .iter()
-            .flat_map(|unit| unit.iter().zip(&curves.x).map(|(y, x)| (y - x.max(0.0)).abs()))
+            .flat_map(|unit| {
+                unit.iter()
+                    .zip(&curves.x)
+                    .map(|(y, x)| (y - x.max(0.0)).abs())
+            })
             .sum::<f32>()
             / (curves.y.len() * curves.x.len()) as f32;
         println!("{}: mean |PWLU - ReLU| = {distance:.3}", site.name);
-        assert!(distance > 0.05, "{}: learned units should differ from ReLU", site.name);
+        assert!(
+            distance > 0.05,
+            "{}: learned units should differ from ReLU",
+            site.name
+        );
     }
 }

@@ -228,3 +228,50 @@ fn a_sixteen_bit_greyscale_png_keeps_its_order() {
     assert!(row.windows(2).all(|w| w[0] <= w[1]), "{row:?}");
     assert!(row[7] > row[0], "{row:?}");
 }
+
+#[test]
+fn a_resized_window_is_the_window_of_the_resized_image() {
+    use pwlu::preprocess::{resize, resize_window, Filter, Window};
+    let image = gradient(37, 23).to_rgb8();
+    for filter in [Filter::Bilinear, Filter::Bicubic] {
+        // Down and up in each direction, and a size that stays.
+        for (width, height) in [(50, 80), (11, 7), (37, 9), (120, 23)] {
+            let whole = resize(&image, width, height, filter);
+            for window in [
+                Window {
+                    x: 0,
+                    y: 0,
+                    width,
+                    height,
+                },
+                Window {
+                    x: 1,
+                    y: 2,
+                    width: width / 2,
+                    height: height / 2,
+                },
+                Window {
+                    x: width - 3,
+                    y: height - 1,
+                    width: 3,
+                    height: 1,
+                },
+            ] {
+                let part = resize_window(&image, width, height, window, filter);
+                let expected = image::imageops::crop_imm(
+                    &whole,
+                    window.x,
+                    window.y,
+                    window.width,
+                    window.height,
+                )
+                .to_image();
+                assert_eq!(
+                    part.as_raw(),
+                    expected.as_raw(),
+                    "{filter:?} to {width}x{height}, window {window:?}"
+                );
+            }
+        }
+    }
+}

@@ -161,3 +161,61 @@ pub fn small_classifier() -> FileParts {
     parts.metadata.insert("name".into(), "small".into());
     parts
 }
+
+/// `nodes` chained 3x3 convolutions of `channels` channels that all name one weight tensor, each followed by a
+/// batch norm of its own (so the optimiser is tempted to fold a copy of the weights into each).
+pub fn shared_weight_file(channels: usize, nodes: usize) -> FileParts {
+    let mut rng = super::rng(90);
+    let weight_len = channels * channels * 9;
+    let mut tensors = vec![(
+        "shared.weight".to_string(),
+        vec![channels, channels, 3, 3],
+        super::random_vec(&mut rng, weight_len, 0.01),
+    )];
+    let mut graph_nodes = Vec::new();
+    let mut previous = "x".to_string();
+    for i in 0..nodes {
+        let conv = format!("conv{i}");
+        let bn = format!("bn{i}");
+        graph_nodes.push(json!({
+            "name": conv, "op": "conv2d", "inputs": [previous],
+            "params": {"weight": "shared.weight"},
+            "attrs": {"in_channels": channels, "out_channels": channels, "kernel": [3, 3],
+                      "stride": [1, 1], "dilation": [1, 1], "groups": 1,
+                      "padding": {"top": 1, "left": 1, "bottom": 1, "right": 1}}
+        }));
+        let mut params = serde_json::Map::new();
+        for (role, scale) in [
+            ("weight", 0.1),
+            ("bias", 0.1),
+            ("running_mean", 0.1),
+            ("running_var", 0.1),
+        ] {
+            let name = format!("{bn}.{role}");
+            let mut values = super::random_vec(&mut rng, channels, scale);
+            if role == "running_var" || role == "weight" {
+                values.iter_mut().for_each(|v| *v += 1.0);
+            }
+            tensors.push((name.clone(), vec![channels], values));
+            params.insert(role.into(), json!(name));
+        }
+        graph_nodes.push(json!({
+            "name": bn, "op": "batch_norm", "inputs": [conv], "params": params,
+            "attrs": {"eps": 1e-5}
+        }));
+        previous = bn;
+    }
+    FileParts {
+        tensors,
+        metadata: [
+            ("format".to_string(), "pwlu".to_string()),
+            ("format_version".to_string(), "1".to_string()),
+        ]
+        .into(),
+        graph: json!({
+            "inputs": [{"name": "x", "shape": [1, channels, 2, 2]}],
+            "outputs": [previous],
+            "nodes": graph_nodes,
+        }),
+    }
+}

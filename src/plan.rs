@@ -93,13 +93,7 @@ impl Plan {
             return Err(Error::invalid_op("plan", "batch size must be positive"));
         }
         let n = graph.nodes.len();
-        // A flatten of a [N, C, 1, 1] tensor changes nothing in the NHWC4 layout: it aliases its input.
-        let aliases = |i: usize| {
-            matches!(graph.nodes[i].op, Op::Flatten) && {
-                let s = graph.shape(graph.nodes[i].inputs[0]);
-                s.h * s.w == 1
-            }
-        };
+        let aliases = |i: usize| graph.is_alias(i);
         let mut source: Vec<Value> = (0..n).map(Value::Node).collect();
         for i in 0..n {
             if aliases(i) {

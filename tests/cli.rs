@@ -220,7 +220,7 @@ fn every_failure_is_one_clear_line_and_a_non_zero_status() {
         "no GPU adapter",
     );
     assert_fails_with(
-        &ws.run(&["--backend", "metal", "info", s(&model)]),
+        &ws.run(&["--backend", "metal", "bench", s(&model)]),
         "no GPU adapter",
     );
     assert_fails_with(
@@ -539,4 +539,74 @@ fn bench_reports_latency_throughput_memory_and_layers() {
             "--input-stage {choice}"
         );
     }
+}
+
+#[test]
+fn commands_print_no_probe_noise_without_a_runtime_dir() {
+    // Containers, ssh sessions and CI have no XDG_RUNTIME_DIR; graphics libraries must not say so on stderr.
+    let ws = Workspace::new("quiet");
+    let model = ws.model();
+    let image = ws.path("tiny.png");
+    DynamicImage::new_rgb8(12, 12)
+        .save(&image)
+        .expect("write image");
+    let quiet = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pwlu"))
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NODEVICE_SELECT")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    for args in [
+        vec!["info", s(&model)],
+        vec!["devices"],
+        vec!["classify", s(&model), s(&image), "--json"],
+    ] {
+        let err = stderr(&quiet(&args));
+        assert!(
+            !err.contains("XDG_RUNTIME_DIR") && !err.contains("error"),
+            "{args:?} printed: {err}"
+        );
+    }
+}
+
+#[test]
+fn info_and_plot_need_no_gpu() {
+    // A backend that cannot exist here: a command that started a GPU would fail.
+    let ws = Workspace::new("nogpu");
+    let model = ws.model();
+    let impossible = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let out = ws.run(&["info", s(&model), "--backend", impossible]);
+    assert!(out.status.success(), "info: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kernels per run"));
+    let plots = ws.path("plots");
+    let out = ws.run(&[
+        "plot",
+        s(&model),
+        "--out",
+        s(&plots),
+        "--backend",
+        impossible,
+    ]);
+    assert!(out.status.success(), "plot: {}", stderr(&out));
+    // And a command that does need one says so.
+    let out = ws.run(&[
+        "run",
+        s(&model),
+        "--input",
+        "x.npy",
+        "--output",
+        "y.npy",
+        "--backend",
+        impossible,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no GPU adapter"), "{}", stderr(&out));
 }

@@ -88,6 +88,11 @@ fn refuse(parts: &FileParts, needle: &str) {
                 message.contains(needle),
                 "error '{message}' should mention '{needle}'"
             );
+            // Values, not Rust's debug form of a struct or option.
+            assert!(
+                !message.contains(" { ") && !message.contains("Some("),
+                "error '{message}' prints a debug struct"
+            );
         }
     }
 }
@@ -158,6 +163,9 @@ fn malformed_files_are_refused_with_a_reason() {
     let mut p = base.clone();
     p.node("c1")["attrs"]["kernel"] = json!([1_000_000_000, 3]);
     refuse(&p, "c1");
+    let mut p = base.clone();
+    p.node("c1")["attrs"]["padding"]["top"] = json!(1_073_741_824);
+    refuse(&p, "padding (top 1073741824, left 1, bottom 1, right 1)");
     let mut p = base.clone();
     p.node("c1")["attrs"]["surprise"] = json!(1);
     refuse(&p, "unknown field `surprise`");

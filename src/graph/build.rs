@@ -350,9 +350,11 @@ impl NodeBuilder<'_> {
                     ("gelu", None) => Activation::Gelu,
                     ("gelu_tanh", None) => Activation::GeluTanh,
                     (kind, slope) => {
+                        let slope = slope.map_or("none".into(), |s| s.to_string());
                         return Err(self.err(format!(
-                            "unknown activation '{kind}' (negative_slope {slope:?})"
-                        )))
+                            "unknown activation '{kind}' with negative_slope {slope} (leaky_relu \
+                             needs a finite one, the others none)"
+                        )));
                     }
                 };
                 Op::Activation(act)

@@ -211,6 +211,20 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Whether node `i` only renames its input: a flatten of a `[N, C, 1, 1]` tensor, whose data every layout
+    /// keeps as it is. Such a node runs no kernel.
+    pub fn is_alias(&self, i: usize) -> bool {
+        matches!(self.nodes[i].op, Op::Flatten) && {
+            let s = self.shape(self.nodes[i].inputs[0]);
+            s.h * s.w == 1
+        }
+    }
+
+    /// The kernels a run dispatches: one per node that is not an alias.
+    pub fn kernel_count(&self) -> usize {
+        (0..self.nodes.len()).filter(|&i| !self.is_alias(i)).count()
+    }
+
     /// Shape of `value` at batch size 1.
     pub fn shape(&self, value: Value) -> Shape {
         match value {

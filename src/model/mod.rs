@@ -132,6 +132,36 @@ impl CheckedModel {
                 .unwrap_or_else(|| (0..output.c).map(|i| i.to_string()).collect()),
         })
     }
+
+    /// Reads, validates and optimises a model file from disk (native only), without a GPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<CheckedModel> {
+        Self::from_bytes(&read_file(path.as_ref())?)
+    }
+
+    /// Every PWLU unit, with the node it runs in.
+    pub fn pwlu_sites(&self) -> Vec<PwluSite> {
+        let mut sites = Vec::new();
+        for node in &self.graph.nodes {
+            let act = match &node.op {
+                Op::Conv(layer) => &layer.epilogue.activation,
+                Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => act,
+                Op::Linear(linear) => &linear.activation,
+                _ => continue,
+            };
+            if let Activation::Pwlu(pwlu) = act {
+                sites.push(PwluSite {
+                    name: node
+                        .activation_source
+                        .clone()
+                        .unwrap_or_else(|| node.name.clone()),
+                    node: node.name.clone(),
+                    pwlu: Arc::clone(pwlu),
+                });
+            }
+        }
+        sites
+    }
 }
 
 /// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
@@ -150,6 +180,14 @@ impl std::fmt::Debug for Model {
             .field("nodes", &self.checked.graph.nodes.len())
             .finish_non_exhaustive()
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -194,12 +232,7 @@ impl Model {
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(ctx: Arc<GpuContext>, path: impl AsRef<std::path::Path>) -> Result<Model> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_bytes(ctx, &bytes)
+        Self::from_bytes(ctx, &read_file(path.as_ref())?)
     }
 
     /// The model's name.
@@ -244,26 +277,7 @@ impl Model {
 
     /// Every PWLU unit, with the node it runs in.
     pub fn pwlu_sites(&self) -> Vec<PwluSite> {
-        let mut sites = Vec::new();
-        for node in &self.checked.graph.nodes {
-            let act = match &node.op {
-                Op::Conv(layer) => &layer.epilogue.activation,
-                Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => act,
-                Op::Linear(linear) => &linear.activation,
-                _ => continue,
-            };
-            if let Activation::Pwlu(pwlu) = act {
-                sites.push(PwluSite {
-                    name: node
-                        .activation_source
-                        .clone()
-                        .unwrap_or_else(|| node.name.clone()),
-                    node: node.name.clone(),
-                    pwlu: Arc::clone(pwlu),
-                });
-            }
-        }
-        sites
+        self.checked.pwlu_sites()
     }
 
     /// The plan for `batch` images, built on first use.

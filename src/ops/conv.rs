@@ -54,6 +54,17 @@ impl Padding {
     }
 }
 
+impl std::fmt::Display for Padding {
+    /// e.g. `top 1, left 1, bottom 2, right 2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "top {}, left {}, bottom {}, right {}",
+            self.top, self.left, self.bottom, self.right
+        )
+    }
+}
+
 /// Hyper-parameters of a 2-D convolution (PyTorch's `nn.Conv2d`, weights `[OC, IC / groups, KH, KW]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2d {
@@ -71,6 +82,21 @@ pub struct Conv2d {
     pub padding: Padding,
     /// Channel groups; `in_channels` for a depthwise convolution.
     pub groups: usize,
+}
+
+impl std::fmt::Display for Conv2d {
+    /// e.g. `3 -> 8 channels, kernel 3x3, stride 1x1, dilation 1x1, padding (top 1, left 1, bottom 1,
+    /// right 1), groups 1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [dh, dw] = self.dilation;
+        write!(
+            f,
+            "{} -> {} channels, kernel {kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dw}, padding ({}), groups {}",
+            self.in_channels, self.out_channels, self.padding, self.groups
+        )
+    }
 }
 
 impl Conv2d {
@@ -123,7 +149,11 @@ impl Conv2d {
             || self.out_channels > limit * 4
             || self.in_channels > limit * 4
         {
-            return fail(format!("hyper-parameters out of range: {self:?}"));
+            return fail(format!(
+                "hyper-parameters out of range (kernel, stride, dilation and padding at most {limit}, \
+                 channels at most {}): {self}",
+                limit * 4
+            ));
         }
         Ok(())
     }
@@ -144,8 +174,8 @@ impl Conv2d {
                 return Err(Error::invalid_op(
                     "conv2d",
                     format!(
-                        "input {:?} padded by {pads:?} is smaller than the dilated kernel ({span})",
-                        input
+                        "input {}x{} padded by {}x{} is smaller than the dilated kernel ({span})",
+                        input[0], input[1], pads[0], pads[1]
                     ),
                 ));
             }
@@ -227,7 +257,7 @@ impl Conv2dLayer {
             return Err(Error::invalid_op(
                 "conv2d",
                 format!(
-                    "expected {} weights for {conv:?}, got {}",
+                    "expected {} weights for {conv}, got {}",
                     conv.weight_len(),
                     weight.len()
                 ),
@@ -269,7 +299,11 @@ impl Conv2dLayer {
             .weight
             .chunks(per_filter)
             .enumerate()
-            .flat_map(|(oc, filter)| filter.iter().map(move |&w| (f64::from(w) * scale[oc]) as f32))
+            .flat_map(|(oc, filter)| {
+                filter
+                    .iter()
+                    .map(move |&w| (f64::from(w) * scale[oc]) as f32)
+            })
             .collect();
         let bias = (0..self.conv.out_channels)
             .map(|oc| {

@@ -64,7 +64,7 @@ impl Pool2d {
             let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
             if before[i].max(after[i]) * 2 > span {
                 return fail(format!(
-                    "padding {:?} must be at most half the (dilated) kernel {span}",
+                    "padding ({}) must be at most half the (dilated) kernel {span}",
                     self.padding
                 ));
             }

@@ -102,7 +102,7 @@ impl Preprocess {
             let [h, w] = size.height_width();
             if h == 0 || w == 0 || h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE {
                 return Err(Error::Model(format!(
-                    "preprocess: size {size:?} is out of range"
+                    "preprocess: size {size} is out of range (1 to {MAX_IMAGE_SIDE} a side)"
                 )));
             }
         }

@@ -187,8 +187,7 @@ where
                         .iter()
                         .enumerate()
                         .map(|(k, &w)| {
-                            i64::from(horizontal[(start + k) * out_w * channels + x])
-                                * i64::from(w)
+                            i64::from(horizontal[(start + k) * out_w * channels + x]) * i64::from(w)
                         })
                         .sum();
                     out[y * out_w * channels + x] = clip8(acc);

@@ -1,8 +1,8 @@
 //! `pwlu info`.
 
 use pwlu::graph::Op;
+use pwlu::model::CheckedModel;
 use pwlu::ops::Grid;
-use pwlu::Model;
 use serde_json::json;
 
 use crate::CliResult;
@@ -28,16 +28,12 @@ fn site_bounds(pwlu: &pwlu::ops::Pwlu) -> [f32; 2] {
     [lo, hi]
 }
 
-pub fn print(model: &Model, as_json: bool) -> CliResult {
-    let graph = model.graph();
-    let input = model.input_shape();
+/// Everything `info` shows comes from the file and the optimised graph: no GPU is started.
+pub fn print(model: &CheckedModel, as_json: bool) -> CliResult {
+    let graph = &model.graph;
+    let input = graph.input;
     let flops = graph.flops();
-    let dispatches = model
-        .plan(1)
-        .map_err(|e| e.to_string())?
-        .lock()
-        .map(|p| p.dispatches().len())
-        .map_err(|_| "plan lock poisoned".to_string())?;
+    let dispatches = graph.kernel_count();
     let sites = model.pwlu_sites();
     let layers: Vec<_> = graph
         .nodes
@@ -70,13 +66,13 @@ pub fn print(model: &Model, as_json: bool) -> CliResult {
         .collect();
     if as_json {
         let doc = json!({
-            "name": model.name(),
+            "name": model.name,
             "input": [input.c, input.h, input.w],
-            "preprocess": model.preprocess(),
-            "classes": model.labels().len(),
-            "parameters": model.parameter_count(),
+            "preprocess": model.preprocess,
+            "classes": model.labels.len(),
+            "parameters": model.parameters,
             "flops": flops,
-            "nodes_in_file": model.source_nodes(),
+            "nodes_in_file": model.source_nodes,
             "nodes_after_fusion": graph.nodes.len(),
             "dispatches": dispatches,
             "layers": layers,
@@ -88,21 +84,21 @@ pub fn print(model: &Model, as_json: bool) -> CliResult {
         );
         return Ok(());
     }
-    println!("model        {}", model.name());
+    println!("model        {}", model.name);
     println!("input        [N, {}, {}, {}]", input.c, input.h, input.w);
-    match model.preprocess() {
+    match &model.preprocess {
         Some(p) => println!("preprocess   {p}"),
         None => println!("preprocess   none (tensor input only)"),
     }
-    println!("classes      {}", model.labels().len());
-    println!("parameters   {}", model.parameter_count());
+    println!("classes      {}", model.labels.len());
+    println!("parameters   {}", model.parameters);
     println!(
         "FLOPs        {:.3} G per image (2 per multiply-add)",
         flops as f64 / 1e9
     );
     println!(
-        "layers       {} in the file, {} after folding and fusion, {} GPU dispatches",
-        model.source_nodes(),
+        "layers       {} in the file, {} after folding and fusion, {} kernels per run",
+        model.source_nodes,
         graph.nodes.len(),
         dispatches
     );

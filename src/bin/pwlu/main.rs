@@ -106,15 +106,27 @@ impl Cli {
     }
 }
 
-/// Loads a model, with the path in the message when it fails.
-pub fn load_model(ctx: Arc<GpuContext>, path: &std::path::Path) -> CliResult<Model> {
-    Model::load(ctx, path).map_err(|e| match e {
+/// The message for a model that failed to load, with its path.
+fn load_error(path: &std::path::Path, e: pwlu::Error) -> String {
+    match e {
         pwlu::Error::Io { .. } => e.to_string(),
         other => format!("{}: {other}", path.display()),
-    })
+    }
+}
+
+/// Loads a model onto a GPU context.
+pub fn load_model(ctx: Arc<GpuContext>, path: &std::path::Path) -> CliResult<Model> {
+    Model::load(ctx, path).map_err(|e| load_error(path, e))
+}
+
+/// Reads and checks a model file without a GPU (for the commands that only look at it).
+pub fn load_checked(path: &std::path::Path) -> CliResult<pwlu::model::CheckedModel> {
+    pwlu::model::CheckedModel::load(path).map_err(|e| load_error(path, e))
 }
 
 fn run(cli: &Cli) -> CliResult {
+    // The GPU options are checked for every command, including those that start no GPU.
+    cli.gpu_options()?;
     match &cli.command {
         Command::Classify(args) => classify::run(cli.context()?, args),
         Command::Run {
@@ -128,11 +140,8 @@ fn run(cli: &Cli) -> CliResult {
             let result = model.run_blocking(&tensor).map_err(|e| e.to_string())?;
             npy::write(output, &result)
         }
-        Command::Info { model, json } => {
-            let model = load_model(cli.context()?, model)?;
-            info::print(&model, *json)
-        }
-        Command::Plot(args) => plot::run(cli.context()?, args),
+        Command::Info { model, json } => info::print(&load_checked(model)?, *json),
+        Command::Plot(args) => plot::run(args),
         Command::Bench(args) => bench::run(cli.context()?, args),
         Command::Devices { json } => devices::print(&cli.gpu_options()?, *json),
     }
@@ -145,6 +154,16 @@ fn main() -> ExitCode {
     // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid disposition.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // Mesa's Vulkan device-selection layer connects to a Wayland display while adapters are enumerated, and
+    // without XDG_RUNTIME_DIR (containers, ssh, CI) libwayland prints an error line each time. The layer only
+    // reorders devices for the session's display, which pwlu does not use: it picks adapters itself.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
     let cli = Cli::parse();
     match run(&cli) {

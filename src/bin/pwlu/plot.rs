@@ -1,13 +1,11 @@
 //! `pwlu plot`: the learned activation functions, per site, as SVG and PNG.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use plotters::prelude::*;
-use pwlu::gpu::GpuContext;
 use pwlu::model::PwluSite;
 
-use crate::{load_model, CliResult};
+use crate::{load_checked, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -218,8 +216,9 @@ fn png_from_svg(svg: &str) -> DrawResult<Vec<u8>> {
     pixmap.encode_png().map_err(|e| e.to_string())
 }
 
-pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
-    let model = load_model(ctx, &args.model)?;
+/// Plots from the file alone: no GPU is started.
+pub fn run(args: &Args) -> CliResult {
+    let model = load_checked(&args.model)?;
     let sites: Vec<PwluSite> = model
         .pwlu_sites()
         .into_iter()

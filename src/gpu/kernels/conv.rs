@@ -146,11 +146,16 @@ impl Conv2dKernel {
         };
         check_invocations("conv2d", invocations)?;
         let bias = match &layer.bias {
-            Some(b) => uploads.buffer("conv bias", Source::Floats(vec![Arc::clone(b)]), &[bias_len], || {
-                let mut padded = vec![0.0; bias_len];
-                padded[..b.len()].copy_from_slice(b);
-                ctx.storage_buffer("conv bias", &padded)
-            })?,
+            Some(b) => uploads.buffer(
+                "conv bias",
+                Source::Floats(vec![Arc::clone(b)]),
+                &[bias_len],
+                || {
+                    let mut padded = vec![0.0; bias_len];
+                    padded[..b.len()].copy_from_slice(b);
+                    ctx.storage_buffer("conv bias", &padded)
+                },
+            )?,
             None => uploads.buffer("zero bias", Source::None, &[bias_len], || {
                 ctx.storage_buffer("conv bias", &vec![0.0; bias_len])
             })?,
@@ -175,9 +180,10 @@ impl Conv2dKernel {
             ConvVariant::Dense => {
                 // The packed matrix has one row per (tap, input channel) and w_oc4 texels per row.
                 let rows = conv.kernel[0] * conv.kernel[1] * ic4 * 4;
-                let table = uploads.texture("dense conv weights", source(), &[ic4, w_oc4], || {
-                    ctx.table("conv weights", &pack_dense(layer, ic4, w_oc4), w_oc4)
-                })?;
+                let table =
+                    uploads.texture("dense conv weights", source(), &[ic4, w_oc4], || {
+                        ctx.table("conv weights", &pack_dense(layer, ic4, w_oc4), w_oc4)
+                    })?;
                 let block_rows = ctx.table_block_rows(rows);
                 let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, block_rows)?;
                 (

@@ -77,7 +77,9 @@ impl UnaryKernel {
         }
         let (scale, shift) = bn.scale_shift()?;
         let c4 = channel_vec4s(shape.c) * 4;
-        let sources = [&bn.mean, &bn.var, &bn.gamma, &bn.beta].map(Arc::clone).to_vec();
+        let sources = [&bn.mean, &bn.var, &bn.gamma, &bn.beta]
+            .map(Arc::clone)
+            .to_vec();
         let affine = uploads.buffer(
             "batch norm",
             Source::Floats(sources),

@@ -6,6 +6,7 @@ mod common;
 use common::{random_pwlu, random_vec, rng};
 use pwlu::cpu::{self, pwlu_lookup};
 use pwlu::gpu::tensor::{from_nhwc4, to_nhwc4};
+use pwlu::ops::pwlu::{PWLU_HEADER_LEN, PWLU_SEGMENT_LEN};
 use pwlu::ops::{
     Activation, BatchNorm, Conv2d, Conv2dLayer, Epilogue, Padding, Pool2d, PoolKind, Pwlu,
     PwluTable,
@@ -18,13 +19,13 @@ use rand::Rng;
 /// `|dS| * |x - grid point|`. The bound is a few ulps of every magnitude involved.
 fn lookup_bound(table: &PwluTable, unit: usize, x: f64, y: f64) -> f64 {
     let record = &table.data()[unit * table.stride()..][..table.stride()];
-    let segments = &record[4..4 + 2 * (table.intervals() + 2)];
+    let segments = &record[PWLU_HEADER_LEN..][..PWLU_SEGMENT_LEN * (table.intervals() + 2)];
     let max_slope = segments
-        .chunks(2)
+        .chunks(PWLU_SEGMENT_LEN)
         .map(|s| f64::from(s[0].abs()))
         .fold(0.0, f64::max);
     let max_intercept = segments
-        .chunks(2)
+        .chunks(PWLU_SEGMENT_LEN)
         .map(|s| f64::from(s[1].abs()))
         .fold(0.0, f64::max);
     let width = f64::from(record[1] - record[0]);
@@ -101,6 +102,29 @@ fn non_uniform_lookup_matches_the_f64_formula() {
 }
 
 #[test]
+fn just_below_b_r_is_the_last_interval_not_the_right_tail() {
+    // (x - B_L) / d rounds up to N for x one ulp below B_R; the index must clamp to N - 1. A last interval and
+    // a right tail of opposite, steep slopes make the two readings differ by 0.48 there.
+    let pwlu = Pwlu::uniform(
+        4,
+        vec![[-2.0, 2.0]],
+        vec![0.0, 0.0, 0.0, -1e6, 3.0],
+        vec![[0.0, -1e6]],
+    )
+    .expect("valid");
+    let x = 2.0f32.next_down();
+    let got = f64::from(pwlu_lookup(pwlu.table(), 0, x));
+    let last_interval = 3.0 + (1e6 + 3.0) * (f64::from(x) - 2.0);
+    let right_tail = 3.0 + -1e6 * (f64::from(x) - 2.0);
+    println!("f({x}) = {got}: last interval {last_interval}, right tail {right_tail}");
+    assert!(
+        (got - last_interval).abs() < 1e-2,
+        "{got} vs {last_interval}"
+    );
+    assert!((pwlu.eval_f64(0, f64::from(x)) - last_interval).abs() < 1e-6);
+}
+
+#[test]
 fn pwlu_branches_follow_the_definition() {
     // N = 4 on [-2, 2]: points chosen so that every segment is distinguishable.
     let pwlu = Pwlu::uniform(
@@ -118,11 +142,6 @@ fn pwlu_branches_follow_the_definition() {
     assert_eq!(f(3.0), 5.0, "right tail: Y_N + K_R (x - B_R)");
     assert_eq!(f(-1.0), 0.0, "grid point");
     assert_eq!(f(0.5), 0.5, "interior interpolation");
-    assert_eq!(
-        f(2.0f32.next_down()),
-        f(2.0f32.next_down()),
-        "just below B_R clamps to N - 1"
-    );
     assert!((f(2.0f32.next_down()) - 3.0).abs() < 1e-5);
     assert!(f(f32::NAN).is_nan(), "NaN in, NaN out");
     assert_eq!(f(f32::INFINITY), f32::INFINITY);

@@ -101,17 +101,57 @@ fn a_backend_without_an_adapter_is_a_clear_error() {
 #[test]
 fn the_device_has_the_adapters_limits_at_least_webgpus() {
     for ctx in common::contexts() {
-        let limits = ctx.limits();
-        let defaults = wgpu::Limits::default();
-        assert!(limits.max_compute_invocations_per_workgroup >= 256);
-        assert!(limits.max_storage_buffers_per_shader_stage >= 8);
-        assert!(limits.max_storage_buffer_binding_size >= defaults.max_storage_buffer_binding_size);
+        // The adapter's limits, found independently of the context.
+        let summary = ctx.adapter();
+        let backend = match summary.backend {
+            wgpu::Backend::Vulkan => Backend::Vulkan,
+            wgpu::Backend::Gl => Backend::Gl,
+            wgpu::Backend::Metal => Backend::Metal,
+            wgpu::Backend::Dx12 => Backend::Dx12,
+            other => panic!("no test for adapters of {other:?}"),
+        };
+        let adapters = pollster::block_on(pwlu::gpu::list_adapters(backend)).expect("adapters");
+        let adapter = adapters
+            .iter()
+            .find(|a| a.get_info().name == summary.name)
+            .unwrap_or_else(|| panic!("{summary} is not among the adapters"));
+        let (device, adapter_limits) = (ctx.limits(), adapter.limits());
         println!(
-            "{}: max storage binding {} bytes",
-            ctx.adapter(),
-            limits.max_storage_buffer_binding_size
+            "{summary}: device {} invocations per workgroup, 2-D textures of {} texels, storage bindings \
+             of {} bytes; the adapter offers {}, {}, {}",
+            device.max_compute_invocations_per_workgroup,
+            device.max_texture_dimension_2d,
+            device.max_storage_buffer_binding_size,
+            adapter_limits.max_compute_invocations_per_workgroup,
+            adapter_limits.max_texture_dimension_2d,
+            adapter_limits.max_storage_buffer_binding_size,
         );
-        assert!(!ctx.adapter().name.is_empty());
+        // The device was created with all of them, not with wgpu's defaults (lavapipe and llvmpipe offer 1024
+        // invocations and 16384 texels, four times and twice the defaults).
+        assert_eq!(
+            device.max_compute_invocations_per_workgroup,
+            adapter_limits.max_compute_invocations_per_workgroup
+        );
+        assert_eq!(
+            device.max_texture_dimension_2d,
+            adapter_limits.max_texture_dimension_2d
+        );
+        assert_eq!(
+            device.max_storage_buffer_binding_size,
+            adapter_limits.max_storage_buffer_binding_size
+        );
+        assert_eq!(device.max_buffer_size, adapter_limits.max_buffer_size);
+        // And they are at least what WebGPU promises every adapter.
+        let webgpu = wgpu::Limits::default();
+        assert!(
+            device.max_compute_invocations_per_workgroup
+                >= webgpu.max_compute_invocations_per_workgroup
+        );
+        assert!(
+            device.max_storage_buffers_per_shader_stage
+                >= webgpu.max_storage_buffers_per_shader_stage
+        );
+        assert!(device.max_texture_dimension_2d >= webgpu.max_texture_dimension_2d);
     }
 }
 

@@ -412,9 +412,10 @@ impl GpuContext {
             table_sampler,
             pipelines: PipelineCache::default(),
             adapter: AdapterSummary::from(&info),
+            // What the device really has, which is what every check against a limit must use.
+            limits: device.limits(),
             device,
             queue,
-            limits,
             errors,
             lost,
             placeholder,
@@ -435,7 +436,7 @@ impl GpuContext {
         &self.adapter
     }
 
-    /// The device's limits (the adapter's own, not wgpu's defaults).
+    /// The device's limits, as the device reports them: the adapter's own, not wgpu's defaults.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }

@@ -193,8 +193,46 @@ fn malformed_files_are_refused_with_a_reason() {
     p.node("p1")["attrs"]["granularity"] = json!("pixel");
     refuse(&p, "granularity 'pixel'");
     let mut p = base.clone();
+    p.tensor("p1.slopes").2[3] = f32::INFINITY;
+    refuse(&p, "slopes' holds inf");
+    let mut p = base.clone();
+    p.tensor("p2.bounds").2[0] = f32::NEG_INFINITY;
+    refuse(&p, "bounds' holds -inf");
+    // A non-uniform unit whose breakpoints are not increasing.
+    let mut p = base.clone();
+    p.node("p1")["op"] = json!("pwlu_non_uniform");
+    p.node("p1")["params"] = json!({"points": "p1.points", "breakpoints": "p1.breakpoints",
+                                    "slopes": "p1.slopes"});
+    p.tensors.retain(|t| t.0 != "p1.bounds");
+    let mut breakpoints: Vec<f32> = (0..6)
+        .flat_map(|_| (0..9).map(|i| i as f32 * 0.5 - 2.0))
+        .collect();
+    let good = p.clone();
+    breakpoints.swap(3, 4);
+    p.tensors
+        .push(("p1.breakpoints".into(), vec![6, 9], breakpoints.clone()));
+    refuse(&p, "increasing");
+    breakpoints.swap(3, 4);
+    let mut p = good;
+    p.tensors
+        .push(("p1.breakpoints".into(), vec![6, 9], breakpoints));
+    Model::from_bytes(Arc::clone(&ctx), &p.bytes()).expect("sorted breakpoints load");
+
+    let mut p = base.clone();
     p.tensor("bn1.running_var").2 = vec![-1.0; 6];
     refuse(&p, "variance");
+    // A preprocessing whose channels disagree with the input.
+    let mut p = base.clone();
+    p.metadata.insert(
+        "preprocess".into(),
+        json!({"mean": [0.5], "std": [0.2], "channel_order": "gray"}).to_string(),
+    );
+    refuse(&p, "the preprocessing makes 1 channels, the model takes 3");
+    // A tensor of more than 2^40 elements, each dimension in range.
+    let mut p = base.clone();
+    p.graph["inputs"][0]["shape"] = json!([1, 3, 1 << 20, 1 << 20]);
+    p.node("c1")["shape"] = json!(null);
+    refuse(&p, "is too large");
 }
 
 #[test]

@@ -45,17 +45,32 @@ fn exif_orientation_is_applied() {
     let image = gradient(40, 20);
     let upright = decode_image(&jpeg_with_orientation(&image, 1)).expect("decode");
     assert_eq!((upright.width(), upright.height()), (40, 20));
-    // Orientation 6: the camera was turned; the decoded image must be rotated 90 degrees clockwise.
-    let rotated = decode_image(&jpeg_with_orientation(&image, 6)).expect("decode");
-    assert_eq!((rotated.width(), rotated.height()), (20, 40));
-    let expected = upright.rotate90().to_rgb8();
-    let got = rotated.to_rgb8();
-    let diff: u32 = expected
-        .pixels()
-        .zip(got.pixels())
-        .map(|(a, b)| u32::from(a.0[0].abs_diff(b.0[0])))
-        .sum();
-    assert_eq!(diff, 0, "same pixels, rotated");
+    // What Pillow's exif_transpose does for each orientation: the stored image is shown after this transform.
+    let transforms: [(u16, fn(&DynamicImage) -> DynamicImage); 8] = [
+        (1, |i| i.clone()),
+        (2, |i| i.fliph()),
+        (3, |i| i.rotate180()),
+        (4, |i| i.flipv()),
+        (5, |i| i.rotate90().fliph()),
+        (6, |i| i.rotate90()),
+        (7, |i| i.rotate270().fliph()),
+        (8, |i| i.rotate270()),
+    ];
+    for (orientation, transform) in transforms {
+        let got = decode_image(&jpeg_with_orientation(&image, orientation)).expect("decode");
+        let expected = transform(&upright);
+        assert_eq!(
+            (got.width(), got.height()),
+            (expected.width(), expected.height()),
+            "orientation {orientation}"
+        );
+        // The same JPEG pixels, moved: exactly equal.
+        assert_eq!(
+            got.to_rgb8().as_raw(),
+            expected.to_rgb8().as_raw(),
+            "orientation {orientation}"
+        );
+    }
 }
 
 #[test]

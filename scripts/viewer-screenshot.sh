@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the desktop viewer under Xvfb (no display needed) and saves a screenshot of it.
 #   bash scripts/viewer-screenshot.sh MODEL IMAGE OUT.png
-# Needs xvfb, x11-utils and imagemagick (apt-get install -y xvfb x11-utils imagemagick).
+# Needs xvfb, x11-utils and imagemagick (apt-get install -y xvfb x11-utils imagemagick), and Pillow
+# (python/.venv from scripts/zoo.sh, or PYTHON=...) to check that the top-1 bar shows the engine's probability.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 image=$2 out=$3
@@ -37,3 +38,7 @@ import -window root "$out"
 colours=$(convert "$out" -format %k info:)
 echo "screenshot: $out ($colours colours)"
 [ "$colours" -gt 100 ] || { echo "the screenshot looks blank" >&2; exit 1; }
+python=${PYTHON:-python/.venv/bin/python}
+expected=$(cargo run --release --quiet -- classify --json --top 1 "$model" "$image" |
+  "$python" -c 'import json, sys; print(json.load(sys.stdin)[0]["top"][0]["prob"])')
+"$python" scripts/check_viewer_screenshot.py "$out" "$expected"

@@ -15,7 +15,7 @@
 //! - [`gpu`]: the wgpu runtime and one launcher per WGSL kernel in `shaders/`.
 //! - [`tensor`]: host tensors in PyTorch's NCHW order.
 //!
-//! ```no_run
+//! ```
 //! use pwlu::gpu::{kernels::UnaryKernel, GpuContext, GpuOptions, GpuTensor};
 //! use pwlu::ops::{Activation, Pwlu};
 //! use pwlu::Tensor;

@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pwlu::gpu::GpuContext;
+use pwlu::gpu::{GpuContext, InputStage};
 use pwlu::preprocess::{decode_image, Preprocess};
 use pwlu::{Model, Tensor};
 use serde_json::Value;
@@ -113,12 +113,11 @@ fn check_logits(name: &str, got: &[f32], expected: &[f32]) -> f32 {
     worst / scale
 }
 
-#[test]
-fn zoo_models_match_pytorch() {
-    let ctx = context();
+/// Every zoo model on `ctx`, one input at a time and (with `batched`) all of them as one batch.
+fn check_zoo(ctx: &Arc<GpuContext>, batched: bool) {
     for name in MODELS {
         let model = Model::load(
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
             models_dir().join(format!("{name}.safetensors")),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -132,8 +131,14 @@ fn zoo_models_match_pytorch() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let expected = floats(&entry["logits"]);
             let relative = check_logits(&format!("{name} input {i}"), logits.data(), &expected);
-            println!("{name} input {i}: max |diff| / max(1, max |logit|) = {relative:.2e}");
+            println!(
+                "{name} input {i} on {}: max |diff| / max(1, max |logit|) = {relative:.2e}",
+                ctx.adapter()
+            );
             inputs.push(input);
+        }
+        if !batched {
+            continue;
         }
         // The same inputs as one batch give the same logits.
         let s = model.input_shape();
@@ -155,6 +160,21 @@ fn zoo_models_match_pytorch() {
             );
         }
     }
+}
+
+#[test]
+fn zoo_models_match_pytorch() {
+    check_zoo(&context(), true);
+}
+
+#[test]
+fn zoo_models_match_pytorch_reading_inputs_from_buffers() {
+    // The path discrete and integrated GPUs take by default (`--input-stage never`).
+    let ctx = common::contexts_with(InputStage::Never)
+        .into_iter()
+        .next()
+        .expect("a GPU context");
+    check_zoo(&Arc::new(ctx), false);
 }
 
 #[test]

@@ -15,16 +15,22 @@ extern "C" {
     fn global_fetch(input: &str, init: &RequestInit) -> Promise;
 }
 
-/// Model files are tens of megabytes; anything claiming more than this is refused before it is read.
+/// Model files are tens of megabytes; by default a download of more than this is refused (`maxBytes` of
+/// `Model.fromUrl` sets another maximum).
 pub const MAX_DOWNLOAD_BYTES: u64 = 2 << 30;
 
+/// What is reserved before the first byte arrives, at most: a server's `Content-Length` is a claim, not bytes,
+/// so the buffer grows with the data that really comes.
+const INITIAL_RESERVATION: u64 = 1 << 20;
+
 /// Downloads `url`, calling `on_progress(loaded, total)` as chunks arrive (`total` is `undefined` when the
-/// server does not say). Rejects with `kind: "fetch"` on network, CORS and HTTP failures and `kind: "abort"`
-/// when `signal` aborts.
+/// server does not say). Rejects with `kind: "fetch"` on network, CORS and HTTP failures and on a body of
+/// more than `max_bytes` (claimed or received), and with `kind: "abort"` when `signal` aborts.
 pub async fn download(
     url: &str,
     on_progress: Option<&Function>,
     signal: Option<&AbortSignal>,
+    max_bytes: u64,
 ) -> Result<Vec<u8>, JsValue> {
     let aborted = |signal: Option<&AbortSignal>| signal.is_some_and(AbortSignal::aborted);
     let init = RequestInit::new();
@@ -66,10 +72,10 @@ pub async fn download(
         .ok()
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(total) = total.filter(|&t| t > MAX_DOWNLOAD_BYTES) {
+    if let Some(total) = total.filter(|&t| t > max_bytes) {
         return Err(js_error(
             Kind::Fetch,
-            format!("{url} is {total} bytes, more than the {MAX_DOWNLOAD_BYTES} bytes a model file may have"),
+            format!("{url} is {total} bytes, more than the {max_bytes} bytes allowed (maxBytes)"),
         ));
     }
     let report = |loaded: u64| {
@@ -84,8 +90,8 @@ pub async fn download(
         return Ok(Vec::new());
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let capacity = total.unwrap_or(0).min(MAX_DOWNLOAD_BYTES) as usize;
-    let mut bytes = Vec::with_capacity(capacity);
+    let capacity = total.unwrap_or(0).min(INITIAL_RESERVATION) as usize;
+    let mut bytes: Vec<u8> = Vec::with_capacity(capacity);
     report(0);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(|e| {
@@ -109,13 +115,11 @@ pub async fn download(
         let value: Uint8Array = value
             .dyn_into()
             .map_err(|_| js_error(Kind::Fetch, "the response body is not bytes"))?;
-        if (bytes.len() as u64).saturating_add(u64::from(value.length())) > MAX_DOWNLOAD_BYTES {
+        if (bytes.len() as u64).saturating_add(u64::from(value.length())) > max_bytes {
             let _ = reader.cancel();
             return Err(js_error(
                 Kind::Fetch,
-                format!(
-                    "{url} is larger than the {MAX_DOWNLOAD_BYTES} bytes a model file may have"
-                ),
+                format!("{url} is larger than the {max_bytes} bytes allowed (maxBytes)"),
             ));
         }
         let start = bytes.len();

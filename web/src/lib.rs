@@ -47,6 +47,9 @@ export interface LoadOptions {
   onProgress?: (loaded: number, total: number | undefined) => void;
   /** Aborts the download; the promise then rejects with `kind: "abort"`. */
   signal?: AbortSignal;
+  /** The largest model file to download, in bytes (default 2 GiB); a larger one rejects with `kind: "fetch"`
+   * before its bytes are kept. */
+  maxBytes?: number;
 }
 
 export interface AdapterInfo { name: string; backend: string; deviceType: string; driver: string; }
@@ -261,9 +264,21 @@ impl WebModel {
                     .map_err(|_| js_error(Kind::Input, "signal must be an AbortSignal"))
             })
             .transpose()?;
+        let max_bytes = match get("maxBytes") {
+            None => fetch::MAX_DOWNLOAD_BYTES,
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() && n >= 0.0 => n as u64,
+                _ => {
+                    return Err(js_error(
+                        Kind::Input,
+                        "maxBytes must be a non-negative number of bytes",
+                    ))
+                }
+            },
+        };
         // Fail on a missing WebGPU before spending the download on it.
         let ctx = shared_context().await?;
-        let bytes = fetch::download(&url, on_progress.as_ref(), signal.as_ref()).await?;
+        let bytes = fetch::download(&url, on_progress.as_ref(), signal.as_ref(), max_bytes).await?;
         let model = Model::from_bytes(ctx, &bytes).map_err(|e| error::from_pwlu_about(e, &url))?;
         model
             .warm_up()

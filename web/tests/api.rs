@@ -305,6 +305,31 @@ async fn a_url_loads_with_progress_reports() {
     Url::revoke_object_url(&url).expect("revoke");
 }
 
+#[wasm_bindgen_test]
+async fn a_download_over_max_bytes_rejects() {
+    let bytes = model_bytes();
+    let blob =
+        Blob::new_with_u8_array_sequence(&Array::of1(&Uint8Array::from(&bytes[..]))).expect("blob");
+    let url = Url::create_object_url_with_blob(&blob).expect("object URL");
+    let options = js_sys::Object::new();
+    Reflect::set(
+        &options,
+        &"maxBytes".into(),
+        &((bytes.len() - 1) as f64).into(),
+    )
+    .expect("set");
+    let (kind, message) = load_error(&url, Some(options.unchecked_into())).await;
+    assert_eq!(kind, "fetch");
+    assert!(message.contains("maxBytes"), "{message}");
+    // Exactly the file's size is allowed.
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"maxBytes".into(), &(bytes.len() as f64).into()).expect("set");
+    WebModel::from_url(url.clone(), Some(options.unchecked_into::<LoadOptions>()))
+        .await
+        .expect("a file of exactly maxBytes loads");
+    Url::revoke_object_url(&url).expect("revoke");
+}
+
 async fn load_error(url: &str, options: Option<LoadOptions>) -> (String, String) {
     match WebModel::from_url(url.into(), options).await {
         Ok(_) => panic!("{url} loaded"),
@@ -367,6 +392,11 @@ async fn bad_options_and_sources_reject() {
     Reflect::set(&options, &"onProgress".into(), &"not a function".into()).expect("set");
     let (kind, _) = load_error("/whatever", Some(options.unchecked_into())).await;
     assert_eq!(kind, "input");
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"maxBytes".into(), &(-1.0).into()).expect("set");
+    let (kind, message) = load_error("/whatever", Some(options.unchecked_into())).await;
+    assert_eq!(kind, "input");
+    assert!(message.contains("maxBytes"), "{message}");
 
     let web = web_model().await;
     for (source, expected) in [

@@ -46,7 +46,8 @@ fn exif_orientation_is_applied() {
     let upright = decode_image(&jpeg_with_orientation(&image, 1)).expect("decode");
     assert_eq!((upright.width(), upright.height()), (40, 20));
     // What Pillow's exif_transpose does for each orientation: the stored image is shown after this transform.
-    let transforms: [(u16, fn(&DynamicImage) -> DynamicImage); 8] = [
+    type Transform = fn(&DynamicImage) -> DynamicImage;
+    let transforms: [(u16, Transform); 8] = [
         (1, |i| i.clone()),
         (2, |i| i.fliph()),
         (3, |i| i.rotate180()),

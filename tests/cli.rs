@@ -385,6 +385,10 @@ fn plots_are_valid_svg_and_png_that_show_curves() {
             "{site}: a curve per channel and ReLU"
         );
         assert!(svg.contains(site), "{site}: titled");
+        assert!(
+            svg.matches("<circle").count() >= 6 * 9,
+            "{site}: the 9 points of each of the 6 units are marked"
+        );
         let png = image::open(out_dir.join(format!("{site}.png")))
             .expect("PNG decodes")
             .to_rgb8();
@@ -609,4 +613,46 @@ fn info_and_plot_need_no_gpu() {
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no GPU adapter"), "{}", stderr(&out));
+}
+
+#[test]
+fn plots_of_non_uniform_units_mark_their_learned_breakpoints() {
+    let ws = Workspace::new("plot-non-uniform");
+    let mut parts = small_classifier();
+    // p1 becomes a non-uniform unit whose breakpoints crowd near 0.
+    parts.node("p1")["op"] = serde_json::json!("pwlu_non_uniform");
+    parts.node("p1")["params"] = serde_json::json!({"points": "p1.points",
+        "breakpoints": "p1.breakpoints", "slopes": "p1.slopes"});
+    parts.tensors.retain(|t| t.0 != "p1.bounds");
+    let breakpoints: Vec<f32> = (0..6)
+        .flat_map(|_| [-2.0, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 2.0])
+        .collect();
+    parts
+        .tensors
+        .push(("p1.breakpoints".into(), vec![6, 9], breakpoints));
+    let model = ws.path("non_uniform.safetensors");
+    std::fs::write(&model, parts.bytes()).expect("write model");
+    let out_dir = ws.path("plots");
+    let out = ws.run(&["plot", s(&model), "--site", "p1", "--out", s(&out_dir)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(out_dir.join("p1.svg")).expect("svg");
+    assert!(svg.contains("non-uniform"), "the title says which grid");
+    // A marker at each of the 6 x 9 breakpoints: their centres' x coordinates bunch where the breakpoints do.
+    let centres: Vec<f64> = svg
+        .match_indices("<circle")
+        .filter_map(|(at, _)| {
+            let rest = &svg[at..];
+            let cx = rest.find("cx=\"")? + 4;
+            rest[cx..].split('"').next()?.parse().ok()
+        })
+        .collect();
+    assert!(centres.len() >= 54, "{} markers", centres.len());
+    let mut distinct = centres.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup_by(|a, b| (*a - *b).abs() < 0.5);
+    assert!(
+        distinct.len() >= 9,
+        "{} distinct marker columns",
+        distinct.len()
+    );
 }

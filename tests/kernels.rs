@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    assert_close, contexts, contexts_for_both_input_paths, random_pwlu, random_tensor, random_vec,
-    rng, TOLERANCE,
+    assert_close, contexts, contexts_for_both_input_paths, random_non_uniform_pwlu, random_pwlu,
+    random_tensor, random_vec, rng, TOLERANCE,
 };
 use pwlu::gpu::kernels::{
     BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, MatmulKernel,
@@ -39,6 +39,8 @@ fn all_activations(rng: &mut SmallRng, channels: usize) -> Vec<Activation> {
         Activation::GeluTanh,
         Activation::Pwlu(random_pwlu(rng, channels, 16)),
         Activation::Pwlu(random_pwlu(rng, 1, 8)),
+        Activation::Pwlu(random_non_uniform_pwlu(rng, channels, 6)),
+        Activation::Pwlu(random_non_uniform_pwlu(rng, 1, 5)),
     ]
 }
 
@@ -92,6 +94,46 @@ fn conv_case(
         random_tensor(rng, Shape::new(input.n, conv.out_channels, oh, ow))
     });
     check_conv(ctx, &layer, &x, residual.as_ref(), what);
+}
+
+#[test]
+fn non_uniform_pwlu_runs_in_every_convolution_epilogue() {
+    // Dense, depthwise and grouped kernels, each residual placement, channel-wise and layer-wise units.
+    for ctx in contexts_for_both_input_paths() {
+        let mut rng = rng(12);
+        for (in_channels, out_channels, groups) in [(5, 7, 1), (6, 6, 6), (6, 9, 3)] {
+            for residual in [
+                ResidualAdd::None,
+                ResidualAdd::BeforeActivation,
+                ResidualAdd::AfterActivation,
+            ] {
+                for units in [out_channels, 1] {
+                    let conv = Conv2d {
+                        padding: Padding {
+                            top: 1,
+                            left: 0,
+                            bottom: 2,
+                            right: 1,
+                        },
+                        stride: [2, 1],
+                        groups,
+                        ..Conv2d::new(in_channels, out_channels, [3, 3])
+                    };
+                    let pwlu = random_non_uniform_pwlu(&mut rng, units, 7);
+                    let epilogue = Epilogue {
+                        activation: Activation::Pwlu(pwlu),
+                        residual,
+                    };
+                    let input = Shape::new(2, in_channels, 9, 7);
+                    let what = format!(
+                        "non-uniform PWLU ({units} units) after {conv}, residual {residual:?}, on {}",
+                        ctx.adapter()
+                    );
+                    conv_case(&ctx, &mut rng, conv, input, epilogue, &what);
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pwlu::gpu::{GpuContext, InputStage};
+use pwlu::ops::Grid;
 use pwlu::preprocess::{decode_image, Preprocess};
 use pwlu::{Model, Tensor};
 use serde_json::Value;
@@ -25,7 +26,12 @@ const MODELS: &[&str] = &[
     "mobilenet_v3_large",
     "efficientnet_b0",
     "digits",
+    "digits_non_uniform",
+    "digits_layer_wise",
 ];
+
+/// The trained digits networks: uniform channel-wise, non-uniform channel-wise and uniform layer-wise units.
+const DIGITS: &[&str] = &["digits", "digits_non_uniform", "digits_layer_wise"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -113,9 +119,9 @@ fn check_logits(name: &str, got: &[f32], expected: &[f32]) -> f32 {
     worst / scale
 }
 
-/// Every zoo model on `ctx`, one input at a time and (with `batched`) all of them as one batch.
-fn check_zoo(ctx: &Arc<GpuContext>, batched: bool) {
-    for name in MODELS {
+/// `models` on `ctx`, one input at a time and (with `batched`) all of them as one batch.
+fn check_zoo(ctx: &Arc<GpuContext>, models: &[&str], batched: bool) {
+    for name in models {
         let model = Model::load(
             Arc::clone(ctx),
             models_dir().join(format!("{name}.safetensors")),
@@ -164,7 +170,7 @@ fn check_zoo(ctx: &Arc<GpuContext>, batched: bool) {
 
 #[test]
 fn zoo_models_match_pytorch() {
-    check_zoo(&context(), true);
+    check_zoo(&context(), MODELS, true);
 }
 
 #[test]
@@ -174,7 +180,7 @@ fn zoo_models_match_pytorch_reading_inputs_from_buffers() {
         .into_iter()
         .next()
         .expect("a GPU context");
-    check_zoo(&Arc::new(ctx), false);
+    check_zoo(&Arc::new(ctx), MODELS, false);
 }
 
 #[test]
@@ -246,74 +252,110 @@ fn preprocessing_matches_torchvision_on_real_photos() {
 }
 
 #[test]
-fn digits_model_on_the_cpu_reference_matches_pytorch_too() {
-    // The whole graph through the CPU references: an independent check of the optimised GPU path.
-    let ctx = context();
-    let model = Model::load(ctx, models_dir().join("digits.safetensors")).expect("model");
-    for entry in reference("digits")["inputs"].as_array().expect("inputs") {
-        let input = input_of(&model, entry);
-        let cpu = model.graph().run_cpu(&input).expect("cpu");
-        check_logits("digits on the CPU", cpu.data(), &floats(&entry["logits"]));
+fn digits_variants_match_pytorch_on_every_backend() {
+    for ctx in common::contexts() {
+        check_zoo(&Arc::new(ctx), DIGITS, true);
     }
 }
 
 #[test]
-fn digits_model_classifies_the_held_out_split() {
-    // The accuracy of the exported model as the engine runs it, on the 450 images training never saw.
+fn digits_models_on_the_cpu_reference_match_pytorch_too() {
+    // The whole graph through the CPU references: an independent check of the optimised GPU path.
     let ctx = context();
-    let model = Model::load(ctx, models_dir().join("digits.safetensors")).expect("model");
-    let held_out = &reference("digits")["held_out"];
-    let labels: Vec<usize> = held_out["labels"]
-        .as_array()
-        .expect("labels")
-        .iter()
-        .map(|v| v.as_u64().expect("label") as usize)
-        .collect();
-    let data: Vec<f32> = held_out["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .flat_map(floats)
-        .collect();
-    let s = model.input_shape();
-    let batch = Tensor::new(vec![labels.len(), s.c, s.h, s.w], data).expect("held-out batch");
-    let logits = model.run_blocking(&batch).expect("run");
-    let classes = logits.dims()[1];
-    let correct = logits
-        .data()
-        .chunks(classes)
-        .zip(&labels)
-        .filter(|(row, &label)| top5(row)[0] == label)
-        .count();
-    let accuracy = correct as f64 / labels.len() as f64;
-    println!(
-        "digits: {correct} of {} held-out images right ({accuracy:.4})",
-        labels.len()
-    );
-    assert!(labels.len() >= 400, "{} held-out images", labels.len());
-    assert!(accuracy >= 0.97, "held-out accuracy {accuracy}");
+    for name in DIGITS {
+        let model = Model::load(
+            Arc::clone(&ctx),
+            models_dir().join(format!("{name}.safetensors")),
+        )
+        .expect("model");
+        for entry in reference(name)["inputs"].as_array().expect("inputs") {
+            let input = input_of(&model, entry);
+            let cpu = model.graph().run_cpu(&input).expect("cpu");
+            check_logits(
+                &format!("{name} on the CPU"),
+                cpu.data(),
+                &floats(&entry["logits"]),
+            );
+        }
+    }
+}
 
-    // Training moved the units away from the ReLU they started as: mean |PWLU(x) - ReLU(x)| over each
-    // site's sampled range.
-    let sites = model.pwlu_sites();
-    assert_eq!(sites.len(), 3, "the digits network has three PWLU sites");
-    for site in &sites {
-        let curves = site.curves(200);
-        let distance = curves
-            .y
+#[test]
+fn digits_models_classify_the_held_out_split() {
+    // The accuracy of each exported model as the engine runs it, on the 450 images training never saw.
+    let ctx = context();
+    for name in DIGITS {
+        let model = Model::load(
+            Arc::clone(&ctx),
+            models_dir().join(format!("{name}.safetensors")),
+        )
+        .expect("model");
+        let held_out = &reference(name)["held_out"];
+        let labels: Vec<usize> = held_out["labels"]
+            .as_array()
+            .expect("labels")
             .iter()
-            .flat_map(|unit| {
-                unit.iter()
-                    .zip(&curves.x)
-                    .map(|(y, x)| (y - x.max(0.0)).abs())
-            })
-            .sum::<f32>()
-            / (curves.y.len() * curves.x.len()) as f32;
-        println!("{}: mean |PWLU - ReLU| = {distance:.3}", site.name);
-        assert!(
-            distance > 0.05,
-            "{}: learned units should differ from ReLU",
-            site.name
+            .map(|v| v.as_u64().expect("label") as usize)
+            .collect();
+        let data: Vec<f32> = held_out["inputs"]
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .flat_map(floats)
+            .collect();
+        let s = model.input_shape();
+        let batch = Tensor::new(vec![labels.len(), s.c, s.h, s.w], data).expect("held-out batch");
+        let logits = model.run_blocking(&batch).expect("run");
+        let classes = logits.dims()[1];
+        let correct = logits
+            .data()
+            .chunks(classes)
+            .zip(&labels)
+            .filter(|(row, &label)| top5(row)[0] == label)
+            .count();
+        let accuracy = correct as f64 / labels.len() as f64;
+        println!(
+            "{name}: {correct} of {} held-out images right ({accuracy:.4})",
+            labels.len()
         );
+        assert!(labels.len() >= 400, "{} held-out images", labels.len());
+        assert!(accuracy >= 0.96, "{name}: held-out accuracy {accuracy}");
+
+        // The units are what the variant says, and training moved them away from the ReLU they started as:
+        // mean |PWLU(x) - ReLU(x)| over each site's sampled range.
+        let sites = model.pwlu_sites();
+        assert_eq!(sites.len(), 3, "{name} has three PWLU sites");
+        for site in &sites {
+            let uniform = matches!(site.pwlu.grid(), Grid::Uniform { .. });
+            assert_eq!(
+                uniform,
+                *name != "digits_non_uniform",
+                "{name} {}",
+                site.name
+            );
+            assert_eq!(
+                site.pwlu.is_layer_wise(),
+                *name == "digits_layer_wise",
+                "{name} {}",
+                site.name
+            );
+            let curves = site.curves(200);
+            let distance = curves
+                .y
+                .iter()
+                .flat_map(|unit| {
+                    unit.iter()
+                        .zip(&curves.x)
+                        .map(|(y, x)| (y - x.max(0.0)).abs())
+                })
+                .sum::<f32>()
+                / (curves.y.len() * curves.x.len()) as f32;
+            println!("{name} {}: mean |PWLU - ReLU| = {distance:.3}", site.name);
+            assert!(
+                distance > 0.05,
+                "{name} {}: learned units should differ from ReLU",
+                site.name
+            );
+        }
     }
 }

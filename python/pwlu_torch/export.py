@@ -150,6 +150,8 @@ class _Builder:
             attrs = {"intervals": m.intervals, "granularity": "channel" if m.channel_wise else "layer"}
             self.emit(node, "pwlu", [x], params, attrs)
         elif isinstance(m, NonUniformPWLU):
+            if m.phase != "learn":
+                raise self.fail(node, "non-uniform PWLU still in realignment phase I (call realign_() first)")
             breakpoints, order = torch.sort(m.breakpoints.detach(), dim=1)
             if not bool((breakpoints[:, 1:] > breakpoints[:, :-1]).all()):
                 raise self.fail(node, "breakpoints are not strictly increasing")

@@ -37,13 +37,56 @@ def _tail(value: torch.Tensor, slope: torch.Tensor, dx: torch.Tensor) -> torch.T
     return value + torch.where(flat_at_infinity, torch.zeros_like(dx), slope * dx)
 
 
-class PWLU(nn.Module):
+class _Realigned(nn.Module):
+    """Statistics-based realignment, shared by both units: in phase I the unit computes ReLU and tracks its
+    input's mean and variance per unit (momentum 0.9, the paper's); `realign_()` places the unit's grid on
+    mean +- k std (phase II), after which every parameter learns."""
+
+    def _init_realignment(self, units: int, realign: bool, momentum: float) -> None:
+        self.momentum = float(momentum)
+        self.phase = PHASE_STATISTICS if realign else PHASE_LEARN
+        self.register_buffer("running_mean", torch.zeros(units))
+        self.register_buffer("running_var", torch.ones(units))
+
+    @property
+    def units(self) -> int:
+        return self.points.shape[0]
+
+    @torch.no_grad()
+    def _track(self, x: torch.Tensor) -> None:
+        flat = _channels_first(x.detach().float(), self.units)
+        mean, var = flat.mean(dim=1), flat.var(dim=1, unbiased=False)
+        self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+        self.running_var.mul_(self.momentum).add_((1 - self.momentum) * var)
+
+    def _statistics_bounds(self, k: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """[C] left and right ends: running mean -+ k running std (at least 1e-3 apart from the mean)."""
+        std = self.running_var.clamp(min=1e-12).sqrt()
+        half = torch.clamp(k * std, min=1e-3)
+        return self.running_mean - half, self.running_mean + half
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.phase == PHASE_STATISTICS:
+            if self.training:
+                self._track(x)
+            return torch.relu(x)
+        return self._pwlu(x)
+
+    def _pwlu(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _granularity(self) -> str:
+        return "channel-wise" if self.channel_wise else "layer-wise"
+
+
+class PWLU(_Realigned):
     """Uniform PWLU: `intervals` equal intervals on [B_L, B_R], one unit per channel or one per layer.
 
     State dict: `points` [C, N + 1], `bounds` [C, 2] (B_L, B_R), `slopes` [C, 2] (K_L, K_R), all parameters;
     plus the realignment buffers `running_mean`, `running_var` [C]. C = 1 for a layer-wise unit.
 
-    A new unit is exactly ReLU on [-bound, bound] (N must be even so that 0 is a grid point). With
+    A new unit is ReLU at its grid points: exactly ReLU on [-bound, bound] when N is even (0 is then a grid
+    point); with an odd N the interval around 0 joins (x_i, 0) and (x_i+1, x_i+1) by a line. With
     `realign=True` it starts in phase I of the paper's statistics-based realignment: it computes ReLU and
     tracks its input's mean and variance (momentum 0.9) until `realign_()` resets the bounds to
     mean +- k std and the points to ReLU on that grid (phase II), after which everything learns.
@@ -60,23 +103,14 @@ class PWLU(nn.Module):
         super().__init__()
         if intervals < 1:
             raise ValueError(f"intervals must be >= 1, got {intervals}")
-        if intervals % 2:
-            raise ValueError(f"a PWLU initialised as ReLU needs an even number of intervals, got {intervals}")
         units = 1 if channels is None else int(channels)
         self.intervals = int(intervals)
         self.channel_wise = channels is not None
-        self.momentum = float(momentum)
-        self.phase = PHASE_STATISTICS if realign else PHASE_LEARN
         self.points = nn.Parameter(torch.zeros(units, intervals + 1))
         self.bounds = nn.Parameter(torch.tensor([[-bound, bound]] * units, dtype=torch.float32))
         self.slopes = nn.Parameter(torch.tensor([[0.0, 1.0]] * units, dtype=torch.float32))
-        self.register_buffer("running_mean", torch.zeros(units))
-        self.register_buffer("running_var", torch.ones(units))
+        self._init_realignment(units, realign, momentum)
         self.reset_to_relu_()
-
-    @property
-    def units(self) -> int:
-        return self.points.shape[0]
 
     @torch.no_grad()
     def reset_to_relu_(self) -> None:
@@ -94,25 +128,10 @@ class PWLU(nn.Module):
     @torch.no_grad()
     def realign_(self, k: float = 3.0) -> None:
         """Phase II: bounds := running mean +- k running std, points := ReLU on the new grid."""
-        std = self.running_var.clamp(min=1e-12).sqrt()
-        half = torch.clamp(k * std, min=1e-3)
-        self.bounds.copy_(torch.stack([self.running_mean - half, self.running_mean + half], dim=1))
+        left, right = self._statistics_bounds(k)
+        self.bounds.copy_(torch.stack([left, right], dim=1))
         self.reset_to_relu_()
         self.phase = PHASE_LEARN
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.phase == PHASE_STATISTICS:
-            if self.training:
-                self._track(x)
-            return torch.relu(x)
-        return self._pwlu(x)
-
-    @torch.no_grad()
-    def _track(self, x: torch.Tensor) -> None:
-        flat = _channels_first(x.detach().float(), self.units)
-        mean, var = flat.mean(dim=1), flat.var(dim=1, unbiased=False)
-        self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
-        self.running_var.mul_(self.momentum).add_((1 - self.momentum) * var)
 
     def _pwlu(self, x: torch.Tensor) -> torch.Tensor:
         flat = _channels_first(x, self.units)
@@ -132,19 +151,31 @@ class PWLU(nn.Module):
         return _restore(y, x, self.units)
 
     def extra_repr(self) -> str:
-        granularity = "channel-wise" if self.channel_wise else "layer-wise"
-        return f"units={self.units}, intervals={self.intervals}, {granularity}, phase={self.phase}"
+        return f"units={self.units}, intervals={self.intervals}, {self._granularity()}, phase={self.phase}"
 
 
-class NonUniformPWLU(nn.Module):
-    """Non-uniform PWLU (the journal version): N + 1 learned, strictly increasing breakpoints per unit.
+class NonUniformPWLU(_Realigned):
+    """Non-uniform PWLU (the journal version): N + 1 learned, strictly increasing breakpoints per unit, one unit
+    per channel or one per layer.
 
-    State dict: `breakpoints` [C, N + 1], `points` [C, N + 1], `slopes` [C, 2]. Breakpoints are kept sorted:
-    the forward pass reads them through `torch.sort` (with the points following their breakpoints), and
-    `sort_()` writes the order back, for instance after each optimiser step.
+    State dict: `breakpoints` [C, N + 1], `points` [C, N + 1], `slopes` [C, 2], plus the realignment buffers
+    `running_mean`, `running_var` [C]. Breakpoints are kept sorted: the forward pass reads them through
+    `torch.sort` (with the points following their breakpoints), and `sort_()` writes the order back, for
+    instance after each optimiser step.
+
+    With `realign=True` it starts in phase I like `PWLU`: ReLU while the input's statistics are tracked; then
+    `realign_()` places the breakpoints evenly on mean +- k std and the points on ReLU there (phase II), from
+    where the breakpoints learn where the function needs them.
     """
 
-    def __init__(self, channels: int | None = None, intervals: int = 4, bound: float = 3.0) -> None:
+    def __init__(
+        self,
+        channels: int | None = None,
+        intervals: int = 4,
+        bound: float = 3.0,
+        realign: bool = False,
+        momentum: float = 0.9,
+    ) -> None:
         super().__init__()
         if intervals < 1:
             raise ValueError(f"intervals must be >= 1, got {intervals}")
@@ -155,10 +186,7 @@ class NonUniformPWLU(nn.Module):
         self.breakpoints = nn.Parameter(grid)
         self.points = nn.Parameter(grid.clamp(min=0))
         self.slopes = nn.Parameter(torch.tensor([[0.0, 1.0]] * units))
-
-    @property
-    def units(self) -> int:
-        return self.points.shape[0]
+        self._init_realignment(units, realign, momentum)
 
     @torch.no_grad()
     def sort_(self) -> None:
@@ -166,7 +194,19 @@ class NonUniformPWLU(nn.Module):
         self.breakpoints.copy_(torch.gather(self.breakpoints, 1, order))
         self.points.copy_(torch.gather(self.points, 1, order))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def realign_(self, k: float = 3.0) -> None:
+        """Phase II: breakpoints := N + 1 even steps over running mean +- k running std, points := ReLU there,
+        tail slopes 0 and 1."""
+        left, right = self._statistics_bounds(k)
+        steps = torch.arange(self.intervals + 1, dtype=left.dtype, device=left.device) / self.intervals
+        grid = left[:, None] + (right - left)[:, None] * steps
+        self.breakpoints.copy_(grid)
+        self.points.copy_(grid.clamp(min=0))
+        self.slopes.copy_(torch.tensor([0.0, 1.0]).expand_as(self.slopes))
+        self.phase = PHASE_LEARN
+
+    def _pwlu(self, x: torch.Tensor) -> torch.Tensor:
         flat = _channels_first(x, self.units)
         n = self.intervals
         breakpoints, order = torch.sort(self.breakpoints, dim=1)
@@ -185,5 +225,4 @@ class NonUniformPWLU(nn.Module):
         return _restore(y, x, self.units)
 
     def extra_repr(self) -> str:
-        granularity = "channel-wise" if self.channel_wise else "layer-wise"
-        return f"units={self.units}, intervals={self.intervals}, {granularity}, non-uniform"
+        return f"units={self.units}, intervals={self.intervals}, {self._granularity()}, non-uniform, phase={self.phase}"

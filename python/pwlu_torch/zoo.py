@@ -9,7 +9,8 @@ parity reference the Rust tests check it against.
   reachable, so their weights are random (seeded). To give activations realistic ranges, batch-norm statistics
   are re-estimated on real photos, every activation becomes a PWLU unit whose bounds are realigned to its
   input's statistics (the paper's phase I and II), and the points are perturbed so that no unit is plain ReLU.
-- The digits model, trained by `examples/train_digits.py` (see there).
+- The digits models, trained on scikit-learn's digits (`pwlu_torch.digits`): uniform channel-wise units,
+  non-uniform units with learned breakpoints, and uniform layer-wise units.
 
 Beside each `NAME.safetensors` the zoo writes `NAME.parity.json`: PyTorch's logits, computed by the very
 model it just exported, on input crops it saves in `crops/` (PNG, as torchvision's PIL pipeline made them), so
@@ -47,7 +48,8 @@ IMAGENET_PREPROCESS = {
 }
 
 TORCHVISION_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0"]
-ALL_MODELS = ["efficientnet_lite0", *TORCHVISION_MODELS, "digits"]
+DIGITS_MODELS = ["digits", "digits_non_uniform", "digits_layer_wise"]
+ALL_MODELS = ["efficientnet_lite0", *TORCHVISION_MODELS, *DIGITS_MODELS]
 
 #: Photos bundled in the scikit-image and scikit-learn wheels (no download needed).
 _SKIMAGE_PHOTOS = ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"]
@@ -253,11 +255,11 @@ def main(argv: list[str] | None = None) -> None:
 
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         start = time.time()
-        if name == "digits":
+        if name in DIGITS_MODELS:
             from .digits import train_and_export
 
-            train_and_export(out / "digits.safetensors")
-            print(f"digits: trained and exported in {time.time() - start:.1f} s")
+            train_and_export(out / f"{name}.safetensors", name)
+            print(f"{name}: trained and exported in {time.time() - start:.1f} s")
             continue
         if name == "efficientnet_lite0":
             model, preprocess = build_lite0()

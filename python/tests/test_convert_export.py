@@ -109,3 +109,44 @@ def test_f16_export_keeps_pwlu_tables_in_f32(tmp_path):
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
     assert dtypes["0.weight"] == torch.float16
     assert all(v == torch.float32 for k, v in dtypes.items() if k.startswith("pwlu_"))
+
+
+@pytest.mark.parametrize("channel_wise", [True, False])
+def test_export_writes_non_uniform_and_layer_wise_units(tmp_path, channel_wise):
+    from pwlu_torch import NonUniformPWLU
+
+    torch.manual_seed(2)
+    channels = 4 if channel_wise else None
+    non_uniform = NonUniformPWLU(channels, intervals=5)
+    uniform = PWLU(channels, intervals=7)
+    with torch.no_grad():
+        # Learned breakpoints out of order: the file holds them sorted, the points following.
+        non_uniform.breakpoints[:, [1, 2]] = non_uniform.breakpoints[:, [2, 1]].clone()
+        non_uniform.points.add_(torch.randn_like(non_uniform.points))
+        uniform.points.add_(torch.randn_like(uniform.points))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), non_uniform, nn.Conv2d(4, 4, 1), uniform).eval()
+    path = tmp_path / "units.safetensors"
+    x = torch.randn(1, 3, 5, 5)
+    graph = export(model, str(path), x)
+    units = [n for n in graph["nodes"] if n["op"].startswith("pwlu")]
+    assert [n["op"] for n in units] == ["pwlu_non_uniform", "pwlu"]
+    granularity = "channel" if channel_wise else "layer"
+    assert [n["attrs"] for n in units] == [
+        {"intervals": 5, "granularity": granularity},
+        {"intervals": 7, "granularity": granularity},
+    ]
+    rows = 4 if channel_wise else 1
+    with safe_open(str(path), "pt") as f:
+        breakpoints = f.get_tensor(units[0]["params"]["breakpoints"])
+        points = f.get_tensor(units[0]["params"]["points"])
+        assert breakpoints.shape == (rows, 6) and points.shape == (rows, 6)
+        assert bool((breakpoints[:, 1:] > breakpoints[:, :-1]).all())
+        # The sorted unit computes what the module computes.
+        resorted = NonUniformPWLU(channels, intervals=5)
+        with torch.no_grad():
+            resorted.breakpoints.copy_(breakpoints)
+            resorted.points.copy_(points)
+            resorted.slopes.copy_(f.get_tensor(units[0]["params"]["slopes"]))
+        probe = torch.randn(2, 4, 3, 3) * 3
+        assert torch.allclose(resorted(probe), non_uniform(probe))
+        assert f.get_tensor(units[1]["params"]["bounds"]).shape == (rows, 2)

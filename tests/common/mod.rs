@@ -85,6 +85,26 @@ pub fn random_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pw
     Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("valid random PWLU"))
 }
 
+/// A non-uniform PWLU with random, strictly increasing breakpoints (steps of 0.05 to 1), points near ReLU.
+pub fn random_non_uniform_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pwlu> {
+    let mut breakpoints = Vec::new();
+    let mut points = Vec::new();
+    let mut slopes = Vec::new();
+    for _ in 0..units {
+        let mut x = rng.random_range(-3.0f32..-0.5);
+        for _ in 0..=intervals {
+            breakpoints.push(x);
+            points.push(x.max(0.0) + rng.random_range(-0.2f32..0.2));
+            x += rng.random_range(0.05f32..1.0);
+        }
+        slopes.push([
+            rng.random_range(-0.2f32..0.3),
+            rng.random_range(0.5f32..1.5),
+        ]);
+    }
+    Arc::new(Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("valid random PWLU"))
+}
+
 /// The N + 1 grid points (or sorted breakpoints) of one unit, in f32.
 pub fn pwlu_grid(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
     let n = pwlu.intervals();

@@ -53,10 +53,28 @@ fn y_range(curves: &[Vec<(f32, f32)>]) -> (f32, f32) {
 
 type DrawResult<T> = Result<T, String>;
 
+/// One unit's learned points: `(x_i, Y_i)` at its grid points (uniform) or breakpoints (non-uniform).
+fn knots(site: &PwluSite, unit: usize) -> Vec<(f32, f32)> {
+    let p = &site.pwlu;
+    let Some(u) = p.unit(unit) else {
+        return Vec::new();
+    };
+    let n = p.intervals();
+    let xs: Vec<f32> = match (u.bounds, u.breakpoints) {
+        (Some([l, r]), _) => (0..=n)
+            .map(|i| (f64::from(l) + f64::from(r - l) * i as f64 / n as f64) as f32)
+            .collect(),
+        (_, Some(b)) => b.to_vec(),
+        _ => Vec::new(),
+    };
+    xs.into_iter().zip(u.points.iter().copied()).collect()
+}
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     curves: &[Vec<(f32, f32)>],
+    markers: &[Vec<(f32, f32)>],
     range: (f32, f32),
     labels: bool,
 ) -> DrawResult<()> {
@@ -94,6 +112,22 @@ fn draw_panel<DB: DrawingBackend>(
             series.label(label).legend(move |(x, y)| {
                 PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
             });
+        }
+    }
+    // The learned points, where the function bends: breakpoints of a non-uniform unit, the grid of a uniform one.
+    for (i, points) in markers.iter().enumerate() {
+        let color = Palette99::pick(i).mix(if markers.len() > 1 { 0.6 } else { 1.0 });
+        let series = chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+            )
+            .map_err(|e| err(e.to_string()))?;
+        if i == 0 {
+            series
+                .label("breakpoints (x_i, Y_i)")
+                .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
         }
     }
     // ReLU, faint and dashed, on top so it stays visible.
@@ -137,12 +171,16 @@ fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawRes
     } else {
         "channel-wise"
     };
+    let grid = match p.grid() {
+        pwlu::ops::Grid::Uniform { .. } => "uniform",
+        pwlu::ops::Grid::NonUniform { .. } => "non-uniform (learned breakpoints)",
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let title = format!(
-            "{}: N = {}, {granularity}, {} unit(s)",
+            "{}: N = {}, {grid}, {granularity}, {} unit(s)",
             site.name,
             p.intervals(),
             p.units()
@@ -164,13 +202,15 @@ fn svg_for(site: &PwluSite, small_multiples: bool, max_panels: usize) -> DrawRes
                     area,
                     &format!("channel {unit}"),
                     &[curve(unit)],
+                    &[knots(site, unit)],
                     range,
                     false,
                 )?;
             }
         } else {
             let curves: Vec<_> = (0..p.units()).map(curve).collect();
-            draw_panel(&root, &title, &curves, range, true)?;
+            let markers: Vec<_> = (0..p.units()).map(|u| knots(site, u)).collect();
+            draw_panel(&root, &title, &curves, &markers, range, true)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }

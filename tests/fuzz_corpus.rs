@@ -69,6 +69,54 @@ fn graphs_the_fuzzer_kept_never_panic() {
 }
 
 #[test]
+fn graphs_the_fuzzers_kept_plan_without_panicking() {
+    // What fuzz/fuzz_targets/plan.rs does: plan every small valid graph for batch 1 and 2 on the GPU.
+    let ctx = std::sync::Arc::new(
+        common::contexts()
+            .into_iter()
+            .next()
+            .expect("a GPU context"),
+    );
+    let parts = common::model_file::small_classifier();
+    let planned = std::sync::atomic::AtomicUsize::new(0);
+    for target in ["plan", "graph_json"] {
+        replay(target, |bytes| {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return;
+            };
+            let Ok(graph) = serde_json::from_str(text) else {
+                return;
+            };
+            let mut parts = parts.clone();
+            parts.graph = graph;
+            let bytes = parts.bytes();
+            let Ok(checked) = CheckedModel::from_bytes(&bytes) else {
+                return;
+            };
+            let largest = checked
+                .graph
+                .nodes
+                .iter()
+                .map(|n| n.shape.len())
+                .chain([checked.graph.input.len()])
+                .max()
+                .unwrap_or(0);
+            if largest > 1 << 16 || checked.graph.nodes.len() > 64 {
+                return;
+            }
+            if let Ok(model) = pwlu::Model::from_bytes(std::sync::Arc::clone(&ctx), &bytes) {
+                if model.plan(2).is_ok() {
+                    planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let planned = planned.into_inner();
+    println!("{planned} graphs planned for batch 1 and 2");
+    assert!(planned > 0, "no kept graph reached the planner");
+}
+
+#[test]
 fn images_the_fuzzer_kept_never_panic() {
     let preprocess: Preprocess = serde_json::from_str(
         r#"{"resize": 16, "crop": 12, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}"#,

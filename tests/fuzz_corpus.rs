@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::fuzz_inputs::{file_with_graph, plan_if_small, run_if_small};
 use pwlu::model::CheckedModel;
 use pwlu::preprocess::{decode_image, Preprocess};
 
@@ -50,20 +51,11 @@ fn model_files_the_fuzzer_kept_never_panic() {
 fn graphs_the_fuzzer_kept_never_panic() {
     let parts = common::model_file::small_classifier();
     replay("graph_json", |bytes| {
-        let Ok(text) = std::str::from_utf8(bytes) else {
+        let Some(file) = file_with_graph(&parts, bytes) else {
             return;
         };
-        let Ok(graph) = serde_json::from_str(text) else {
-            return;
-        };
-        let mut parts = parts.clone();
-        parts.graph = graph;
-        let Ok(checked) = CheckedModel::from_bytes(&parts.bytes()) else {
-            return;
-        };
-        let input = checked.graph.input;
-        if input.len() <= 1 << 16 && checked.graph.flops() <= 50_000_000 {
-            let _ = checked.graph.run_cpu(&pwlu::Tensor::zeros(input));
+        if let Ok(checked) = CheckedModel::from_bytes(&file) {
+            run_if_small(&checked);
         }
     });
 }
@@ -81,33 +73,8 @@ fn graphs_the_fuzzers_kept_plan_without_panicking() {
     let planned = std::sync::atomic::AtomicUsize::new(0);
     for target in ["plan", "graph_json"] {
         replay(target, |bytes| {
-            let Ok(text) = std::str::from_utf8(bytes) else {
-                return;
-            };
-            let Ok(graph) = serde_json::from_str(text) else {
-                return;
-            };
-            let mut parts = parts.clone();
-            parts.graph = graph;
-            let bytes = parts.bytes();
-            let Ok(checked) = CheckedModel::from_bytes(&bytes) else {
-                return;
-            };
-            let largest = checked
-                .graph
-                .nodes
-                .iter()
-                .map(|n| n.shape.len())
-                .chain([checked.graph.input.len()])
-                .max()
-                .unwrap_or(0);
-            if largest > 1 << 16 || checked.graph.nodes.len() > 64 {
-                return;
-            }
-            if let Ok(model) = pwlu::Model::from_bytes(std::sync::Arc::clone(&ctx), &bytes) {
-                if model.plan(2).is_ok() {
-                    planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+            if file_with_graph(&parts, bytes).is_some_and(|file| plan_if_small(&ctx, &file)) {
+                planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
     }

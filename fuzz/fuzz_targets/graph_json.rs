@@ -3,6 +3,8 @@
 //! rather than the safetensors framing. A graph that validates is also run on the CPU reference.
 #![no_main]
 
+#[path = "../../tests/common/fuzz_inputs.rs"]
+mod fuzz_inputs;
 #[path = "../../tests/common/model_file.rs"]
 #[allow(dead_code)]
 mod model_file;
@@ -19,7 +21,9 @@ fn rng(seed: u64) -> SmallRng {
 }
 
 fn random_vec(rng: &mut SmallRng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    (0..len)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
 }
 
 fn parts() -> &'static model_file::FileParts {
@@ -28,21 +32,10 @@ fn parts() -> &'static model_file::FileParts {
 }
 
 fuzz_target!(|graph: &[u8]| {
-    let Ok(graph) = std::str::from_utf8(graph) else {
+    let Some(file) = fuzz_inputs::file_with_graph(parts(), graph) else {
         return;
     };
-    let mut parts = parts().clone();
-    let Ok(graph) = serde_json::from_str(graph) else {
-        return;
-    };
-    parts.graph = graph;
-    let Ok(checked) = pwlu::model::CheckedModel::from_bytes(&parts.bytes()) else {
-        return;
-    };
-    // Bounded work: only graphs small enough to run in a moment.
-    let input = checked.graph.input;
-    if input.len() <= 1 << 16 && checked.graph.flops() <= 50_000_000 {
-        let tensor = pwlu::Tensor::zeros(input);
-        let _ = checked.graph.run_cpu(&tensor);
+    if let Ok(checked) = pwlu::model::CheckedModel::from_bytes(&file) {
+        fuzz_inputs::run_if_small(&checked);
     }
 });

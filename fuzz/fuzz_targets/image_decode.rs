@@ -10,8 +10,10 @@ use pwlu::preprocess::{decode_image, Preprocess};
 fn imagenet() -> &'static Preprocess {
     static P: OnceLock<Preprocess> = OnceLock::new();
     P.get_or_init(|| {
-        serde_json::from_str(r#"{"resize": 16, "crop": 12, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}"#)
-            .expect("a valid preprocessing spec")
+        serde_json::from_str(
+            r#"{"resize": 16, "crop": 12, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}"#,
+        )
+        .expect("a valid preprocessing spec")
     })
 }
 

@@ -3,6 +3,8 @@
 //! arena, kernel choice and binding), which must give a plan or an error, never a panic.
 #![no_main]
 
+#[path = "../../tests/common/fuzz_inputs.rs"]
+mod fuzz_inputs;
 #[path = "../../tests/common/model_file.rs"]
 #[allow(dead_code)]
 mod model_file;
@@ -20,7 +22,9 @@ fn rng(seed: u64) -> SmallRng {
 }
 
 fn random_vec(rng: &mut SmallRng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    (0..len)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
 }
 
 fn parts() -> &'static model_file::FileParts {
@@ -41,32 +45,7 @@ fn context() -> &'static Arc<GpuContext> {
 }
 
 fuzz_target!(|graph: &[u8]| {
-    let Ok(graph) = std::str::from_utf8(graph) else {
-        return;
-    };
-    let Ok(graph) = serde_json::from_str(graph) else {
-        return;
-    };
-    let mut parts = parts().clone();
-    parts.graph = graph;
-    let bytes = parts.bytes();
-    let Ok(checked) = pwlu::model::CheckedModel::from_bytes(&bytes) else {
-        return;
-    };
-    // Bounded work: only graphs whose activations are small.
-    let largest = checked
-        .graph
-        .nodes
-        .iter()
-        .map(|n| n.shape.len())
-        .chain([checked.graph.input.len()])
-        .max()
-        .unwrap_or(0);
-    if largest > 1 << 16 || checked.graph.nodes.len() > 64 {
-        return;
-    }
-    // Model::from_bytes plans batch 1; then batch 2.
-    if let Ok(model) = pwlu::Model::from_bytes(Arc::clone(context()), &bytes) {
-        let _ = model.plan(2);
+    if let Some(file) = fuzz_inputs::file_with_graph(parts(), graph) {
+        fuzz_inputs::plan_if_small(context(), &file);
     }
 });

@@ -1,6 +1,7 @@
 //! Shared test helpers: the GPU contexts to test on, random data, and the agreement check.
 #![allow(dead_code)]
 
+pub mod fuzz_inputs;
 pub mod model_file;
 
 use std::sync::Arc;

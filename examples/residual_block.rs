@@ -14,7 +14,7 @@ use std::time::Instant;
 use pwlu::gpu::kernels::Conv2dKernel;
 use pwlu::gpu::{GpuContext, GpuOptions, GpuTensor};
 use pwlu::ops::{Activation, BatchNorm, Conv2d, Conv2dLayer, Epilogue, Padding, Pwlu, ResidualAdd};
-use pwlu::{cpu, Shape, Tensor};
+use pwlu::{reference, Shape, Tensor};
 
 /// A deterministic pseudo-random stream, so the example needs no extra dependency.
 struct Lcg(u64);
@@ -120,8 +120,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = result.ok_or("no run")?;
 
     let start = Instant::now();
-    let h = cpu::conv2d(&first, &input, None)?;
-    let expected = cpu::conv2d(&second, &h, Some(&input))?;
+    let h = reference::conv2d(&first, &input, None)?;
+    let expected = reference::conv2d(&second, &h, Some(&input))?;
     let cpu_ms = start.elapsed().as_secs_f64() * 1e3;
 
     let max_err = gpu

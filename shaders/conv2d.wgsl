@@ -1,5 +1,5 @@
 // Dense 2-D convolution (groups = 1) as an implicit GEMM over NHWC4 tensors, with the fused epilogue.
-// CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
+// CPU twin: src/reference/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
 // Each invocation computes a register tile of TILE_PIXELS output pixels x TILE_OC4 * 4 output channels,
 // reading whole vec4s of input channels; no workgroup memory and no barriers (they are costly on the

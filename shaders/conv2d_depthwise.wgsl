@@ -1,5 +1,5 @@
 // Depthwise 2-D convolution (groups = in = out channels) over NHWC4 tensors, with the fused epilogue.
-// CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
+// CPU twin: src/reference/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
 // One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
 // activation's parameters are loaded once for the tile, and, at stride 1 or 2 without dilation, each input

@@ -1,5 +1,5 @@
 // Grouped 2-D convolution in general (any groups, channel multipliers), with the fused epilogue.
-// CPU twin: src/cpu/conv.rs. Launcher: src/gpu/kernels/conv.rs.
+// CPU twin: src/reference/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
 // The fallback for groupings that neither conv2d.wgsl (groups = 1) nor conv2d_depthwise.wgsl covers: one
 // invocation per output vec4, each lane its own group, scalar weights in PyTorch's [OC][IC/g][KH][KW] order.

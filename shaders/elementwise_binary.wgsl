@@ -1,6 +1,6 @@
 // Element-wise `activation(a op b)` over NHWC4 tensors: a residual add, or squeeze-and-excitation's
 // channel-broadcast multiply (b is [N, C, 1, 1]).
-// CPU twin: `binary` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
+// CPU twin: `binary` in src/reference/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
 #include "shared/table.wgsl"

@@ -1,6 +1,6 @@
 // Element-wise `activation(x * scale[c] + shift[c])` over an NHWC4 tensor: a standalone activation (AFFINE
 // off) or a batch norm in inference form that no convolution precedes (AFFINE on).
-// CPU twin: `activation` and `batch_norm` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
+// CPU twin: `activation` and `batch_norm` in src/reference/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
 #include "shared/channels.wgsl"

@@ -1,6 +1,6 @@
 // PyTorch's flatten(1) of an NHWC4 tensor: [N, C, H, W] -> [N, C * H * W] (stored as [N, 1, 1, F4]), with
 // features in NCHW order (c * H * W + y * W + x).
-// CPU twin: `flatten` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
+// CPU twin: `flatten` in src/reference/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 
 #include "shared/common.wgsl"
 

@@ -1,5 +1,5 @@
 // Mean over height and width of an NHWC4 tensor: [N, H, W, C4] -> [N, 1, 1, C4].
-// CPU twin: `global_avg_pool` in src/cpu/pool.rs. Launcher: src/gpu/kernels/pool.rs.
+// CPU twin: `global_avg_pool` in src/reference/pool.rs. Launcher: src/gpu/kernels/pool.rs.
 //
 // Large feature maps (squeeze-and-excitation on 112 x 112): one workgroup per (image, channel vec4), 64 strided
 // partial sums spread over its invocations, then one barrier and their sum. Small ones (SERIAL): one invocation

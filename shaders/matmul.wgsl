@@ -1,5 +1,5 @@
 // Matrix multiply C = A B, the project's own GEMM: the yardstick the convolutions are measured against
-// (`pwlu bench --layers`). CPU twin: src/cpu/matmul.rs. Launcher: src/gpu/kernels/matmul.rs.
+// (`pwlu bench --layers`). CPU twin: src/reference/matmul.rs. Launcher: src/gpu/kernels/matmul.rs.
 //
 // A is M x K row-major with rows padded to K4 vec4s, read through the input stage like a convolution's input
 // (shared/staged_input.wgsl); B is a table (texture, like the convolution's weights) of

@@ -1,5 +1,5 @@
 // Max and average pooling over NHWC4 tensors, PyTorch's semantics (see src/ops/pool.rs).
-// CPU twin: `pool2d` in src/cpu/pool.rs. Launcher: src/gpu/kernels/pool.rs.
+// CPU twin: `pool2d` in src/reference/pool.rs. Launcher: src/gpu/kernels/pool.rs.
 
 #include "shared/common.wgsl"
 

@@ -1,5 +1,5 @@
 // Softmax over the channels of each pixel of an NHWC4 tensor (PyTorch's softmax(dim=1)).
-// CPU twin: `softmax` in src/cpu/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
+// CPU twin: `softmax` in src/reference/elementwise.rs. Launcher: src/gpu/kernels/elementwise.rs.
 //
 // One invocation per row: rows are few (one per image for a classifier) and short (1000 classes).
 

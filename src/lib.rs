@@ -3,16 +3,18 @@
 //! Portable WebGPU inference for convolutional classifiers whose activations are Piecewise Linear Units
 //! (Zhou, Zhu, Zhong, "Learning specialized activation functions with the Piecewise Linear Unit", ICCV 2021).
 //!
-//! Data flows one way: model file, graph, optimised plan, GPU dispatches, logits. The modules follow it:
+//! Data flows one way: model file, graph, optimised plan, a backend's kernels, logits. The modules follow it:
 //!
 //! - [`model`]: reading model files (safetensors with a JSON graph, see `docs/format.md`) and running them.
 //! - [`graph`]: the validated graph and its optimisation passes (batch-norm folding, epilogue fusion).
-//! - [`plan`]: the optimised graph as GPU dispatches, buffers reused by lifetime, created once per batch size.
-//! - [`preprocess`]: image decoding, PIL-compatible resizing, cropping and normalisation.
+//! - [`plan`]: backend-neutral lowering ([`plan::lower`]: the one place that picks the kernel for each node),
+//!   activation memory placed by lifetime ([`plan::memory`]), and the [`plan::Backend`] trait backends implement.
+//! - [`gpu`]: the wgpu backend: context, queue, textures, one launcher per WGSL kernel in `shaders/`.
+//! - [`reference`]: a plain-Rust reference for every kernel and `Graph::run_reference`, the ground truth of the
+//!   tests.
 //! - [`ops`]: what each operator is (hyper-parameters, weights, shape inference), independent of any backend;
 //!   [`ops::pwlu`] holds the unit itself and its lookup form.
-//! - [`cpu`]: a plain-Rust reference for every GPU kernel, the ground truth of the tests.
-//! - [`gpu`]: the wgpu runtime and one launcher per WGSL kernel in `shaders/`.
+//! - [`preprocess`]: image decoding, PIL-compatible resizing, cropping and normalisation.
 //! - [`tensor`]: host tensors in PyTorch's NCHW order.
 //!
 //! ```
@@ -32,7 +34,6 @@
 //! # }
 //! ```
 
-pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod graph;
@@ -40,6 +41,7 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod preprocess;
+pub mod reference;
 pub mod tensor;
 
 pub use error::{Error, Result};

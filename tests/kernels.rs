@@ -19,7 +19,7 @@ use pwlu::ops::{
     Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d,
     PoolKind, Pwlu, ResidualAdd,
 };
-use pwlu::{cpu, Shape, Tensor};
+use pwlu::{reference, Shape, Tensor};
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -53,7 +53,7 @@ fn check_conv(
     what: &str,
 ) {
     let expected =
-        cpu::conv2d(layer, input, residual).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+        reference::conv2d(layer, input, residual).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
     let kernel =
         Conv2dKernel::new(ctx, layer, input.shape()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let x = GpuTensor::upload(ctx, input).expect("upload");
@@ -473,7 +473,7 @@ fn convolutions_of_one_kind_share_a_pipeline_and_keep_their_sizes() {
                 "{kind}: one pipeline for layers of one kind"
             );
             for ((layer, x), kernel) in cases.iter().zip(&kernels).rev() {
-                let expected = cpu::conv2d(layer, x, None).expect("cpu conv");
+                let expected = reference::conv2d(layer, x, None).expect("cpu conv");
                 let input = GpuTensor::upload(&ctx, x).expect("upload");
                 let got = kernel
                     .run(&ctx, &input, None)
@@ -523,12 +523,13 @@ fn poolings_and_binary_operations_of_one_kind_share_a_pipeline() {
                 .expect("pool run");
             assert_close(
                 &pooled,
-                &cpu::global_avg_pool(&x),
+                &reference::global_avg_pool(&x),
                 TOLERANCE,
                 &format!("global avg pool {shape} on {}", ctx.adapter()),
             );
             let expected =
-                cpu::binary(BinaryOp::MulChannels, &Activation::Sigmoid, &x, &gate).expect("cpu");
+                reference::binary(BinaryOp::MulChannels, &Activation::Sigmoid, &x, &gate)
+                    .expect("cpu");
             let got = multiply
                 .run(
                     &ctx,
@@ -633,16 +634,17 @@ fn fused_residual_blocks_agree_with_unfused_cpu() {
                 epilogue: Epilogue::default(),
                 ..fused.clone()
             };
-            let y = cpu::conv2d(&plain, &input, None).expect("cpu conv");
+            let y = reference::conv2d(&plain, &input, None).expect("cpu conv");
             let expected = match residual {
                 ResidualAdd::BeforeActivation => {
-                    let sum =
-                        cpu::binary(BinaryOp::Add, &Activation::Identity, &y, &input).expect("add");
-                    cpu::activation(&activation, &sum).expect("act")
+                    let sum = reference::binary(BinaryOp::Add, &Activation::Identity, &y, &input)
+                        .expect("add");
+                    reference::activation(&activation, &sum).expect("act")
                 }
                 _ => {
-                    let act = cpu::activation(&activation, &y).expect("act");
-                    cpu::binary(BinaryOp::Add, &Activation::Identity, &act, &input).expect("add")
+                    let act = reference::activation(&activation, &y).expect("act");
+                    reference::binary(BinaryOp::Add, &Activation::Identity, &act, &input)
+                        .expect("add")
                 }
             };
             let kernel = Conv2dKernel::new(&ctx, &fused, input.shape()).expect("kernel");
@@ -696,10 +698,10 @@ fn batch_norm_folded_into_conv_agrees_with_conv_then_batch_norm() {
             let bn = random_batch_norm(&mut rng, conv.out_channels);
             let plain = random_layer(&mut rng, conv, Epilogue::default());
             let x = random_tensor(&mut rng, input);
-            let expected = cpu::batch_norm(
+            let expected = reference::batch_norm(
                 &bn,
                 &activation,
-                &cpu::conv2d(&plain, &x, None).expect("conv"),
+                &reference::conv2d(&plain, &x, None).expect("conv"),
             )
             .expect("batch norm");
             let mut folded = Conv2dLayer {
@@ -733,7 +735,7 @@ fn standalone_batch_norm_agrees_with_cpu() {
                 Activation::Relu,
                 Activation::Pwlu(random_pwlu(&mut rng, shape.c, 8)),
             ] {
-                let expected = cpu::batch_norm(&bn, &activation, &x).expect("cpu");
+                let expected = reference::batch_norm(&bn, &activation, &x).expect("cpu");
                 let kernel =
                     UnaryKernel::batch_norm(&ctx, &bn, &activation, shape).expect("kernel");
                 let got = kernel
@@ -795,7 +797,7 @@ fn activations_agree_with_cpu_including_nan_and_infinities() {
         let data: Vec<f32> = (0..channels).flat_map(|_| values.iter().copied()).collect();
         let x = Tensor::from_shape(shape, data).expect("tensor");
         for activation in all_activations(&mut rng, channels) {
-            let expected = cpu::activation(&activation, &x).expect("cpu");
+            let expected = reference::activation(&activation, &x).expect("cpu");
             let kernel = UnaryKernel::activation(&ctx, &activation, shape).expect("kernel");
             let got = kernel
                 .run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload"))
@@ -844,7 +846,7 @@ fn check_pwlu(ctx: &GpuContext, pwlu: Arc<Pwlu>, channels: usize, what: &str) {
         .collect();
     let x = Tensor::from_shape(shape, data).expect("tensor");
     let activation = Activation::Pwlu(Arc::clone(&pwlu));
-    let expected = cpu::activation(&activation, &x).expect("cpu");
+    let expected = reference::activation(&activation, &x).expect("cpu");
     let got = UnaryKernel::activation(ctx, &activation, shape)
         .and_then(|k| k.run(ctx, &GpuTensor::upload(ctx, &x)?))
         .and_then(|t| t.download_blocking(ctx))
@@ -952,7 +954,7 @@ fn binary_ops_agree_with_cpu() {
                     Activation::Relu6,
                     Activation::Pwlu(random_pwlu(&mut rng, shape.c, 16)),
                 ] {
-                    let expected = cpu::binary(op, &activation, &a, &b).expect("cpu");
+                    let expected = reference::binary(op, &activation, &a, &b).expect("cpu");
                     let got = BinaryKernel::new(&ctx, op, &activation, shape)
                         .and_then(|k| {
                             k.run(
@@ -972,7 +974,7 @@ fn binary_ops_agree_with_cpu() {
                 }
             }
             // x + x: one tensor in both operands, read through one binding.
-            let twice = cpu::binary(BinaryOp::Add, &Activation::Relu6, &a, &a).expect("cpu");
+            let twice = reference::binary(BinaryOp::Add, &Activation::Relu6, &a, &a).expect("cpu");
             let x = GpuTensor::upload(&ctx, &a).expect("upload");
             let got = BinaryKernel::new(&ctx, BinaryOp::Add, &Activation::Relu6, shape)
                 .and_then(|k| k.run(&ctx, &x, &x))
@@ -1072,7 +1074,7 @@ fn pooling_agrees_with_cpu() {
         let mut rng = rng(11);
         for (what, pool, shape) in &cases {
             let x = random_tensor(&mut rng, *shape);
-            let expected = cpu::pool2d(pool, &x).expect("cpu");
+            let expected = reference::pool2d(pool, &x).expect("cpu");
             let kernel = Pool2dKernel::new(&ctx, pool, *shape).expect("kernel");
             assert_eq!(kernel.output_shape(), expected.shape(), "{what}");
             let got = kernel
@@ -1113,7 +1115,7 @@ fn max_pool_propagates_nan_and_handles_infinities() {
         )
         .expect("tensor");
         let pool = Pool2d::new(PoolKind::Max, [2, 2]);
-        let expected = cpu::pool2d(&pool, &x).expect("cpu");
+        let expected = reference::pool2d(&pool, &x).expect("cpu");
         let got = Pool2dKernel::new(&ctx, &pool, x.shape())
             .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &x)?))
             .and_then(|t| t.download_blocking(&ctx))
@@ -1139,7 +1141,7 @@ fn global_average_pool_agrees_with_cpu() {
             Shape::new(3, 5, 9, 1),
         ] {
             let x = random_tensor(&mut rng, shape);
-            let expected = cpu::global_avg_pool(&x);
+            let expected = reference::global_avg_pool(&x);
             let got = GlobalAvgPoolKernel::new(&ctx, shape)
                 .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &x)?))
                 .and_then(|t| t.download_blocking(&ctx))
@@ -1165,7 +1167,7 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
             Shape::new(3, 10, 2, 1),
         ] {
             let x = random_tensor(&mut rng, shape);
-            let flat_cpu = cpu::flatten(&x).expect("flatten");
+            let flat_cpu = reference::flatten(&x).expect("flatten");
             let flatten = FlattenKernel::new(&ctx, shape).expect("kernel");
             let flat_gpu = flatten
                 .run(&ctx, &GpuTensor::upload(&ctx, &x).expect("upload"))
@@ -1186,7 +1188,7 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
                     bias: Some(random_vec(&mut rng, out_features, 0.3).into()),
                     activation: Activation::Identity,
                 };
-                let logits_cpu = cpu::linear(&linear, &flat_cpu).expect("linear");
+                let logits_cpu = reference::linear(&linear, &flat_cpu).expect("linear");
                 let kernel = Conv2dKernel::linear(&ctx, &linear, shape.n).expect("kernel");
                 let logits_gpu = kernel.run(&ctx, &flat_gpu, None).expect("run");
                 let got = logits_gpu.download_blocking(&ctx).expect("download");
@@ -1197,7 +1199,7 @@ fn flatten_linear_and_softmax_agree_with_cpu() {
                     &format!("linear {features} -> {out_features}"),
                 );
 
-                let probs_cpu = cpu::softmax(&logits_cpu).expect("softmax");
+                let probs_cpu = reference::softmax(&logits_cpu).expect("softmax");
                 let probs_gpu = SoftmaxKernel::new(&ctx, logits_gpu.shape())
                     .and_then(|k| k.run(&ctx, &logits_gpu))
                     .and_then(|t| t.download_blocking(&ctx))
@@ -1218,7 +1220,7 @@ fn softmax_is_stable_for_large_logits() {
             ],
         )
         .expect("tensor");
-        let expected = cpu::softmax(&x).expect("cpu");
+        let expected = reference::softmax(&x).expect("cpu");
         let got = SoftmaxKernel::new(&ctx, x.shape())
             .and_then(|k| k.run(&ctx, &GpuTensor::upload(&ctx, &x)?))
             .and_then(|t| t.download_blocking(&ctx))
@@ -1299,7 +1301,7 @@ fn matmul_agrees_with_cpu_on_random_and_odd_shapes() {
         for (m, k, n) in shapes {
             let a = random_vec(&mut rng, m * k, 2.0);
             let b = random_vec(&mut rng, k * n, 2.0);
-            let expected = cpu::matmul(&a, &b, m, k, n).expect("cpu");
+            let expected = reference::matmul(&a, &b, m, k, n).expect("cpu");
             let kernel = MatmulKernel::new(&ctx, m, k, n).expect("kernel");
             assert_eq!(kernel.flops(), 2 * (m * k * n) as u64);
             let got = pollster::block_on(kernel.bind(&ctx, &a, &b).expect("bind").run(&ctx))

@@ -33,7 +33,7 @@ fn a_small_model_runs_and_agrees_with_its_unoptimised_cpu_graph() {
     let mut rng = common::rng(41);
     for batch in [1, 3] {
         let x = common::random_tensor(&mut rng, pwlu::Shape::new(batch, 3, 10, 9));
-        let expected = unoptimised.run_cpu(&x).expect("cpu");
+        let expected = unoptimised.run_reference(&x).expect("cpu");
         let got = model.run_blocking(&x).expect("gpu");
         assert_eq!(got.dims(), &[batch, 4]);
         common::assert_close(
@@ -357,7 +357,7 @@ fn run_inverted_bottleneck(input_stage: InputStage) -> MemoryReport {
     let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
     let unoptimised = unoptimised_graph(&bytes);
     let x = common::random_tensor(&mut common::rng(44), pwlu::Shape::new(1, 8, 16, 16));
-    let expected = unoptimised.run_cpu(&x).expect("cpu");
+    let expected = unoptimised.run_reference(&x).expect("cpu");
     for run in 0..2 {
         let got = model.run_blocking(&x).expect("gpu");
         common::assert_close(
@@ -409,7 +409,7 @@ fn convolutions_that_share_weights_agree_with_the_cpu_graph() {
     assert_eq!(batch_norms, 3);
     let unoptimised = unoptimised_graph(&bytes);
     let x = common::random_tensor(&mut common::rng(91), pwlu::Shape::new(2, 6, 2, 2));
-    let expected = unoptimised.run_cpu(&x).expect("cpu");
+    let expected = unoptimised.run_reference(&x).expect("cpu");
     let got = model.run_blocking(&x).expect("gpu");
     common::assert_close(&got, &expected, 1e-4, "shared weights");
 }

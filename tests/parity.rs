@@ -270,7 +270,7 @@ fn digits_models_on_the_cpu_reference_match_pytorch_too() {
         .expect("model");
         for entry in reference(name)["inputs"].as_array().expect("inputs") {
             let input = input_of(&model, entry);
-            let cpu = model.graph().run_cpu(&input).expect("cpu");
+            let cpu = model.graph().run_reference(&input).expect("cpu");
             check_logits(
                 &format!("{name} on the CPU"),
                 cpu.data(),

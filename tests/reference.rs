@@ -4,13 +4,13 @@
 mod common;
 
 use common::{random_pwlu, random_vec, rng};
-use pwlu::cpu::{self, pwlu_lookup};
 use pwlu::gpu::tensor::{from_nhwc4, to_nhwc4};
 use pwlu::ops::pwlu::{PWLU_HEADER_LEN, PWLU_SEGMENT_LEN};
 use pwlu::ops::{
     Activation, BatchNorm, Conv2d, Conv2dLayer, Epilogue, Padding, Pool2d, PoolKind, Pwlu,
     PwluTable,
 };
+use pwlu::reference::{self, pwlu_lookup};
 use pwlu::{Shape, Tensor};
 use rand::Rng;
 
@@ -365,7 +365,7 @@ fn small_convolution_by_hand() {
         Epilogue::activation(Activation::Relu),
     )
     .expect("layer");
-    let out = cpu::conv2d(&layer, &input, None).expect("conv");
+    let out = reference::conv2d(&layer, &input, None).expect("conv");
     assert_eq!(out.data(), &[13.0, 17.0, 25.0, 0.0]);
 }
 
@@ -384,11 +384,11 @@ fn average_pool_divisors_follow_pytorch() {
         )
     };
     assert_eq!(
-        cpu::pool2d(&pool(true), &x).expect("pool").data(),
+        reference::pool2d(&pool(true), &x).expect("pool").data(),
         &[4.0 / 9.0; 4]
     );
     assert_eq!(
-        cpu::pool2d(&pool(false), &x).expect("pool").data(),
+        reference::pool2d(&pool(false), &x).expect("pool").data(),
         &[1.0; 4]
     );
 }
@@ -415,15 +415,15 @@ fn batch_norm_folding_equals_conv_then_batch_norm() {
         eps: 1e-5,
     };
     let x = common::random_tensor(&mut rng, Shape::new(2, 4, 5, 5));
-    let expected = cpu::batch_norm(
+    let expected = reference::batch_norm(
         &bn,
         &Activation::Identity,
-        &cpu::conv2d(&layer, &x, None).expect("conv"),
+        &reference::conv2d(&layer, &x, None).expect("conv"),
     )
     .expect("bn");
     let mut folded = layer.clone();
     folded.fold_batch_norm(&bn).expect("fold");
-    let got = cpu::conv2d(&folded, &x, None).expect("conv");
+    let got = reference::conv2d(&folded, &x, None).expect("conv");
     common::assert_close(&got, &expected, 1e-5, "folded batch norm");
     let wrong = BatchNorm {
         mean: vec![0.0; 5].into(),

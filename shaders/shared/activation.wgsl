@@ -1,4 +1,4 @@
-// Activations, applied to 4 consecutive channels at once. CPU twin: src/cpu/activation.rs.
+// Activations, applied to 4 consecutive channels at once. CPU twin: src/reference/activation.rs.
 // Needs shared/common.wgsl, shared/table.wgsl, and `output_channels()` (shared/channels.wgsl or the including
 // kernel's own).
 //

@@ -1,6 +1,6 @@
 // The input of a kernel that can read it through the input stage (shared/staged_input.wgsl), read straight
 // from its storage buffer instead: the variant for contexts that do not stage (`InputStage` in
-// src/gpu/context.rs), chiefly GPUs, where a storage-buffer read goes through the same caches as a texel read
+// src/gpu/options.rs), chiefly GPUs, where a storage-buffer read goes through the same caches as a texel read
 // and the stage's copy would be one more pass over every input. The same two functions, so that kernels are
 // written once. CPU twin: none needed (a read).
 //

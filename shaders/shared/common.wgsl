@@ -11,7 +11,7 @@ fn linear_index(workgroup: vec3<u32>, workgroups: vec3<u32>, local: u32, workgro
     return (workgroup.y * workgroups.x + workgroup.x) * workgroup_size + local;
 }
 
-// Where row `row` of a matrix stored as a `Table` (src/gpu/context.rs) starts in its texture: rows are laid out
+// Where row `row` of a matrix stored as a table (src/gpu/textures.rs) starts in its texture: rows are laid out
 // in blocks of `block_rows` side by side, each block `width` texels wide. `block_rows` is a multiple of 4, so
 // rows 4k to 4k + 3 start at the same x.
 fn matrix_origin(row: u32, width: u32, block_rows: u32) -> vec2<u32> {

@@ -1,5 +1,5 @@
 // The fused epilogue of producing kernels: residual add and activation, then the store.
-// CPU twin: `epilogue` in src/cpu/conv.rs.
+// CPU twin: `epilogue` in src/reference/conv.rs.
 //
 // Needs shared/activation.wgsl and shared/common.wgsl, the including kernel's `residual` and `output` bindings,
 // and its `load_input` (shared/staged_input.wgsl, or its own for an input in a storage buffer).

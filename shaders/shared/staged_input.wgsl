@@ -14,7 +14,7 @@
 
 @group(0) @binding(0) var input: texture_2d<f32>;
 
-// `STAGE_WIDTH` in src/gpu/context.rs: 4096 texels per row.
+// `STAGE_WIDTH` in src/gpu/textures.rs: 4096 texels per row.
 const STAGE_WIDTH_LOG2: u32 = 12u;
 
 // See `table_scale`; set by `begin_input`.

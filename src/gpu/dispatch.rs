@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use super::context::{GpuContext, STAGE_WIDTH};
+use super::context::GpuContext;
 use super::pipelines::Pipeline;
 use super::shaders::{Access, Input};
+use super::textures::STAGE_WIDTH;
 use crate::error::{Error, Result};
 
 /// What a launcher binds to one binding of a kernel.

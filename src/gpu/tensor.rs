@@ -118,14 +118,6 @@ impl GpuTensor {
         }
     }
 
-    /// The same data, downloading with `dims`.
-    pub(crate) fn with_dims(&self, dims: Vec<usize>) -> Self {
-        GpuTensor {
-            dims,
-            ..self.clone()
-        }
-    }
-
     fn check_shape(shape: Shape) -> Result<()> {
         if shape.is_empty() || nhwc4_len(shape).is_none() {
             return Err(Error::invalid_op(

@@ -1,16 +1,15 @@
 //! The computation graph: ops with their weights, in topological order, each with its inferred shape.
 //!
 //! [`Graph::from_spec`] builds and validates it from a model file; [`passes::optimize`] folds and fuses it
-//! into the form the planner turns into GPU dispatches; [`Graph::run_cpu`] evaluates it with the CPU
-//! references (the ground truth for any graph).
+//! into the form the planner lowers to a backend's kernels; `Graph::run_reference` (in
+//! [`crate::reference`]) evaluates it plainly, the ground truth for any graph.
 
 pub mod build;
 pub mod passes;
 
-use crate::cpu;
 use crate::error::{Error, Result};
 use crate::ops::{Activation, BatchNorm, BinaryOp, Conv2dLayer, Linear, Padding, Pool2d};
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::Shape;
 
 pub use build::GraphSpec;
 
@@ -60,6 +59,16 @@ impl Op {
             Op::Flatten => "flatten",
             Op::Linear(_) => "linear",
             Op::Pad(_) => "pad",
+        }
+    }
+
+    /// The activation the op applies to its output, if it applies one.
+    pub fn activation(&self) -> Option<&Activation> {
+        match self {
+            Op::Conv(layer) => Some(&layer.epilogue.activation),
+            Op::Linear(linear) => Some(&linear.activation),
+            Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => Some(act),
+            Op::Pool(_) | Op::GlobalAvgPool | Op::Flatten | Op::Pad(_) => None,
         }
     }
 
@@ -286,77 +295,4 @@ impl Graph {
             _ => Ok(()),
         }
     }
-
-    /// Evaluates the graph with the CPU references: slow, exact, and independent of the GPU path.
-    pub fn run_cpu(&self, input: &Tensor) -> Result<Tensor> {
-        let shape = input.shape();
-        if shape.with_batch(1) != self.input {
-            return Err(Error::invalid_op(
-                "graph input",
-                format!(
-                    "expected [N, {}, {}, {}], got {shape}",
-                    self.input.c, self.input.h, self.input.w
-                ),
-            ));
-        }
-        let mut values: Vec<Tensor> = Vec::with_capacity(self.nodes.len());
-        let get = |values: &Vec<Tensor>, v: Value| -> Tensor {
-            match v {
-                Value::Input => input.clone(),
-                Value::Node(i) => values[i].clone(),
-            }
-        };
-        for node in &self.nodes {
-            let a = get(&values, node.inputs[0]);
-            let out = match &node.op {
-                Op::Conv(layer) => {
-                    let residual = node.inputs.get(1).map(|&v| get(&values, v));
-                    cpu::conv2d(layer, &a, residual.as_ref())?
-                }
-                Op::BatchNorm(bn, act) => cpu::batch_norm(bn, act, &a)?,
-                Op::Activation(act) => cpu::activation(act, &a)?,
-                Op::Binary(op, act) => cpu::binary(*op, act, &a, &get(&values, node.inputs[1]))?,
-                Op::Pool(pool) => cpu::pool2d(pool, &a)?,
-                Op::GlobalAvgPool => cpu::global_avg_pool(&a),
-                Op::Flatten => {
-                    let s = a.shape();
-                    a.reshape(vec![s.n, s.c * s.h * s.w, 1, 1])?
-                }
-                Op::Linear(linear) => {
-                    let s = a.shape();
-                    cpu::linear(linear, &a.reshape(vec![s.n, s.c])?)?.reshape(vec![
-                        s.n,
-                        linear.out_features,
-                        1,
-                        1,
-                    ])?
-                }
-                Op::Pad(p) => pad_cpu(&a, *p)?,
-            };
-            values.push(out);
-        }
-        let out = get(&values, self.output);
-        let s = out.shape();
-        if s.h * s.w == 1 {
-            return out.reshape(vec![s.n, s.c]);
-        }
-        Ok(out)
-    }
-}
-
-fn pad_cpu(x: &Tensor, p: Padding) -> Result<Tensor> {
-    let s = x.shape();
-    let out_shape = Shape::new(s.n, s.c, s.h + p.top + p.bottom, s.w + p.left + p.right);
-    let mut out = Tensor::zeros(out_shape);
-    for n in 0..s.n {
-        for c in 0..s.c {
-            for y in 0..s.h {
-                for xx in 0..s.w {
-                    out.data_mut()[out_shape.index(n, c, y + p.top, xx + p.left)] =
-                        x.data()[s.index(n, c, y, xx)];
-                }
-            }
-        }
-    }
-    Ok(out)
 }

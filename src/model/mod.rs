@@ -5,11 +5,11 @@ pub mod format;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cpu::pwlu_lookup;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::gpu::GpuPlan;
 use crate::graph::build::TensorStore;
-use crate::graph::{passes, Graph, Op};
+use crate::graph::{passes, Graph};
 use crate::ops::Activation;
 use crate::plan::{LayerTime, Plan, Timing};
 use crate::preprocess::Preprocess;
@@ -65,7 +65,7 @@ impl PwluSite {
             .map(|i| x0 + (x1 - x0) * i as f32 / samples as f32)
             .collect();
         let y = (0..self.pwlu.units())
-            .map(|unit| x.iter().map(|&x| pwlu_lookup(table, unit, x)).collect())
+            .map(|unit| x.iter().map(|&x| table.lookup(unit, x)).collect())
             .collect();
         PwluCurves { x, y }
     }
@@ -143,13 +143,7 @@ impl CheckedModel {
     pub fn pwlu_sites(&self) -> Vec<PwluSite> {
         let mut sites = Vec::new();
         for node in &self.graph.nodes {
-            let act = match &node.op {
-                Op::Conv(layer) => &layer.epilogue.activation,
-                Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => act,
-                Op::Linear(linear) => &linear.activation,
-                _ => continue,
-            };
-            if let Activation::Pwlu(pwlu) = act {
+            if let Some(Activation::Pwlu(pwlu)) = node.op.activation() {
                 sites.push(PwluSite {
                     name: node
                         .activation_source
@@ -169,7 +163,7 @@ impl CheckedModel {
 pub struct Model {
     ctx: Arc<GpuContext>,
     checked: CheckedModel,
-    plans: Mutex<HashMap<usize, Arc<Mutex<Plan>>>>,
+    plans: Mutex<HashMap<usize, Arc<Mutex<GpuPlan>>>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -281,7 +275,7 @@ impl Model {
     }
 
     /// The plan for `batch` images, built on first use.
-    pub fn plan(&self, batch: usize) -> Result<Arc<Mutex<Plan>>> {
+    pub fn plan(&self, batch: usize) -> Result<Arc<Mutex<GpuPlan>>> {
         let mut plans = self.plans.lock().map_err(poisoned)?;
         if let Some(plan) = plans.get(&batch) {
             return Ok(Arc::clone(plan));
@@ -289,7 +283,7 @@ impl Model {
         // In the browser wgpu's types are not Send, and the model stays on one thread anyway.
         #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         let plan = Arc::new(Mutex::new(Plan::new(
-            &self.ctx,
+            self.ctx.as_ref(),
             &self.checked.graph,
             batch,
         )?));

@@ -1,5 +1,5 @@
 //! The Piecewise Linear Unit: its parameters, their validation, the defining formula in f64, and the packed
-//! lookup table that the GPU kernels (and their CPU twin, `cpu::activation::pwlu_lookup`) evaluate.
+//! lookup table that the GPU kernels (and their CPU twin, `reference::activation::pwlu_lookup`) evaluate.
 //!
 //! Semantics (see `docs/pwlu.md`): left tail iff `x < B_L`, right tail iff `x >= B_R`, the interior index is
 //! clamped to `N - 1`, NaN in gives NaN out, and `±inf` on a tail of slope 0 gives that tail's constant value (the
@@ -397,6 +397,47 @@ impl PwluTable {
     }
 
     /// Number of intervals `N`.
+    /// Unit `unit` at `x`, as every kernel evaluates it (`pwlu4()` in shaders/shared/activation.wgsl, NaN
+    /// passed through): the segment's slope and intercept, found by interval arithmetic on a uniform grid and
+    /// by binary search over the breakpoints otherwise.
+    pub fn lookup(&self, unit: usize, x: f32) -> f32 {
+        if x.is_nan() {
+            return x;
+        }
+        let n = self.intervals();
+        let record = &self.data()[unit * self.stride()..][..self.stride()];
+        let (left, right, inv_d) = (record[0], record[1], record[2]);
+        let segment = if x < left {
+            0
+        } else if x >= right {
+            n + 1
+        } else if self.is_uniform() {
+            // The shader's floor and clamp to [0, N - 1] in f32: for x >= B_L the product is >= 0, so truncation
+            // is the floor, and `as` saturates like the clamp.
+            1 + (((x - left) * inv_d) as usize).min(n - 1)
+        } else {
+            let breakpoints = &record[self.breakpoints_offset()..];
+            let (mut lo, mut hi) = (0, n);
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                if breakpoints[mid] <= x {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            1 + lo
+        };
+        let at = Self::segment_offset(segment);
+        let (slope, intercept) = (record[at], record[at + 1]);
+        // A flat segment gives its value, also at +-inf (its limit, where the formula gives 0 * inf = NaN).
+        if slope == 0.0 {
+            intercept
+        } else {
+            slope.mul_add(x, intercept)
+        }
+    }
+
     pub fn intervals(&self) -> usize {
         self.intervals
     }

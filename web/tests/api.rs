@@ -114,7 +114,7 @@ async fn logits_of_an_image_match_the_cpu_reference() {
     let input = reference
         .preprocess_image(&image::DynamicImage::ImageRgba8(rgba))
         .expect("preprocess");
-    let expected = reference.graph().run_cpu(&input).expect("CPU run");
+    let expected = reference.graph().run_reference(&input).expect("CPU run");
     assert_close(&outputs, expected.data());
 
     // classify() ranks the same logits.

@@ -1,6 +1,5 @@
 //! `pwlu info`.
 
-use pwlu::graph::Op;
 use pwlu::model::CheckedModel;
 use pwlu::ops::Grid;
 use serde_json::json;
@@ -40,12 +39,7 @@ pub fn print(model: &CheckedModel, as_json: bool) -> CliResult {
         .iter()
         .map(|n| {
             let s = n.shape;
-            let act = match &n.op {
-                Op::Conv(l) => l.epilogue.activation.name(),
-                Op::Linear(l) => l.activation.name(),
-                Op::BatchNorm(_, a) | Op::Activation(a) | Op::Binary(_, a) => a.name(),
-                _ => "",
-            };
+            let act = n.op.activation().map_or("", |a| a.name());
             json!({"name": n.name, "op": n.op.name(), "activation": act, "shape": [s.c, s.h, s.w]})
         })
         .collect();

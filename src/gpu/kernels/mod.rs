@@ -12,7 +12,7 @@ pub use conv::{Conv2dKernel, ConvVariant};
 pub use elementwise::{BinaryKernel, FlattenKernel, SoftmaxKernel, UnaryKernel};
 pub use matmul::{BoundMatmul, MatmulKernel};
 pub use pool::{GlobalAvgPoolKernel, Pool2dKernel};
-pub(crate) use uploads::SharedUploads;
+pub use uploads::SharedUploads;
 
 use super::context::GpuContext;
 use super::dispatch::Dispatch;

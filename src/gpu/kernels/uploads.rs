@@ -50,7 +50,7 @@ pub(crate) enum Upload {
 /// Uploads by source and layout. One lives while a plan's kernels are prepared; a kernel prepared on its own
 /// gets a fresh one.
 #[derive(Debug, Default)]
-pub(crate) struct SharedUploads {
+pub struct SharedUploads {
     uploads: HashMap<Key, (Source, Upload)>,
 }
 

@@ -76,41 +76,7 @@ impl<'a> ActivationFn<'a> {
 }
 
 /// The twin of `pwlu4()` in `shaders/shared/activation.wgsl` (with the NaN rule of its caller, `activate_with`):
-/// evaluates unit `unit` of a packed table.
+/// evaluates unit `unit` of a packed table. The arithmetic is the lookup form's own, [`PwluTable::lookup`].
 pub fn pwlu_lookup(table: &PwluTable, unit: usize, x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
-    let n = table.intervals();
-    let record = &table.data()[unit * table.stride()..][..table.stride()];
-    let (left, right, inv_d) = (record[0], record[1], record[2]);
-    let segment = if x < left {
-        0
-    } else if x >= right {
-        n + 1
-    } else if table.is_uniform() {
-        // The shader's floor and clamp to [0, N - 1] in f32: for x >= B_L the product is >= 0, so truncation
-        // is the floor, and `as` saturates like the clamp.
-        1 + (((x - left) * inv_d) as usize).min(n - 1)
-    } else {
-        let breakpoints = &record[table.breakpoints_offset()..];
-        let (mut lo, mut hi) = (0, n);
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            if breakpoints[mid] <= x {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        1 + lo
-    };
-    let at = PwluTable::segment_offset(segment);
-    let (slope, intercept) = (record[at], record[at + 1]);
-    // A flat segment gives its value, also at +-inf (its limit, where the formula gives 0 * inf = NaN).
-    if slope == 0.0 {
-        intercept
-    } else {
-        slope.mul_add(x, intercept)
-    }
+    table.lookup(unit, x)
 }

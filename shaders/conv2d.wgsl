@@ -1,11 +1,11 @@
 // Dense 2-D convolution (groups = 1) as an implicit GEMM over NHWC4 tensors, with the fused epilogue.
 // CPU twin: src/reference/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
-// Each invocation computes a register tile of TILE_PIXELS output pixels x TILE_OC4 * 4 output channels,
-// reading whole vec4s of input channels; no workgroup memory and no barriers (they are costly on the
+// Each invocation computes a register tile of DENSE_TILE_PIXELS output pixels x DENSE_TILE_OC4 * 4 output
+// channels, reading whole vec4s of input channels; no workgroup memory and no barriers (they are costly on the
 // CPU-emulated adapters, and the tile reuse comes from registers). Weights are a matrix of KH * KW * IC4 * 4
-// rows of w_oc4 texels (4 output channels each), so one input vec4 meets 4 x TILE_OC4 weight texels. They are
-// a texture rather than a storage buffer because lavapipe gathers texels for a whole SIMD batch of invocations
+// rows of w_oc4 texels (4 output channels each), so one input vec4 meets 4 x DENSE_TILE_OC4 weight texels. They
+// are a texture rather than a storage buffer because lavapipe gathers texels for a whole SIMD batch of invocations
 // at once but loads from storage buffers invocation by invocation (ResNet-18 1.7 s -> 1.0 s).
 //
 // The loop over input channels is written out for the fixed tile, one variable per accumulator (`acc_P_J`:
@@ -26,14 +26,12 @@
 // of the mobile models (7 x 7 pixels, 100-300 invocations) then came in 2 to 5 workgroups of uneven work.
 // MobileNet-V2's 7 x 7 layers on SwiftShader 0.65x the time, Lite0's dense convolutions 0.92x; no change on
 // lavapipe. On GPUs the register tile, not the workgroup, bounds occupancy.
-const WORKGROUP_SIZE: u32 = 32u;
-// The tile (the host's DENSE_TILE_PIXELS and DENSE_TILE_OC4); the main loop below is written out for it.
-const TILE_PIXELS: u32 = 8u;
-const TILE_OC4: u32 = 4u;
-// Pixels of a tile that exist: TILE_PIXELS unless the whole layer has fewer (a classifier or a
+// The tile, DENSE_TILE_PIXELS x DENSE_TILE_OC4, and WORKGROUP_SIZE come from the generated prelude (the
+// launcher's constants, src/gpu/kernels/conv.rs); the main loop below is written out for the tile.
+// Pixels of a tile that exist: DENSE_TILE_PIXELS unless the whole layer has fewer (a classifier or a
 // squeeze-and-excitation convolution on 1 x 1 pixels). The others are not computed: the guards fold away at
 // pipeline creation, where otherwise a classifier at batch 1 would do 8 times its work.
-override LIVE_PIXELS: u32 = TILE_PIXELS;
+override LIVE_PIXELS: u32 = DENSE_TILE_PIXELS;
 
 // The input is at binding 0, a texture (shared/staged_input.wgsl). Residual and output are bound read_write:
 // a plan keeps all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and
@@ -48,7 +46,7 @@ fn column_inside(x: i32) -> bool {
     return x >= 0 && x < i32(shape.in_w);
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,
@@ -61,9 +59,9 @@ fn main(
     let out_c4 = shape.out_c4;
     let w_oc4 = shape.w_oc4;
     let w_block_rows = shape.w_block_rows;
-    let oc_tiles = w_oc4 / TILE_OC4;
+    let oc_tiles = w_oc4 / DENSE_TILE_OC4;
     let pixels = shape.batch * out_hw;
-    let pixel_tiles = (pixels + TILE_PIXELS - 1u) / TILE_PIXELS;
+    let pixel_tiles = (pixels + DENSE_TILE_PIXELS - 1u) / DENSE_TILE_PIXELS;
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
     if (id >= oc_tiles * pixel_tiles) {
         return;
@@ -71,12 +69,12 @@ fn main(
     begin_input();
     let weight_scale = table_scale(textureDimensions(weights));
     let oc_tile = id % oc_tiles;
-    let first_pixel = (id / oc_tiles) * TILE_PIXELS;
+    let first_pixel = (id / oc_tiles) * DENSE_TILE_PIXELS;
 
-    var image_base: array<i32, TILE_PIXELS>;
-    var origin_y: array<i32, TILE_PIXELS>;
-    var origin_x: array<i32, TILE_PIXELS>;
-    for (var p = 0u; p < TILE_PIXELS; p++) {
+    var image_base: array<i32, DENSE_TILE_PIXELS>;
+    var origin_y: array<i32, DENSE_TILE_PIXELS>;
+    var origin_x: array<i32, DENSE_TILE_PIXELS>;
+    for (var p = 0u; p < DENSE_TILE_PIXELS; p++) {
         // Pixels past the end repeat the last one; their results are not stored.
         let m = min(first_pixel + p, pixels - 1u);
         let n = m / out_hw;
@@ -122,9 +120,9 @@ fn main(
     // consecutive steps are consecutive (spaced by the dilation between taps), and so are the weight rows.
     // A stem convolution on 3 channels thus runs kernel_w steps per row rather than kernel_w taps of one step
     // each, every one with its own set-up.
-    var row_start: array<i32, TILE_PIXELS>;
-    var row_inside: array<bool, TILE_PIXELS>;
-    var inside: array<bool, TILE_PIXELS>;
+    var row_start: array<i32, DENSE_TILE_PIXELS>;
+    var row_inside: array<bool, DENSE_TILE_PIXELS>;
+    var inside: array<bool, DENSE_TILE_PIXELS>;
     let steps = shape.kernel_w * in_c4;
     let tap_gap = i32((shape.dilation_w - 1u) * in_c4);
     for (var ky = 0u; ky < shape.kernel_h; ky++) {
@@ -181,7 +179,7 @@ fn main(
         inside[7] = row_inside[7] && column_inside(origin_x[7]);
         // Weight rows of this kernel row start here, then follow 4 per step without dividing by a run-time
         // size at every step.
-        var origin = matrix_origin(ky * steps * 4u, w_oc4, w_block_rows) + vec2<u32>(oc_tile * TILE_OC4, 0u);
+        var origin = matrix_origin(ky * steps * 4u, w_oc4, w_block_rows) + vec2<u32>(oc_tile * DENSE_TILE_OC4, 0u);
         // The current step's texel offset from each pixel's row start, and where it is in its tap. A pixel whose
         // tap lies in the padding may address a texel outside the stage (its row start is then negative, and
         // wraps) or another pixel's: WGSL defines such a textureLoad (some texel, or zeros), and the select
@@ -284,7 +282,7 @@ fn main(
     // The epilogue loops over the tile, so that the activation's code is inlined once. A `var`, not a `let`:
     // naga copies a `let` array into a temporary at every run-time index, which made lavapipe's compile of a
     // PWLU model take minutes.
-    var acc = array<vec4<f32>, TILE_PIXELS * TILE_OC4>(
+    var acc = array<vec4<f32>, DENSE_TILE_PIXELS * DENSE_TILE_OC4>(
         acc_0_0, acc_0_1, acc_0_2, acc_0_3,
         acc_1_0, acc_1_1, acc_1_2, acc_1_3,
         acc_2_0, acc_2_1, acc_2_2, acc_2_3,
@@ -295,17 +293,17 @@ fn main(
         acc_7_0, acc_7_1, acc_7_2, acc_7_3,
     );
     // Bias and activation parameters depend on the channels only: load them once for the tile's pixels.
-    for (var j = 0u; j < TILE_OC4; j++) {
-        let oc4 = oc_tile * TILE_OC4 + j;
+    for (var j = 0u; j < DENSE_TILE_OC4; j++) {
+        let oc4 = oc_tile * DENSE_TILE_OC4 + j;
         if (oc4 >= out_c4) {
             break;
         }
         let b = bias[oc4];
         let act = activation_params(oc4);
-        for (var p = 0u; p < TILE_PIXELS; p++) {
+        for (var p = 0u; p < DENSE_TILE_PIXELS; p++) {
             let m = first_pixel + p;
             if (m < pixels) {
-                store_output_with(m * out_c4 + oc4, oc4, acc[TILE_OC4 * p + j] + b, act);
+                store_output_with(m * out_c4 + oc4, oc4, acc[DENSE_TILE_OC4 * p + j] + b, act);
             }
         }
     }

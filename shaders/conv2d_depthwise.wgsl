@@ -1,9 +1,9 @@
 // Depthwise 2-D convolution (groups = in = out channels) over NHWC4 tensors, with the fused epilogue.
 // CPU twin: src/reference/conv.rs. Launcher: src/gpu/kernels/conv.rs.
 //
-// One invocation per 4 channels of TILE_W horizontally adjacent output pixels: each weight vec4, the bias and the
-// activation's parameters are loaded once for the tile, and, at stride 1 or 2 without dilation, each input
-// vec4 of a kernel row once (windows that slide through named registers). Weights are [KH][KW][C4] texels.
+// One invocation per 4 channels of DEPTHWISE_TILE_W horizontally adjacent output pixels: each weight vec4, the
+// bias and the activation's parameters are loaded once for the tile, and, at stride 1 or 2 without dilation,
+// each input vec4 of a kernel row once (windows that slide through named registers). Weights are [KH][KW][C4] texels.
 //
 // The tile's pixels are spelled out rather than looped over: SwiftShader (Chrome without a GPU) does not
 // unroll loops and keeps an array indexed by a loop variable in memory, with a gather or scatter per
@@ -23,10 +23,9 @@ override STRIDE_W: u32 = 1u;
 override DILATION_H: u32 = 1u;
 override DILATION_W: u32 = 1u;
 
-const WORKGROUP_SIZE: u32 = 64u;
-// Output pixels per invocation along a row; src/gpu/kernels/conv.rs sizes the dispatch with the same number.
-// The code below is written out for it.
-const TILE_W: u32 = 4u;
+// DEPTHWISE_TILE_W, output pixels per invocation along a row, comes from the generated prelude (the launcher's
+// constant in src/gpu/kernels/conv.rs, which sizes the dispatch with it); the code below is written out for it.
+
 // The input is at binding 0, a texture (shared/staged_input.wgsl). Residual and output are bound read_write:
 // a plan keeps all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and
 // writable in the same dispatch.
@@ -42,7 +41,7 @@ fn input_at(row_start: u32, x: i32, c4: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), load_input(select(0u, (row_start + u32(x)) * shape.in_c4 + c4, inside)), inside);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,
@@ -56,7 +55,7 @@ fn main(
     let out_w = shape.out_w;
     let kernel_h = shape.kernel_h;
     let kernel_w = shape.kernel_w;
-    let tiles_w = (out_w + TILE_W - 1u) / TILE_W;
+    let tiles_w = (out_w + DEPTHWISE_TILE_W - 1u) / DEPTHWISE_TILE_W;
     if (id >= shape.batch * out_h * tiles_w * c4s) {
         return;
     }
@@ -66,7 +65,7 @@ fn main(
     let c4 = id % c4s;
     let tile = id / c4s;
     let row = tile / tiles_w;
-    let first_x = (tile % tiles_w) * TILE_W;
+    let first_x = (tile % tiles_w) * DEPTHWISE_TILE_W;
     let n = row / out_h;
     let out_y = row % out_h;
     let origin_y = i32(out_y * STRIDE_H) - i32(shape.pad_top);
@@ -87,13 +86,13 @@ fn main(
         let row_start = (n * in_h + u32(y)) * in_w;
         if (DILATION_W == STRIDE_W) {
             // Tap kx + 1 of pixel p reads what tap kx of pixel p + 1 read: each tap loads only its last pixel's
-            // input, TILE_W - 1 + kernel_w loads per row in all.
+            // input, DEPTHWISE_TILE_W - 1 + kernel_w loads per row in all.
             var r0 = input_at(row_start, x0, c4);
             var r1 = input_at(row_start, x0 + step, c4);
             var r2 = input_at(row_start, x0 + 2 * step, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
                 let w = table_read(weights, vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
-                let r3 = input_at(row_start, x0 + i32(kx + TILE_W - 1u) * step, c4);
+                let r3 = input_at(row_start, x0 + i32(kx + DEPTHWISE_TILE_W - 1u) * step, c4);
                 acc0 += w * r0;
                 acc1 += w * r1;
                 acc2 += w * r2;
@@ -113,7 +112,7 @@ fn main(
             var o2 = input_at(row_start, x0 + 5, c4);
             for (var kx = 0u; kx < kernel_w; kx++) {
                 let w = table_read(weights, vec2<u32>(c4, ky * kernel_w + kx), weight_scale);
-                // The tap's last pixel reads x0 + 2 * (TILE_W - 1) + kx.
+                // The tap's last pixel reads x0 + 2 * (DEPTHWISE_TILE_W - 1) + kx.
                 let last = input_at(row_start, x0 + i32(kx) + 6, c4);
                 if ((kx & 1u) == 0u) {
                     acc0 += w * e0;
@@ -145,10 +144,10 @@ fn main(
         }
     }
     // The epilogue loops over the tile, so that the activation's code is inlined once.
-    var tile_acc = array<vec4<f32>, TILE_W>(acc0, acc1, acc2, acc3);
+    var tile_acc = array<vec4<f32>, DEPTHWISE_TILE_W>(acc0, acc1, acc2, acc3);
     let act = activation_params(c4);
     let first_pixel = row * out_w + first_x;
-    for (var p = 0u; p < TILE_W; p++) {
+    for (var p = 0u; p < DEPTHWISE_TILE_W; p++) {
         if (first_x + p < out_w) {
             store_output_with((first_pixel + p) * c4s + c4, c4, tile_acc[p], act);
         }

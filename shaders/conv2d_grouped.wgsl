@@ -28,7 +28,6 @@ override DILATION_W: u32 = 1u;
 override PAD_TOP: u32 = 0u;
 override PAD_LEFT: u32 = 0u;
 
-const WORKGROUP_SIZE: u32 = 64u;
 
 // Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
 // forbids binding one buffer both read-only and writable in the same dispatch.
@@ -43,7 +42,7 @@ fn load_input(index: u32) -> vec4<f32> {
     return input[index];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,

@@ -6,8 +6,6 @@
 #include "shared/table.wgsl"
 #include "shared/activation.wgsl"
 
-const OP_ADD: u32 = 0u;
-const OP_MUL_CHANNELS: u32 = 1u;
 
 override OP: u32 = OP_ADD;
 
@@ -23,7 +21,6 @@ struct BinarySizes {
     channels: u32,
 }
 
-const WORKGROUP_SIZE: u32 = 64u;
 
 // Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
 // forbids binding one buffer both read-only and writable in the same dispatch.
@@ -47,7 +44,7 @@ fn operand_b(index: u32) -> vec4<f32> {
     return b[index];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,

@@ -20,7 +20,6 @@ struct PoolSizes {
     c4: u32,
 }
 
-const WORKGROUP_SIZE: u32 = 64u;
 
 // The input is at binding 0, a texture (shared/staged_input.wgsl). The output is bound read_write: a plan keeps
 // all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and writable in
@@ -33,7 +32,7 @@ override SERIAL: bool = false;
 
 var<workgroup> partial: array<vec4<f32>, WORKGROUP_SIZE>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,

@@ -3,9 +3,9 @@
 //
 // A is M x K row-major with rows padded to K4 vec4s, read through the input stage like a convolution's input
 // (shared/staged_input.wgsl); B is a table (texture, like the convolution's weights) of
-// K4 * 4 rows of N4 texels; C is M rows of N4 vec4s. Padding is zero. Each invocation computes TILE_M rows x
-// TILE_N4 vec4s of C in registers, reading A and B as whole vec4s, with no workgroup memory and no barriers:
-// the same scheme as conv2d.wgsl, on a plain matrix, so the difference between the two is what the
+// K4 * 4 rows of N4 texels; C is M rows of N4 vec4s. Padding is zero. Each invocation computes MATMUL_TILE_M
+// rows x MATMUL_TILE_N4 vec4s of C in registers, reading A and B as whole vec4s, with no workgroup memory and
+// no barriers: the same scheme as conv2d.wgsl, on a plain matrix, so the difference between the two is what the
 // convolution's indexing costs. As there, the loop over K is written out for the fixed tile, one variable per
 // accumulator (`acc_R_J`: row R, column vec4 J) and per texel of B (`b_I_J`): SwiftShader keeps arrays indexed
 // by loop variables in memory.
@@ -16,38 +16,36 @@
 
 override M: u32 = 1u;
 override K4: u32 = 1u;
-// A multiple of TILE_N4.
+// A multiple of MATMUL_TILE_N4.
 override N4: u32 = 4u;
 // Rows per block of B's texture (see `matrix_origin`).
 override B_BLOCK_ROWS: u32 = 4u;
 
-const WORKGROUP_SIZE: u32 = 64u;
-// The tile; the loop over K below is written out for it.
-const TILE_M: u32 = 8u;
-const TILE_N4: u32 = 4u;
+// The tile, MATMUL_TILE_M x MATMUL_TILE_N4 (the generated prelude, from src/gpu/kernels/matmul.rs); the loop
+// over K below is written out for it.
 
 @group(0) @binding(1) var b: texture_2d<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    let column_tiles = N4 / TILE_N4;
-    let row_tiles = (M + TILE_M - 1u) / TILE_M;
+    let column_tiles = N4 / MATMUL_TILE_N4;
+    let row_tiles = (M + MATMUL_TILE_M - 1u) / MATMUL_TILE_M;
     let id = linear_index(workgroup, workgroups, local, WORKGROUP_SIZE);
     if (id >= column_tiles * row_tiles) {
         return;
     }
     begin_input();
     let b_scale = table_scale(textureDimensions(b));
-    let column = (id % column_tiles) * TILE_N4;
-    let first_row = (id / column_tiles) * TILE_M;
+    let column = (id % column_tiles) * MATMUL_TILE_N4;
+    let first_row = (id / column_tiles) * MATMUL_TILE_M;
 
-    var row_base: array<u32, TILE_M>;
-    for (var r = 0u; r < TILE_M; r++) {
+    var row_base: array<u32, MATMUL_TILE_M>;
+    for (var r = 0u; r < MATMUL_TILE_M; r++) {
         // Rows past the end repeat the last one; their results are not stored.
         row_base[r] = min(first_row + r, M - 1u) * K4;
     }
@@ -142,7 +140,7 @@ fn main(
         acc_7_2 += b_0_2 * a_7.x + b_1_2 * a_7.y + b_2_2 * a_7.z + b_3_2 * a_7.w;
         acc_7_3 += b_0_3 * a_7.x + b_1_3 * a_7.y + b_2_3 * a_7.z + b_3_3 * a_7.w;
     }
-    var acc = array<vec4<f32>, TILE_M * TILE_N4>(
+    var acc = array<vec4<f32>, MATMUL_TILE_M * MATMUL_TILE_N4>(
         acc_0_0, acc_0_1, acc_0_2, acc_0_3,
         acc_1_0, acc_1_1, acc_1_2, acc_1_3,
         acc_2_0, acc_2_1, acc_2_2, acc_2_3,
@@ -152,11 +150,11 @@ fn main(
         acc_6_0, acc_6_1, acc_6_2, acc_6_3,
         acc_7_0, acc_7_1, acc_7_2, acc_7_3,
     );
-    for (var r = 0u; r < TILE_M; r++) {
+    for (var r = 0u; r < MATMUL_TILE_M; r++) {
         let row = first_row + r;
         if (row < M) {
-            for (var j = 0u; j < TILE_N4; j++) {
-                c[row * N4 + column + j] = acc[r * TILE_N4 + j];
+            for (var j = 0u; j < MATMUL_TILE_N4; j++) {
+                c[row * N4 + column + j] = acc[r * MATMUL_TILE_N4 + j];
             }
         }
     }

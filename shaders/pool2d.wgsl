@@ -25,14 +25,13 @@ override PAD_LEFT: u32 = 0u;
 override PAD_BOTTOM: u32 = 0u;
 override PAD_RIGHT: u32 = 0u;
 
-const WORKGROUP_SIZE: u32 = 64u;
 
 // Activations are bound read_write even where only read: a plan keeps them all in one arena buffer, and WebGPU
 // forbids binding one buffer both read-only and writable in the same dispatch.
 @group(0) @binding(0) var<storage, read_write> input: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) workgroups: vec3<u32>,

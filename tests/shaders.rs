@@ -221,3 +221,31 @@ fn includes_are_all_resolved() {
         );
     }
 }
+
+#[test]
+fn conv_shape_has_the_same_layout_in_rust_and_wgsl() {
+    use pwlu::gpu::kernels::ConvShape;
+    for shader in [shaders::CONV2D, shaders::CONV2D_DEPTHWISE] {
+        let (module, _) = parse(&shader);
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, ty)| match (&ty.name, &ty.inner) {
+                (Some(name), naga::TypeInner::Struct { members, span }) if name == "ConvShape" => {
+                    Some((members.clone(), *span))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{} declares no ConvShape", shader.label()));
+        let wgsl: Vec<(String, usize)> = members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        let rust: Vec<(String, usize)> = ConvShape::FIELDS
+            .iter()
+            .map(|&(name, offset)| (name.to_string(), offset))
+            .collect();
+        assert_eq!(wgsl, rust, "{}: ConvShape fields differ", shader.label());
+        assert_eq!(span as usize, std::mem::size_of::<ConvShape>());
+    }
+}

@@ -3,19 +3,9 @@
 // kernel's own).
 //
 // The kernel that includes this file binds the PWLU table (or a one-texel placeholder when ACTIVATION is not
-// PWLU) at binding 7. The codes must match `ActivationCode` in src/gpu/kernels/activation.rs.
+// PWLU) at binding 7. The ACT_* codes come from `ActivationCode` in src/gpu/kernels/activation.rs, through the
+// generated prelude (src/gpu/shaders.rs).
 
-const ACT_IDENTITY: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_RELU6: u32 = 2u;
-const ACT_LEAKY_RELU: u32 = 3u;
-const ACT_SIGMOID: u32 = 4u;
-const ACT_SILU: u32 = 5u;
-const ACT_HARDSIGMOID: u32 = 6u;
-const ACT_HARDSWISH: u32 = 7u;
-const ACT_GELU: u32 = 8u;
-const ACT_GELU_TANH: u32 = 9u;
-const ACT_PWLU: u32 = 10u;
 
 override ACTIVATION: u32 = ACT_IDENTITY;
 // LeakyReLU's negative slope.

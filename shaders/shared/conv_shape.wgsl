@@ -1,5 +1,6 @@
 // A convolution layer's sizes, bound as a uniform at binding 5 by conv2d.wgsl and conv2d_depthwise.wgsl.
-// Host twin: `ConvShape` in src/gpu/kernels/conv.rs.
+// Host twin: `ConvShape` in src/gpu/kernels/conv.rs, the same fields in the same order (tests/shaders.rs
+// compares the layouts).
 //
 // A uniform rather than override constants, so that layers of one kind (activation, residual, and for the
 // depthwise kernel its stride) share a pipeline: pipelines are what a cold start pays for. SwiftShader (Chrome

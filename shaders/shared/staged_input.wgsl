@@ -14,8 +14,7 @@
 
 @group(0) @binding(0) var input: texture_2d<f32>;
 
-// `STAGE_WIDTH` in src/gpu/textures.rs: 4096 texels per row.
-const STAGE_WIDTH_LOG2: u32 = 12u;
+// STAGE_WIDTH_LOG2 (generated from `STAGE_WIDTH` in src/gpu/textures.rs): 4096 texels per row.
 
 // See `table_scale`; set by `begin_input`.
 var<private> input_scale: vec2<f32>;

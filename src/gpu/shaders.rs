@@ -262,10 +262,44 @@ impl Shader {
         }
     }
 
-    /// The complete WGSL: each `#include "shared/x.wgsl"` line replaced by that module's text (the input stage
+    /// The constants WGSL shares with the Rust launchers, generated from the Rust side so that they are written
+    /// once: the workgroup size, the input stage's row width, tile sizes, activation and binary-op codes.
+    pub fn prelude(&self) -> String {
+        use super::kernels::{activation::ActivationCode, conv, elementwise, matmul};
+        let mut constants: Vec<(&str, u64)> = vec![
+            ("WORKGROUP_SIZE", u64::from(self.workgroup_size)),
+            (
+                "STAGE_WIDTH_LOG2",
+                u64::from(super::textures::STAGE_WIDTH.trailing_zeros()),
+            ),
+            ("DENSE_TILE_PIXELS", conv::DENSE_TILE_PIXELS as u64),
+            ("DENSE_TILE_OC4", conv::DENSE_TILE_OC4 as u64),
+            ("DEPTHWISE_TILE_W", conv::DEPTHWISE_TILE_W),
+            ("MATMUL_TILE_M", matmul::TILE_M as u64),
+            ("MATMUL_TILE_N4", matmul::TILE_N4 as u64),
+            ("OP_ADD", u64::from(elementwise::OP_ADD)),
+            ("OP_MUL_CHANNELS", u64::from(elementwise::OP_MUL_CHANNELS)),
+        ];
+        constants.extend(
+            ActivationCode::ALL
+                .iter()
+                .map(|&(name, code)| (name, code as u64)),
+        );
+        let mut out = String::from(
+            "// ---- generated from the Rust launchers' constants (src/gpu/shaders.rs)\n",
+        );
+        for (name, value) in constants {
+            out.push_str(&format!("const {name}: u32 = {value}u;\n"));
+        }
+        out.push_str("// ---- end of generated constants\n");
+        out
+    }
+
+    /// The complete WGSL: the prelude, then each `#include "shared/x.wgsl"` line replaced by that module's text (the input stage
     /// by the buffer read in an [`Input::Buffer`] variant).
     pub fn compose(&self) -> String {
         let mut out = String::with_capacity(self.source.len() * 4);
+        out.push_str(&self.prelude());
         for line in self.source.lines() {
             let included = line
                 .trim()

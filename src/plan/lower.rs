@@ -292,3 +292,48 @@ fn node_error(node: &Node, batch: usize, e: Error) -> Error {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::node_error;
+    use crate::error::Error;
+    use crate::graph::{Node, Op};
+    use crate::tensor::Shape;
+
+    fn node() -> Node {
+        Node {
+            name: "head".into(),
+            op: Op::GlobalAvgPool,
+            inputs: vec![crate::graph::Value::Input],
+            shape: Shape::new(1, 8, 1, 1),
+            activation_source: None,
+        }
+    }
+
+    #[test]
+    fn planning_errors_keep_their_kind_and_name_the_node() {
+        let lost = node_error(&node(), 2, Error::DeviceLost("destroyed".into()));
+        assert!(matches!(lost, Error::DeviceLost(_)), "{lost:?}");
+        let gpu = node_error(&node(), 2, Error::Gpu("out of memory".into()));
+        assert!(
+            matches!(&gpu, Error::Gpu(m) if m.contains("'head'") && m.contains("batch 2")),
+            "{gpu:?}"
+        );
+        let limit = node_error(
+            &node(),
+            2,
+            Error::ExceedsLimit {
+                what: "activation".into(),
+                bytes: 10,
+                limit_name: "max_buffer_size",
+                limit: 5,
+            },
+        );
+        assert!(matches!(limit, Error::ExceedsLimit { ref what, .. } if what.contains("'head'")));
+        let model = node_error(&node(), 1, Error::invalid_op("pool2d", "bad window"));
+        assert!(
+            matches!(&model, Error::Model(m) if m.contains("'head'")),
+            "{model:?}"
+        );
+    }
+}

@@ -16,12 +16,12 @@ use crate::gpu::tensor::{channel_vec4s, GpuTensor};
 use crate::ops::{Conv2d, Conv2dLayer, Linear, ResidualAdd};
 use crate::tensor::Shape;
 
-/// Output channels per invocation of the dense kernel, in vec4s (`TILE_OC4` in conv2d.wgsl).
-const DENSE_TILE_OC4: usize = 4;
-/// Output pixels per invocation of the dense kernel (`TILE_PIXELS` in conv2d.wgsl).
-const DENSE_TILE_PIXELS: usize = 8;
-/// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row (its `TILE_W`).
-const DEPTHWISE_TILE_W: u64 = 4;
+/// Output channels per invocation of the dense kernel, in vec4s (conv2d.wgsl, through the shader prelude).
+pub(crate) const DENSE_TILE_OC4: usize = 4;
+/// Output pixels per invocation of the dense kernel (conv2d.wgsl, through the shader prelude).
+pub(crate) const DENSE_TILE_PIXELS: usize = 8;
+/// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row (through the shader prelude).
+pub(crate) const DEPTHWISE_TILE_W: u64 = 4;
 
 /// Which kernel a convolution runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,21 +185,21 @@ impl Conv2dKernel {
                         ctx.table("conv weights", &pack_dense(layer, ic4, w_oc4), w_oc4)
                     })?;
                 let block_rows = ctx.table_block_rows(rows);
-                let sizes = conv_shape(conv, input_shape, [oh, ow], w_oc4, block_rows)?;
+                let sizes = ConvShape::new(conv, input_shape, [oh, ow], w_oc4, block_rows)?;
                 (
                     Weights::Table(table),
-                    Some(ctx.uniform_buffer("conv sizes", &sizes)),
+                    Some(ctx.uniform_buffer("conv sizes", bytemuck::cast_slice(&[sizes]))),
                 )
             }
             ConvVariant::Depthwise => {
                 constants.extend(stride_and_dilation);
-                let sizes = conv_shape(conv, input_shape, [oh, ow], 0, 0)?;
+                let sizes = ConvShape::new(conv, input_shape, [oh, ow], 0, 0)?;
                 let table = uploads.texture("depthwise conv weights", source(), &[oc4], || {
                     ctx.table("conv weights", &pack_depthwise(layer, oc4), oc4)
                 })?;
                 (
                     Weights::Table(table),
-                    Some(ctx.uniform_buffer("conv sizes", &sizes)),
+                    Some(ctx.uniform_buffer("conv sizes", bytemuck::cast_slice(&[sizes]))),
                 )
             }
             ConvVariant::Grouped => {
@@ -366,36 +366,129 @@ impl Conv2dKernel {
     }
 }
 
-/// The words of `ConvShape` (shaders/shared/conv_shape.wgsl), in its field order. `w_oc4` and `w_block_rows`
-/// describe the dense kernel's weight texture; the depthwise kernel ignores them.
-fn conv_shape(
-    conv: &Conv2d,
-    input: Shape,
-    [out_h, out_w]: [usize; 2],
-    w_oc4: usize,
-    w_block_rows: usize,
-) -> Result<[u32; 18]> {
-    let sizes = [
-        input.n,
-        input.h,
-        input.w,
-        channel_vec4s(input.c),
-        out_h,
-        out_w,
-        channel_vec4s(conv.out_channels),
-        conv.out_channels,
-        w_oc4,
-        w_block_rows,
-        conv.kernel[0],
-        conv.kernel[1],
-        conv.stride[0],
-        conv.stride[1],
-        conv.dilation[0],
-        conv.dilation[1],
-        conv.padding.top,
-        conv.padding.left,
+/// A convolution layer's sizes as the dense and depthwise kernels read them: `ConvShape` in
+/// shaders/shared/conv_shape.wgsl, field for field (tests/shaders.rs compares the two layouts with naga's).
+/// `w_oc4` and `w_block_rows` describe the dense kernel's weight texture; the depthwise kernel ignores them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvShape {
+    /// Batch.
+    pub batch: u32,
+    /// In h.
+    pub in_h: u32,
+    /// In w.
+    pub in_w: u32,
+    /// Input channels in vec4s (the depthwise kernel's channels).
+    pub in_c4: u32,
+    /// Out h.
+    pub out_h: u32,
+    /// Out w.
+    pub out_w: u32,
+    /// Out c4.
+    pub out_c4: u32,
+    /// Logical output channels; lanes past them are padding.
+    pub channels: u32,
+    /// The dense kernel's weight matrix: its row width in texels (`out_c4` rounded up to the kernel's tile).
+    pub w_oc4: u32,
+    /// The dense kernel's weight matrix: its rows per block of the texture (`matrix_origin` in shaders/shared/common.wgsl).
+    pub w_block_rows: u32,
+    /// Kernel h.
+    pub kernel_h: u32,
+    /// Kernel w.
+    pub kernel_w: u32,
+    /// Stride h.
+    pub stride_h: u32,
+    /// Stride w.
+    pub stride_w: u32,
+    /// Dilation h.
+    pub dilation_h: u32,
+    /// Dilation w.
+    pub dilation_w: u32,
+    /// Pad top.
+    pub pad_top: u32,
+    /// Pad left.
+    pub pad_left: u32,
+}
+
+impl ConvShape {
+    /// Every field's name and byte offset, in declaration order.
+    pub const FIELDS: [(&'static str, usize); 18] = [
+        ("batch", std::mem::offset_of!(ConvShape, batch)),
+        ("in_h", std::mem::offset_of!(ConvShape, in_h)),
+        ("in_w", std::mem::offset_of!(ConvShape, in_w)),
+        ("in_c4", std::mem::offset_of!(ConvShape, in_c4)),
+        ("out_h", std::mem::offset_of!(ConvShape, out_h)),
+        ("out_w", std::mem::offset_of!(ConvShape, out_w)),
+        ("out_c4", std::mem::offset_of!(ConvShape, out_c4)),
+        ("channels", std::mem::offset_of!(ConvShape, channels)),
+        ("w_oc4", std::mem::offset_of!(ConvShape, w_oc4)),
+        (
+            "w_block_rows",
+            std::mem::offset_of!(ConvShape, w_block_rows),
+        ),
+        ("kernel_h", std::mem::offset_of!(ConvShape, kernel_h)),
+        ("kernel_w", std::mem::offset_of!(ConvShape, kernel_w)),
+        ("stride_h", std::mem::offset_of!(ConvShape, stride_h)),
+        ("stride_w", std::mem::offset_of!(ConvShape, stride_w)),
+        ("dilation_h", std::mem::offset_of!(ConvShape, dilation_h)),
+        ("dilation_w", std::mem::offset_of!(ConvShape, dilation_w)),
+        ("pad_top", std::mem::offset_of!(ConvShape, pad_top)),
+        ("pad_left", std::mem::offset_of!(ConvShape, pad_left)),
     ];
-    uniform_words("conv2d", sizes)
+
+    /// The sizes of `conv` over `input` with output `[out_h, out_w]`; an error where one exceeds 32 bits.
+    fn new(
+        conv: &Conv2d,
+        input: Shape,
+        [out_h, out_w]: [usize; 2],
+        w_oc4: usize,
+        w_block_rows: usize,
+    ) -> Result<ConvShape> {
+        let [batch, in_h, in_w, in_c4, out_h, out_w, out_c4, channels, w_oc4, w_block_rows, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left] =
+            uniform_words(
+                "conv2d",
+                [
+                    input.n,
+                    input.h,
+                    input.w,
+                    channel_vec4s(input.c),
+                    out_h,
+                    out_w,
+                    channel_vec4s(conv.out_channels),
+                    conv.out_channels,
+                    w_oc4,
+                    w_block_rows,
+                    conv.kernel[0],
+                    conv.kernel[1],
+                    conv.stride[0],
+                    conv.stride[1],
+                    conv.dilation[0],
+                    conv.dilation[1],
+                    conv.padding.top,
+                    conv.padding.left,
+                ],
+            )?;
+        Ok(ConvShape {
+            batch,
+            in_h,
+            in_w,
+            in_c4,
+            out_h,
+            out_w,
+            out_c4,
+            channels,
+            w_oc4,
+            w_block_rows,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top,
+            pad_left,
+        })
+    }
 }
 
 fn residual_code(residual: ResidualAdd) -> f64 {

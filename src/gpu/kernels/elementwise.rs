@@ -24,6 +24,11 @@ fn groups(pipeline: &Pipeline, invocations: u64) -> u64 {
     invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
 }
 
+/// `OP` of elementwise_binary.wgsl for `a + b` (its `OP_ADD`, through the shader prelude).
+pub(crate) const OP_ADD: u32 = 0;
+/// `OP` for `a * b[n, c]` (`OP_MUL_CHANNELS`).
+pub(crate) const OP_MUL_CHANNELS: u32 = 1;
+
 /// `activation(x * scale + shift)` per channel: a standalone activation or batch norm.
 #[derive(Debug)]
 pub struct UnaryKernel {
@@ -187,14 +192,11 @@ impl BinaryKernel {
         let invocations = vec4_count(shape)?;
         check_invocations("binary", invocations)?;
         let activation = ActivationBinding::prepare(ctx, activation, shape.c, uploads)?;
-        let mut constants: Constants = vec![(
-            "OP",
-            if op == BinaryOp::MulChannels {
-                1.0
-            } else {
-                0.0
-            },
-        )];
+        let code = match op {
+            BinaryOp::Add => OP_ADD,
+            BinaryOp::MulChannels => OP_MUL_CHANNELS,
+        };
+        let mut constants: Constants = vec![("OP", f64::from(code))];
         constants.extend(activation.constants().iter().copied());
         let sizes = uniform_words(
             "binary",

@@ -10,10 +10,10 @@ use crate::gpu::dispatch::{Dispatch, Resource};
 use crate::gpu::pipelines::Pipeline;
 use crate::gpu::shaders;
 
-/// Rows of C per invocation (`TILE_M` in matmul.wgsl).
-const TILE_M: usize = 8;
-/// Vec4 columns of C per invocation (`TILE_N4` in matmul.wgsl).
-const TILE_N4: usize = 4;
+/// Rows of C per invocation (matmul.wgsl, through the shader prelude).
+pub(crate) const TILE_M: usize = 8;
+/// Vec4 columns of C per invocation (matmul.wgsl, through the shader prelude).
+pub(crate) const TILE_N4: usize = 4;
 
 /// C = A B for one shape: `m x k` times `k x n`.
 #[derive(Debug)]

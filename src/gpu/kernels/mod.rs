@@ -1,14 +1,14 @@
 //! Launchers, one per WGSL kernel: each checks shapes, packs parameters once, specialises its pipeline and
 //! binds tensors into a [`crate::gpu::Dispatch`].
 
-mod activation;
+pub(crate) mod activation;
 pub mod conv;
 pub mod elementwise;
 pub mod matmul;
 pub mod pool;
 mod uploads;
 
-pub use conv::{Conv2dKernel, ConvVariant};
+pub use conv::{Conv2dKernel, ConvShape, ConvVariant};
 pub use elementwise::{BinaryKernel, FlattenKernel, SoftmaxKernel, UnaryKernel};
 pub use matmul::{BoundMatmul, MatmulKernel};
 pub use pool::{GlobalAvgPoolKernel, Pool2dKernel};

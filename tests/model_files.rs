@@ -20,7 +20,7 @@ fn context() -> Arc<pwlu::gpu::GpuContext> {
 /// The reference for a model file: its graph before any pass, to run on the CPU.
 fn unoptimised_graph(bytes: &[u8]) -> pwlu::graph::Graph {
     let file = pwlu::model::format::parse(bytes).expect("parse");
-    let mut store = pwlu::graph::build::TensorStore::new(file.tensors);
+    let mut store = pwlu::model::build::TensorStore::new(file.tensors);
     pwlu::graph::Graph::from_spec(&file.graph, &mut store).expect("graph")
 }
 

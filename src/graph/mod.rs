@@ -1,17 +1,14 @@
 //! The computation graph: ops with their weights, in topological order, each with its inferred shape.
 //!
-//! [`Graph::from_spec`] builds and validates it from a model file; [`passes::optimize`] folds and fuses it
-//! into the form the planner lowers to a backend's kernels; `Graph::run_reference` (in
+//! `Graph::from_spec` (in `model/build.rs`) builds and validates it from a model file; [`passes::optimize`]
+//! folds and fuses it into the form the planner lowers to a backend's kernels; `Graph::run_reference` (in
 //! [`crate::reference`]) evaluates it plainly, the ground truth for any graph.
 
-pub mod build;
 pub mod passes;
 
 use crate::error::{Error, Result};
 use crate::ops::{Activation, BatchNorm, BinaryOp, Conv2dLayer, Linear, Padding, Pool2d};
 use crate::tensor::Shape;
-
-pub use build::GraphSpec;
 
 /// A value in the graph: the input, or the output of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

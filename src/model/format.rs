@@ -1,15 +1,68 @@
 //! Reading the model file format (docs/format.md): a safetensors file whose metadata holds the graph, the
 //! preprocessing and the labels. Everything is validated before use; nothing here trusts the file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::graph::build::StoredTensor;
-use crate::graph::GraphSpec;
 use crate::preprocess::Preprocess;
 
+/// The `graph` entry of a model file's metadata.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSpec {
+    /// Exactly one input.
+    pub inputs: Vec<InputSpec>,
+    /// Exactly one output: a node name.
+    pub outputs: Vec<String>,
+    /// Nodes in topological order.
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// The graph input.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Name nodes use to refer to it.
+    pub name: String,
+    /// `[N, C, H, W]` of the example the model was exported with (N is free at run time).
+    pub shape: Vec<usize>,
+}
+
+/// One node as written in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique name.
+    pub name: String,
+    /// Operator, e.g. `conv2d`.
+    pub op: String,
+    /// Names of the input or earlier nodes.
+    pub inputs: Vec<String>,
+    /// Parameter role -> tensor name.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Operator attributes.
+    #[serde(default)]
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// Output shape at export, checked against inference when present.
+    #[serde(default)]
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A tensor from the file: dims and f32 data.
+#[derive(Clone, Debug)]
+pub struct StoredTensor {
+    /// Dimensions as stored.
+    pub dims: Vec<usize>,
+    /// Values, converted to f32; shared by every node that names the tensor.
+    pub data: Arc<[f32]>,
+}
+
+/// The names of the tensors a PWLU node reads, and how it reads them: nodes that agree on all of it share one
+/// unit (and so one table on the GPU).
 /// The format version this engine reads.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -1,5 +1,6 @@
 //! Loading and running models: file -> validated graph -> optimised graph -> a plan per batch size.
 
+pub mod build;
 pub mod format;
 
 use std::collections::HashMap;
@@ -8,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::gpu::GpuPlan;
-use crate::graph::build::TensorStore;
 use crate::graph::{passes, Graph};
 use crate::ops::Activation;
 use crate::plan::{LayerTime, Plan, Timing};
 use crate::preprocess::Preprocess;
 use crate::tensor::{Shape, Tensor};
+use build::TensorStore;
 
 pub use format::FORMAT_VERSION;
 

@@ -1,73 +1,20 @@
 //! Building a [`Graph`] from the JSON graph of a model file (docs/format.md) and its tensors, validating
-//! every node: operands, parameters, attributes and shapes.
+//! every node: operands, parameters, attributes and shapes. The file's schema is in `format.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{Graph, Node, Op, Value};
+use super::format::{GraphSpec, NodeSpec, StoredTensor};
 use crate::error::{Error, Result};
+use crate::graph::{Graph, Node, Op, Value};
 use crate::ops::{
     Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d,
     PoolKind, Pwlu,
 };
 use crate::tensor::Shape;
 
-/// The `graph` entry of a model file's metadata.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GraphSpec {
-    /// Exactly one input.
-    pub inputs: Vec<InputSpec>,
-    /// Exactly one output: a node name.
-    pub outputs: Vec<String>,
-    /// Nodes in topological order.
-    pub nodes: Vec<NodeSpec>,
-}
-
-/// The graph input.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputSpec {
-    /// Name nodes use to refer to it.
-    pub name: String,
-    /// `[N, C, H, W]` of the example the model was exported with (N is free at run time).
-    pub shape: Vec<usize>,
-}
-
-/// One node as written in the file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSpec {
-    /// Unique name.
-    pub name: String,
-    /// Operator, e.g. `conv2d`.
-    pub op: String,
-    /// Names of the input or earlier nodes.
-    pub inputs: Vec<String>,
-    /// Parameter role -> tensor name.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    /// Operator attributes.
-    #[serde(default)]
-    pub attrs: serde_json::Map<String, serde_json::Value>,
-    /// Output shape at export, checked against inference when present.
-    #[serde(default)]
-    pub shape: Option<Vec<usize>>,
-}
-
-/// A tensor from the file: dims and f32 data.
-#[derive(Clone, Debug)]
-pub struct StoredTensor {
-    /// Dimensions as stored.
-    pub dims: Vec<usize>,
-    /// Values, converted to f32; shared by every node that names the tensor.
-    pub data: Arc<[f32]>,
-}
-
-/// The names of the tensors a PWLU node reads, and how it reads them: nodes that agree on all of it share one
-/// unit (and so one table on the GPU).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PwluKey {
     intervals: usize,

@@ -4,8 +4,8 @@
 #               pwlu's EfficientNet-Lite0 with PWLU against the same weights with ReLU6 (in alternation);
 #   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers,
 #                and TensorFlow.js 4.22 (npm), WebGPU backend.
-# Each model is exported from one PyTorch module to both formats (python -m pwlu_torch.compare); TF.js runs the
-# ONNX export rewritten as its own op list (python -m pwlu_torch.tfjs).
+# Each model is exported from one PyTorch module to both formats (python -m pwlu_tools.compare); TF.js runs the
+# ONNX export rewritten as its own op list (python -m pwlu_tools.tfjs).
 # Benchmarks, not tests: nothing here fails on a slow figure.
 #
 #   bash scripts/compare.sh [--runs N] [--models a,b,c] [--native-only | --browser-only]
@@ -39,11 +39,11 @@ for name in "${names[@]}"; do
   [ -f "models/compare/$name.onnx" ] && [ -f "models/compare/$name.safetensors" ] || missing+=("$name")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  (IFS=,; python/.venv/bin/python -m pwlu_torch.compare --out models/compare --models "${missing[*]}")
+  (IFS=,; python/.venv/bin/python -m pwlu_tools.compare --out models/compare --models "${missing[*]}")
 fi
 for name in "${names[@]}"; do
   if [ ! -f "models/compare/$name.tfjs.json" ] || [ "models/compare/$name.onnx" -nt "models/compare/$name.tfjs.json" ]; then
-    python/.venv/bin/python -m pwlu_torch.tfjs "models/compare/$name.onnx"
+    python/.venv/bin/python -m pwlu_tools.tfjs "models/compare/$name.onnx"
   fi
 done
 cargo build --release --locked --bin pwlu

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark (docs/performance.md): pwlu through Vulkan beside PyTorch CUDA eager on one machine, for
 # EfficientNet-Lite0, MobileNet-V2, ResNet-18 and ResNet-50 at batch 1 and 64, with parity, the cost of PWLU
-# and ResNet-50's per-layer GPU times. The work is python -m pwlu_torch.gpu_bench; this script carries it to a
+# and ResNet-50's per-layer GPU times. The work is python -m pwlu_tools.gpu_bench; this script carries it to a
 # machine that can reach no registry.
 #
 #   bash scripts/gpu-bench.sh prepare        # here: build pwlu, fetch the Vulkan loader and two wheels into .device/
@@ -55,7 +55,7 @@ case $mode in
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$carried"/wheels/*.whl
     export PYTHONPATH="$site:$PWD/python" PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv || true
-    python3 -m pwlu_torch.gpu_bench --pwlu "$carried/pwlu" --out "$out" --device cuda \
+    python3 -m pwlu_tools.gpu_bench --pwlu "$carried/pwlu" --out "$out" --device cuda \
       --label "pwlu $(cat "$carried/commit" 2>/dev/null || echo '(commit unknown)')" "${@:3}"
     ;;
   local)
@@ -63,7 +63,7 @@ case $mode in
     [ -x python/.venv/bin/python ] || bash scripts/zoo.sh --models digits
     cargo build --release --locked --bin pwlu
     export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-    PYTHONUNBUFFERED=1 python/.venv/bin/python -m pwlu_torch.gpu_bench --pwlu target/release/pwlu --out "$out" \
+    PYTHONUNBUFFERED=1 python/.venv/bin/python -m pwlu_tools.gpu_bench --pwlu target/release/pwlu --out "$out" \
       --device cpu --models "${MODELS:-resnet18}" --batches 1,2 --runs 3 --layers resnet18 \
       --label "pwlu $(git rev-parse --short HEAD), local check" "${@:3}"
     ;;

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 if [ ! -x python/.venv/bin/python ]; then
   python3 -m venv python/.venv
 fi
-if ! python/.venv/bin/python -c "import torch, pwlu_torch, onnx" 2>/dev/null; then
+if ! python/.venv/bin/python -c "import torch, pwlu_torch, pwlu_tools, onnx" 2>/dev/null; then
   python/.venv/bin/pip install -q --upgrade pip
   python/.venv/bin/pip install -q -r python/requirements.txt
   python/.venv/bin/pip install -q -e python
 fi
-python/.venv/bin/python -m pwlu_torch.zoo --out models "$@"
+python/.venv/bin/python -m pwlu_tools.zoo --out models "$@"

@@ -1,7 +1,7 @@
 //! Parity with PyTorch: the engine's logits on the zoo's models match PyTorch's on identical inputs,
 //! max |diff| <= 1e-3 * max(1, max |logit|), with the same top-5 in the same order.
 //!
-//! The models are made by `python -m pwlu_torch.zoo --out models` (`.ci/run` does it), which writes beside each
+//! The models are made by `python -m pwlu_tools.zoo --out models` (`.ci/run` does it), which writes beside each
 //! `NAME.safetensors` the reference it is checked against, `NAME.parity.json`: PyTorch's logits from that very
 //! model on input crops it saved in `models/crops/`. Training and statistics give other bits on another CPU, so
 //! no reference is committed; `tests/fixtures/` holds only what every machine computes alike (torchvision's
@@ -45,7 +45,7 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}\nThe zoo's models are generated, not committed: run \
-             `python -m pwlu_torch.zoo --out models` (see README) first.",
+             `python -m pwlu_tools.zoo --out models` (see README) first.",
             path.display()
         )
     })

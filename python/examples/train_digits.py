@@ -7,7 +7,7 @@
 import argparse
 from pathlib import Path
 
-from pwlu_torch.digits import VARIANTS, train_and_export
+from pwlu_tools.digits import VARIANTS, train_and_export
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--out", default="digits.safetensors")

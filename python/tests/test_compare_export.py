@@ -6,7 +6,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from torch import nn
 
-from pwlu_torch.compare import export_onnx
+from pwlu_tools.compare import export_onnx
 
 
 def test_onnx_export_computes_what_the_module_computes(tmp_path):

@@ -6,7 +6,7 @@ import json
 import torch
 from torch import nn
 
-from pwlu_torch import gpu_bench
+from pwlu_tools import gpu_bench
 
 
 def test_report_survives_errors_skips_and_missing_steps(tmp_path):

@@ -1,4 +1,4 @@
-"""The TF.js op list (pwlu_torch.tfjs) computes what the PyTorch module computes, read with TensorFlow's
+"""The TF.js op list (pwlu_tools.tfjs) computes what the PyTorch module computes, read with TensorFlow's
 conventions: NHWC tensors, HWIO and HWC1 filters, TF's SAME padding."""
 
 import math
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pwlu_torch.compare import export_onnx
-from pwlu_torch.tfjs import UnsupportedGraph, convert
+from pwlu_tools.compare import export_onnx
+from pwlu_tools.tfjs import UnsupportedGraph, convert
 
 
 class Block(nn.Module):

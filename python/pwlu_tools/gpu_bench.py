@@ -1,12 +1,12 @@
 """The GPU benchmark: pwlu through Vulkan beside PyTorch CUDA eager, on the same machine, in one run.
 
-    python -m pwlu_torch.gpu_bench --pwlu target/release/pwlu --out results [--device cuda]
+    python -m pwlu_tools.gpu_bench --pwlu target/release/pwlu --out results [--device cuda]
 
 `scripts/gpu-bench.sh` runs this on a machine with a GPU (and, with `local`, on this one: lavapipe and PyTorch
 on the CPU, small, to check the script itself). For every model it
 
-1. builds the zoo's PWLU version and the same weights with the original activations (as `pwlu_torch.zoo` and
-   `pwlu_torch.compare` do) and exports both for pwlu;
+1. builds the zoo's PWLU version and the same weights with the original activations (as `pwlu_tools.zoo` and
+   `pwlu_tools.compare` do) and exports both for pwlu;
 2. checks parity: pwlu's logits (`pwlu run`) against PyTorch's on two photo crops, with the tolerance of
    tests/parity.rs, and the same top-5;
 3. times PyTorch eager on the device at each batch size, original and PWLU, with CUDA events (cuDNN's TF32
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .export import export
+from pwlu_torch import export
 
 DEFAULT_MODELS = ["efficientnet_lite0", "mobilenet_v2", "resnet18", "resnet50"]
 #: Parity as tests/parity.rs checks it: max |pwlu - torch| <= this * max(1, max |torch|).

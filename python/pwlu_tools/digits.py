@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .export import export
-from .pwlu import PWLU, NonUniformPWLU
+from pwlu_torch import export
+from pwlu_torch import PWLU, NonUniformPWLU
 
 #: Variant name -> (unit class, channel-wise, intervals, epochs).
 VARIANTS = {

@@ -2,7 +2,7 @@
 (ReLU / ReLU6), exported twice from the same PyTorch module, to pwlu's safetensors and to ONNX, so that every
 engine runs the same weights.
 
-    python -m pwlu_torch.compare --out models/compare
+    python -m pwlu_tools.compare --out models/compare
 
 - EfficientNet-Lite0 with its real ImageNet weights (ReLU6).
 - torchvision's mobilenet_v2, resnet18, efficientnet_b0 and resnet50, seeded random weights with batch-norm
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .export import export
+from pwlu_torch import export
 from .zoo import IMAGENET_PREPROCESS, calibration_batches, imagenet_labels, photo_paths, recalibrate_batch_norm
 
 COMPARE_MODELS = ["efficientnet_lite0", "mobilenet_v2", "resnet18", "efficientnet_b0", "resnet50"]

@@ -6,11 +6,11 @@
 //! Data flows one way: model file, graph, optimised plan, a backend's kernels, logits. The modules follow it:
 //!
 //! - [`model`]: reading model files (safetensors with a JSON graph, see `docs/format.md`) and running them.
-//! - [`graph`]: the validated graph and its optimisation passes (batch-norm folding, epilogue fusion).
+//! - `graph`: the validated graph and its optimisation passes (batch-norm folding, epilogue fusion).
 //! - [`plan`]: backend-neutral lowering ([`plan::lower`]: the one place that picks the kernel for each node),
 //!   activation memory placed by lifetime ([`plan::memory`]), and the [`plan::Backend`] trait backends implement.
 //! - [`gpu`]: the wgpu backend: context, queue, textures, one launcher per WGSL kernel in `shaders/`.
-//! - [`reference`]: a plain-Rust reference for every kernel and `Graph::run_reference`, the ground truth of the
+//! - `reference`: a plain-Rust reference for every kernel and `Graph::run_reference`, the ground truth of the
 //!   tests.
 //! - [`ops`]: what each operator is (hyper-parameters, weights, shape inference), independent of any backend;
 //!   [`ops::pwlu`] holds the unit itself and its lookup form.
@@ -36,13 +36,18 @@
 
 pub mod error;
 pub mod gpu;
-pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod preprocess;
-pub mod reference;
 pub mod tensor;
+
+// Internals: public for the integration tests, the fuzzers and the benchmarks; hidden from the documentation
+// and not a stable API.
+#[doc(hidden)]
+pub mod graph;
+#[doc(hidden)]
+pub mod reference;
 
 pub use error::{Error, Result};
 pub use model::{Class, Model};

@@ -29,7 +29,7 @@ pub struct GpuContext {
     table_sampler: wgpu::Sampler,
     /// The texture kernels read their input through (see [`GpuContext::input_stage`]).
     input_stage: StageTexture,
-    /// Whether kernels that can read their input through the stage do (see [`InputStage`]).
+    /// Whether kernels that can read their input through the stage do (see [`InputStage`](super::InputStage)).
     stages_inputs: bool,
     timestamps: bool,
 }
@@ -201,7 +201,7 @@ impl GpuContext {
         &self.queue
     }
 
-    /// Whether kernels that can read their input through the input stage do (see [`InputStage`]).
+    /// Whether kernels that can read their input through the input stage do (see [`InputStage`](super::InputStage)).
     pub fn stages_inputs(&self) -> bool {
         self.stages_inputs
     }

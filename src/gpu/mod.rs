@@ -4,21 +4,25 @@
 
 mod backend;
 pub mod context;
+#[doc(hidden)]
 pub mod dispatch;
 pub mod kernels;
 pub mod options;
 mod pipelines;
 pub mod queue;
 mod run;
+#[doc(hidden)]
 pub mod shaders;
 pub mod tensor;
 mod textures;
 
 pub use context::GpuContext;
+#[doc(hidden)]
 pub use dispatch::Dispatch;
 pub use options::{
     list_adapters, AdapterSummary, Backend, GpuOptions, InputStage, BACKEND_ENV, INPUT_STAGE_ENV,
 };
+#[doc(hidden)]
 pub use pipelines::{Constants, Pipeline};
 pub use queue::{ReadBack, TimedRun};
 pub use run::PendingOutput;

@@ -1,5 +1,6 @@
 //! Loading and running models: file -> validated graph -> optimised graph -> a plan per batch size.
 
+#[doc(hidden)]
 pub mod build;
 pub mod format;
 

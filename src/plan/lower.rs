@@ -1,7 +1,7 @@
 //! Lowering: the one place that decides which kernel computes each node, and the interface a backend
 //! implements to run those kernels.
 //!
-//! [`Kernel::of`] maps a node to a backend-neutral kernel request; [`lower`] sizes every value with the
+//! [`Kernel::of`] maps a node to a backend-neutral kernel request; `lower` sizes every value with the
 //! backend, plans their memory ([`super::memory`]) and asks the backend to bind each kernel to its operands.
 //! A new op adds a variant here (or maps onto an existing one); a new backend implements [`Backend`].
 

@@ -45,6 +45,8 @@ pub mod tensor;
 // Internals: public for the integration tests, the fuzzers and the benchmarks; hidden from the documentation
 // and not a stable API.
 #[doc(hidden)]
+pub mod conformance;
+#[doc(hidden)]
 pub mod graph;
 #[doc(hidden)]
 pub mod reference;

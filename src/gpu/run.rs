@@ -57,6 +57,12 @@ impl Plan<GpuContext> {
         Ok(self.layer_times(&times, Timing::WallClock))
     }
 
+    /// Runs `input` and waits for the output (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_blocking(&self, ctx: &GpuContext, input: &Tensor) -> Result<Tensor> {
+        pollster::block_on(self.submit(ctx, input)?.read(ctx))
+    }
+
     /// Submits one workgroup of each distinct pipeline and a copy of a few bytes of the output, to wait for.
     /// Adapters that compile a pipeline at its first dispatch compile them all now, without the cost of a
     /// whole run. What the workgroups write is garbage, but every run writes each value before reading it.

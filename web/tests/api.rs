@@ -459,3 +459,38 @@ async fn webgpu_status_names_the_adapter() {
     let adapter = Reflect::get(&status, &"adapter".into()).expect("adapter");
     assert!(adapter.as_string().is_some_and(|a| !a.is_empty()));
 }
+
+#[wasm_bindgen_test]
+async fn the_conformance_cases_agree_with_the_reference_on_webgpu() {
+    // tests/conformance.rs runs the same cases natively: every kernel, on random and edge-case shapes and values.
+    let options = GpuOptions {
+        backend: Backend::WebGpu,
+        ..Default::default()
+    };
+    let ctx = GpuContext::new(&options).await.expect("context");
+    let cases = pwlu::conformance::cases();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let outcome = match pwlu::gpu::GpuPlan::new(&ctx, &case.graph, case.input.shape().n)
+            .and_then(|plan| plan.submit(&ctx, &case.input))
+        {
+            Ok(pending) => pending
+                .read(&ctx)
+                .await
+                .map_err(|e| format!("{}: {e}", case.name))
+                .and_then(|got| case.check(&got)),
+            Err(e) => Err(format!("{}: {e}", case.name)),
+        };
+        if let Err(failure) = outcome {
+            failures.push(failure);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail on {}:\n{}",
+        failures.len(),
+        cases.len(),
+        ctx.adapter(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,536 @@
+//! The conformance suite, as data: small graphs (an op with its shapes, parameters drawn from a seed, and the
+//! tolerance its result must meet) that every backend runs through [`Plan`](crate::plan::Plan) and compares with
+//! [`Graph::run_reference`]. Natively `tests/conformance.rs` runs them on each GPU backend and input stage; the
+//! browser suite (`web/tests/api.rs`) runs the same cases on WebGPU; a new backend runs them too.
+//!
+//! The cases cover what the references must pin down: odd sizes, asymmetric padding, stride, dilation, groups
+//! (dense, depthwise, grouped), every activation in every producing kernel, PWLU at its exact breakpoints and
+//! bounds, and NaN and infinities.
+
+use std::sync::Arc;
+
+use crate::graph::{Graph, Node, Op, Value};
+use crate::ops::{
+    Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d,
+    PoolKind, Pwlu, ResidualAdd,
+};
+use crate::tensor::{Shape, Tensor};
+
+/// The agreement every kernel must reach: `|got - reference| <= 1e-4 * max(1, |reference|)` per element.
+pub const TOLERANCE: f32 = 1e-4;
+
+/// One case: a graph, its input and the tolerance.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// What the case is, for failure messages.
+    pub name: String,
+    /// The graph to plan and run, as the optimiser would leave it (no pass runs on it).
+    pub graph: Graph,
+    /// Its input, `[N, C, H, W]`.
+    pub input: Tensor,
+    /// Relative tolerance (see [`TOLERANCE`]).
+    pub tolerance: f32,
+}
+
+impl Case {
+    /// The reference's output for this case.
+    pub fn expected(&self) -> crate::Result<Tensor> {
+        self.graph.run_reference(&self.input)
+    }
+
+    /// Whether `got` agrees with the reference: element by element within the tolerance, NaN where the
+    /// reference has NaN, equal infinities. The error says where and by how much it does not.
+    pub fn check(&self, got: &Tensor) -> Result<(), String> {
+        let expected = self
+            .expected()
+            .map_err(|e| format!("{}: reference: {e}", self.name))?;
+        if got.dims() != expected.dims() {
+            return Err(format!(
+                "{}: dims {:?}, expected {:?}",
+                self.name,
+                got.dims(),
+                expected.dims()
+            ));
+        }
+        for (i, (&g, &e)) in got.data().iter().zip(expected.data()).enumerate() {
+            let agrees = if e.is_nan() || g.is_nan() {
+                e.is_nan() && g.is_nan()
+            } else if e.is_infinite() || g.is_infinite() {
+                g == e
+            } else {
+                (g - e).abs() <= self.tolerance * e.abs().max(1.0)
+            };
+            if !agrees {
+                return Err(format!(
+                    "{}: element {i} is {g}, the reference says {e}",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every case, the same on every run and platform.
+pub fn cases() -> Vec<Case> {
+    let mut rng = Rng(0x5eed_2026);
+    let mut cases = Vec::new();
+    for i in 0..18 {
+        cases.push(convolution(&mut rng, i));
+    }
+    for i in 0..4 {
+        cases.push(residual_block(&mut rng, i));
+    }
+    cases.extend(activations(&mut rng));
+    cases.push(batch_norm(&mut rng));
+    cases.extend(binary(&mut rng));
+    for i in 0..6 {
+        cases.push(pooling(&mut rng, i));
+    }
+    for (h, w) in [(7, 7), (20, 17)] {
+        let input = Shape::new(2, 9, h, w);
+        cases.push(case(
+            format!("global_avg_pool over {input}"),
+            input,
+            &[(Op::GlobalAvgPool, vec![Value::Input])],
+            rng.tensor(input, 1.0),
+        ));
+    }
+    cases.push(classifier_head(&mut rng));
+    cases
+}
+
+/// A random convolution: dense, depthwise or grouped by `index`, random kernel, stride, dilation and asymmetric
+/// padding, odd sizes, and an activation from [`all_activations`].
+fn convolution(rng: &mut Rng, index: usize) -> Case {
+    let (in_channels, out_channels, groups) = match index % 3 {
+        0 => (rng.range(1, 13), rng.range(1, 21), 1),
+        1 => {
+            let c = rng.range(1, 19);
+            (c, c, c)
+        }
+        _ => {
+            let groups = rng.range(2, 4);
+            (groups * rng.range(1, 6), groups * rng.range(1, 6), groups)
+        }
+    };
+    let kernel = [rng.range(1, 6), rng.range(1, 6)];
+    let dilation = [rng.range(1, 3), rng.range(1, 3)];
+    let padding = Padding {
+        top: rng.range(0, 3),
+        left: rng.range(0, 3),
+        bottom: rng.range(0, 3),
+        right: rng.range(0, 3),
+    };
+    let conv = Conv2d {
+        in_channels,
+        out_channels,
+        kernel,
+        stride: [rng.range(1, 4), rng.range(1, 4)],
+        dilation,
+        padding,
+        groups,
+    };
+    let min = |k: usize, d: usize, pad: usize| (d * (k - 1) + 1).saturating_sub(pad).max(1);
+    let input = Shape::new(
+        rng.range(1, 3),
+        in_channels,
+        min(kernel[0], dilation[0], padding.top + padding.bottom) + rng.range(0, 8),
+        min(kernel[1], dilation[1], padding.left + padding.right) + rng.range(0, 8),
+    );
+    let activations = all_activations(rng, out_channels);
+    let activation = activations[index % activations.len()].clone();
+    let name = format!(
+        "conv2d {conv} on {input}, then {}",
+        activation_name(&activation)
+    );
+    let layer = rng.layer(conv, Epilogue::activation(activation));
+    let x = rng.tensor(input, 1.0);
+    case(name, input, &[(Op::Conv(layer), vec![Value::Input])], x)
+}
+
+/// A residual block: a convolution, an activation, and a second convolution that adds the first one's output
+/// before or after its own activation.
+fn residual_block(rng: &mut Rng, index: usize) -> Case {
+    let channels = rng.range(3, 17);
+    let input = Shape::new(
+        rng.range(1, 3),
+        rng.range(1, 9),
+        rng.range(4, 12),
+        rng.range(4, 12),
+    );
+    let first = Conv2d {
+        padding: Padding::symmetric(1, 1),
+        ..Conv2d::new(input.c, channels, [3, 3])
+    };
+    let second = if index.is_multiple_of(2) {
+        Conv2d {
+            padding: Padding::symmetric(1, 1),
+            ..Conv2d::new(channels, channels, [3, 3])
+        }
+    } else {
+        Conv2d {
+            padding: Padding::symmetric(1, 1),
+            groups: channels,
+            ..Conv2d::new(channels, channels, [3, 3])
+        }
+    };
+    let residual = [ResidualAdd::BeforeActivation, ResidualAdd::AfterActivation][index / 2 % 2];
+    let activations = all_activations(rng, channels);
+    let activation = activations[(index * 5 + 3) % activations.len()].clone();
+    let name = format!(
+        "residual block {first} then {second} with {residual:?}, {}",
+        activation_name(&activation)
+    );
+    let first = rng.layer(first, Epilogue::activation(Activation::Identity));
+    let second = rng.layer(
+        second,
+        Epilogue {
+            activation,
+            residual,
+        },
+    );
+    let x = rng.tensor(input, 1.0);
+    case(
+        name,
+        input,
+        &[
+            (Op::Conv(first), vec![Value::Input]),
+            (Op::Activation(Activation::Relu), vec![Value::Node(0)]),
+            (Op::Conv(second), vec![Value::Node(1), Value::Node(0)]),
+        ],
+        x,
+    )
+}
+
+/// Every activation standalone on inputs that hold NaN, infinities, signed zeros, values at and next to the
+/// kinks of ReLU6 and the hard functions, and the exact grid points and bounds of the PWLU units.
+fn activations(rng: &mut Rng) -> Vec<Case> {
+    let input = Shape::new(2, 5, 4, 9);
+    all_activations(rng, input.c)
+        .into_iter()
+        .map(|activation| {
+            let mut values = special_values();
+            if let Activation::Pwlu(pwlu) = &activation {
+                for unit in 0..pwlu.units() {
+                    values.extend(grid_points(pwlu, unit));
+                }
+            }
+            let mut x = rng.tensor(input, 4.0);
+            // Every special value in every channel, so that each unit meets its own grid and every other.
+            for (i, v) in x.data_mut().iter_mut().enumerate() {
+                if i % 3 != 2 {
+                    *v = values[(i / 3 * 2 + i % 3) % values.len()];
+                }
+            }
+            case(
+                format!("activation {} on {input}", activation_name(&activation)),
+                input,
+                &[(Op::Activation(activation), vec![Value::Input])],
+                x,
+            )
+        })
+        .collect()
+}
+
+fn batch_norm(rng: &mut Rng) -> Case {
+    let input = Shape::new(2, 7, 5, 3);
+    let c = input.c;
+    let bn = BatchNorm {
+        mean: rng.vec(c, 0.5).into(),
+        var: (0..c).map(|_| 0.2 + rng.unit()).collect::<Vec<_>>().into(),
+        gamma: rng.vec(c, 1.5).into(),
+        beta: rng.vec(c, 0.5).into(),
+        eps: 1e-5,
+    };
+    let activation = Activation::Pwlu(random_pwlu(rng, c, 8));
+    case(
+        format!("batch_norm then PWLU on {input}"),
+        input,
+        &[(Op::BatchNorm(bn, activation), vec![Value::Input])],
+        rng.tensor(input, 2.0),
+    )
+}
+
+/// A residual add and a squeeze-and-excitation multiply, each with an activation fused.
+fn binary(rng: &mut Rng) -> Vec<Case> {
+    let input = Shape::new(2, 6, 5, 7);
+    let add = case(
+        format!("add then PWLU on {input}"),
+        input,
+        &[
+            (Op::Activation(Activation::Silu), vec![Value::Input]),
+            (
+                Op::Binary(
+                    BinaryOp::Add,
+                    Activation::Pwlu(random_pwlu(rng, input.c, 16)),
+                ),
+                vec![Value::Input, Value::Node(0)],
+            ),
+        ],
+        rng.tensor(input, 2.0),
+    );
+    let multiply = case(
+        format!("channel multiply then ReLU6 on {input}"),
+        input,
+        &[
+            (Op::GlobalAvgPool, vec![Value::Input]),
+            (Op::Activation(Activation::Sigmoid), vec![Value::Node(0)]),
+            (
+                Op::Binary(BinaryOp::MulChannels, Activation::Relu6),
+                vec![Value::Input, Value::Node(1)],
+            ),
+        ],
+        rng.tensor(input, 4.0),
+    );
+    vec![add, multiply]
+}
+
+/// Max or average pooling with random window, stride, dilation, padding and ceil mode.
+fn pooling(rng: &mut Rng, index: usize) -> Case {
+    let kind = if index.is_multiple_of(2) {
+        PoolKind::Max
+    } else {
+        PoolKind::Average {
+            count_include_pad: index % 4 == 1,
+        }
+    };
+    let kernel = [rng.range(1, 4), rng.range(1, 4)];
+    let pad = |k: usize, rng: &mut Rng| rng.range(0, k / 2 + 1);
+    let pool = Pool2d {
+        stride: [rng.range(1, 3), rng.range(1, 3)],
+        padding: Padding {
+            top: pad(kernel[0], rng),
+            left: pad(kernel[1], rng),
+            bottom: pad(kernel[0], rng),
+            right: pad(kernel[1], rng),
+        },
+        dilation: if kind == PoolKind::Max {
+            [rng.range(1, 3), 1]
+        } else {
+            [1, 1]
+        },
+        ceil_mode: index >= 3,
+        ..Pool2d::new(kind, kernel)
+    };
+    let input = Shape::new(2, rng.range(1, 10), rng.range(6, 12), rng.range(6, 12));
+    let mut x = rng.tensor(input, 2.0);
+    if kind == PoolKind::Max {
+        // PyTorch's rule: a window with a NaN gives NaN; infinities win or lose as numbers.
+        x.data_mut()[3] = f32::NAN;
+        x.data_mut()[10] = f32::INFINITY;
+        x.data_mut()[17] = f32::NEG_INFINITY;
+    }
+    case(
+        format!("pool2d {pool:?} on {input}"),
+        input,
+        &[(Op::Pool(pool), vec![Value::Input])],
+        x,
+    )
+}
+
+/// Flatten of a tensor with height and width (a real layout change), then a linear layer with PWLU.
+fn classifier_head(rng: &mut Rng) -> Case {
+    let input = Shape::new(3, 5, 3, 2);
+    let features = input.c * input.h * input.w;
+    let out = 11;
+    let linear = Linear {
+        in_features: features,
+        out_features: out,
+        weight: rng.vec(features * out, 0.3).into(),
+        bias: Some(rng.vec(out, 0.5).into()),
+        activation: Activation::Pwlu(random_pwlu(rng, out, 8)),
+    };
+    case(
+        format!("flatten then linear {features} -> {out} on {input}"),
+        input,
+        &[
+            (Op::Flatten, vec![Value::Input]),
+            (Op::Linear(linear), vec![Value::Node(0)]),
+        ],
+        rng.tensor(input, 1.0),
+    )
+}
+
+/// A case of `nodes` (op and inputs, in order; the last is the output) over an `input`-shaped input.
+fn case(name: String, input: Shape, nodes: &[(Op, Vec<Value>)], x: Tensor) -> Case {
+    let mut graph = Graph {
+        input: input.with_batch(1),
+        nodes: Vec::with_capacity(nodes.len()),
+        output: Value::Node(nodes.len() - 1),
+    };
+    for (i, (op, inputs)) in nodes.iter().enumerate() {
+        let shapes: Vec<Shape> = inputs.iter().map(|&v| graph.shape(v)).collect();
+        let shape = op
+            .output_shape(&shapes)
+            .unwrap_or_else(|e| panic!("conformance case '{name}' is ill-formed: {e}"));
+        graph.nodes.push(Node {
+            name: format!("n{i}"),
+            op: op.clone(),
+            inputs: inputs.clone(),
+            shape,
+            activation_source: None,
+        });
+    }
+    Case {
+        name,
+        graph,
+        input: x,
+        tolerance: TOLERANCE,
+    }
+}
+
+fn activation_name(activation: &Activation) -> String {
+    match activation {
+        Activation::Pwlu(p) => format!(
+            "{} PWLU (N = {}, {} units)",
+            if p.table().is_uniform() {
+                "uniform"
+            } else {
+                "non-uniform"
+            },
+            p.intervals(),
+            p.units()
+        ),
+        other => other.name().to_string(),
+    }
+}
+
+/// Every activation the kernels implement; PWLU uniform and non-uniform, channel-wise and layer-wise.
+fn all_activations(rng: &mut Rng, channels: usize) -> Vec<Activation> {
+    vec![
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::LeakyRelu {
+            negative_slope: 0.1,
+        },
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::Hardsigmoid,
+        Activation::Hardswish,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Pwlu(random_pwlu(rng, channels, 16)),
+        Activation::Pwlu(random_pwlu(rng, 1, 7)),
+        Activation::Pwlu(random_non_uniform_pwlu(rng, channels, 6)),
+        Activation::Pwlu(random_non_uniform_pwlu(rng, 1, 5)),
+    ]
+}
+
+/// Values that find the edges of activations: signed zeros, tiny and huge values, the kinks of ReLU6 and the
+/// hard functions and their neighbours in f32, NaN and infinities.
+fn special_values() -> Vec<f32> {
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        3.0,
+        -3.0,
+        6.0,
+        5.999_999,
+        6.000_001,
+        2.999_999,
+        -2.999_999,
+        88.0,
+        -88.0,
+        1e4,
+        -1e4,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    values.extend((0..21).map(|i| -4.0 + i as f32 * 0.4));
+    values
+}
+
+/// The grid points (or breakpoints) of one unit, where a PWLU changes segment.
+fn grid_points(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
+    let n = pwlu.intervals();
+    match pwlu.unit(unit) {
+        Some(p) => match (p.bounds, p.breakpoints) {
+            (Some([l, r]), _) => (0..=n).map(|i| l + (r - l) * i as f32 / n as f32).collect(),
+            (_, Some(b)) => b.to_vec(),
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    }
+}
+
+/// A channel-wise PWLU near ReLU with perturbed points and moderate slopes: what training produces.
+fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<Pwlu> {
+    let (mut bounds, mut points, mut slopes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..units {
+        let center = rng.uniform(-0.5, 0.5);
+        let half = rng.uniform(1.0, 3.0);
+        bounds.push([center - half, center + half]);
+        for i in 0..=intervals {
+            let x = center - half + 2.0 * half * i as f32 / intervals as f32;
+            points.push(x.max(0.0) + rng.uniform(-0.2, 0.2));
+        }
+        slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
+    }
+    Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU"))
+}
+
+/// A PWLU with learned, strictly increasing breakpoints (steps of 0.05 to 1).
+fn random_non_uniform_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<Pwlu> {
+    let (mut breakpoints, mut points, mut slopes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..units {
+        let mut x = rng.uniform(-3.0, -0.5);
+        for _ in 0..=intervals {
+            breakpoints.push(x);
+            points.push(x.max(0.0) + rng.uniform(-0.2, 0.2));
+            x += rng.uniform(0.05, 1.0);
+        }
+        slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
+    }
+    Arc::new(
+        Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("a valid random PWLU"),
+    )
+}
+
+/// A small deterministic generator (SplitMix64): the cases are the same everywhere, without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `[0, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        low + (high - low) * self.unit()
+    }
+
+    /// In `low..high`.
+    fn range(&mut self, low: usize, high: usize) -> usize {
+        low + (self.next() % (high - low) as u64) as usize
+    }
+
+    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(-scale, scale)).collect()
+    }
+
+    fn tensor(&mut self, shape: Shape, scale: f32) -> Tensor {
+        let data = self.vec(shape.len(), scale);
+        Tensor::from_shape(shape, data).expect("shape and data agree")
+    }
+
+    /// A layer with weights scaled by its fan-in and, mostly, a bias.
+    fn layer(&mut self, conv: Conv2d, epilogue: Epilogue) -> Conv2dLayer {
+        let fan_in = (conv.in_channels / conv.groups * conv.kernel[0] * conv.kernel[1]) as f32;
+        let weight = self.vec(conv.weight_len(), 1.0 / fan_in.sqrt());
+        let bias = (self.unit() < 0.7).then(|| self.vec(conv.out_channels, 0.5).into());
+        Conv2dLayer::new(conv, weight, bias, epilogue).expect("a valid layer")
+    }
+}

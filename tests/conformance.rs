@@ -1,0 +1,54 @@
+//! The conformance suite (`pwlu::conformance`: kernel cases as data) on every GPU backend under test, through
+//! both input paths: each case is planned like a model (`Plan::new`), run, and compared with the reference.
+//! The browser suite (`web/tests/api.rs`) runs the same cases on WebGPU.
+
+mod common;
+
+use common::contexts_for_both_input_paths;
+use pwlu::conformance::cases;
+use pwlu::gpu::GpuPlan;
+
+#[test]
+fn every_case_agrees_with_the_reference_on_every_backend() {
+    let cases = cases();
+    assert!(cases.len() >= 40, "the suite lost cases: {}", cases.len());
+    for ctx in contexts_for_both_input_paths() {
+        let mut failures = Vec::new();
+        for case in &cases {
+            let outcome = GpuPlan::new(&ctx, &case.graph, case.input.shape().n)
+                .and_then(|plan| plan.run_blocking(&ctx, &case.input))
+                .map_err(|e| format!("{}: {e}", case.name))
+                .and_then(|got| case.check(&got));
+            if let Err(failure) = outcome {
+                failures.push(failure);
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases fail on {} (input stage: {}):\n{}",
+            failures.len(),
+            cases.len(),
+            ctx.adapter(),
+            ctx.stages_inputs(),
+            failures.join("\n")
+        );
+        println!("{} cases agree on {}", cases.len(), ctx.adapter());
+    }
+}
+
+#[test]
+fn a_wrong_result_fails_the_check() {
+    // The check must be able to fail: every case against a slightly changed output.
+    for case in cases() {
+        let mut wrong = case.expected().expect("the reference runs every case");
+        let Some(v) = wrong.data_mut().iter_mut().find(|v| v.is_finite()) else {
+            continue;
+        };
+        *v += 1e-2 * v.abs().max(1.0);
+        assert!(
+            case.check(&wrong).is_err(),
+            "{}: a wrong output passed",
+            case.name
+        );
+    }
+}

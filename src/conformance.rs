@@ -396,6 +396,22 @@ fn activation_name(activation: &Activation) -> String {
     }
 }
 
+/// Every activation the kernels implement, with PWLU units for `channels` channels drawn from `seed`: the list
+/// the GPU launcher tests use too.
+pub fn activations_for(seed: u64, channels: usize) -> Vec<Activation> {
+    all_activations(&mut Rng(seed), channels)
+}
+
+/// A random channel-wise uniform PWLU (see [`random_pwlu`]) drawn from `seed`.
+pub fn uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
+    random_pwlu(&mut Rng(seed), units, intervals)
+}
+
+/// A random non-uniform PWLU (see [`random_non_uniform_pwlu`]) drawn from `seed`.
+pub fn non_uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
+    random_non_uniform_pwlu(&mut Rng(seed), units, intervals)
+}
+
 /// Every activation the kernels implement; PWLU uniform and non-uniform, channel-wise and layer-wise.
 fn all_activations(rng: &mut Rng, channels: usize) -> Vec<Activation> {
     vec![

@@ -1,4 +1,4 @@
-//! Conformance: every GPU kernel against its CPU reference, on random shapes and on edge cases, on every
+//! The GPU launchers: every WGSL kernel against its CPU reference, on random shapes and on edge cases, on every
 //! backend listed in `PWLU_TEST_BACKENDS`; the kernels that can read their input through the input stage, both
 //! through it and from the buffer.
 
@@ -24,24 +24,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 fn all_activations(rng: &mut SmallRng, channels: usize) -> Vec<Activation> {
-    vec![
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Relu6,
-        Activation::LeakyRelu {
-            negative_slope: 0.1,
-        },
-        Activation::Sigmoid,
-        Activation::Silu,
-        Activation::Hardsigmoid,
-        Activation::Hardswish,
-        Activation::Gelu,
-        Activation::GeluTanh,
-        Activation::Pwlu(random_pwlu(rng, channels, 16)),
-        Activation::Pwlu(random_pwlu(rng, 1, 8)),
-        Activation::Pwlu(random_non_uniform_pwlu(rng, channels, 6)),
-        Activation::Pwlu(random_non_uniform_pwlu(rng, 1, 5)),
-    ]
+    pwlu::conformance::activations_for(rng.random(), channels)
 }
 
 /// Runs `layer` on both sides and compares.

@@ -64,46 +64,14 @@ pub fn random_tensor(rng: &mut SmallRng, shape: Shape) -> Tensor {
 }
 
 /// A channel-wise PWLU near ReLU with perturbed points, bounds around the data's range: what training
-/// produces, with slopes that stay moderate.
+/// produces, with slopes that stay moderate (the conformance suite's generator).
 pub fn random_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pwlu> {
-    let mut bounds = Vec::new();
-    let mut points = Vec::new();
-    let mut slopes = Vec::new();
-    for _ in 0..units {
-        let center = rng.random_range(-0.5f32..0.5);
-        let half = rng.random_range(1.0f32..3.0);
-        let (left, right) = (center - half, center + half);
-        bounds.push([left, right]);
-        for i in 0..=intervals {
-            let x = left + (right - left) * i as f32 / intervals as f32;
-            points.push(x.max(0.0) + rng.random_range(-0.2f32..0.2));
-        }
-        slopes.push([
-            rng.random_range(-0.2f32..0.3),
-            rng.random_range(0.5f32..1.5),
-        ]);
-    }
-    Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("valid random PWLU"))
+    pwlu::conformance::uniform_pwlu(rng.random(), units, intervals)
 }
 
 /// A non-uniform PWLU with random, strictly increasing breakpoints (steps of 0.05 to 1), points near ReLU.
 pub fn random_non_uniform_pwlu(rng: &mut SmallRng, units: usize, intervals: usize) -> Arc<Pwlu> {
-    let mut breakpoints = Vec::new();
-    let mut points = Vec::new();
-    let mut slopes = Vec::new();
-    for _ in 0..units {
-        let mut x = rng.random_range(-3.0f32..-0.5);
-        for _ in 0..=intervals {
-            breakpoints.push(x);
-            points.push(x.max(0.0) + rng.random_range(-0.2f32..0.2));
-            x += rng.random_range(0.05f32..1.0);
-        }
-        slopes.push([
-            rng.random_range(-0.2f32..0.3),
-            rng.random_range(0.5f32..1.5),
-        ]);
-    }
-    Arc::new(Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("valid random PWLU"))
+    pwlu::conformance::non_uniform_pwlu(rng.random(), units, intervals)
 }
 
 /// The N + 1 grid points (or sorted breakpoints) of one unit, in f32.

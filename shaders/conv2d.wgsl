@@ -27,7 +27,7 @@
 // MobileNet-V2's 7 x 7 layers on SwiftShader 0.65x the time, Lite0's dense convolutions 0.92x; no change on
 // lavapipe. On GPUs the register tile, not the workgroup, bounds occupancy.
 // The tile, DENSE_TILE_PIXELS x DENSE_TILE_OC4, and WORKGROUP_SIZE come from the generated prelude (the
-// launcher's constants, src/gpu/kernels/conv.rs); the main loop below is written out for the tile.
+// launchers' constants in src/gpu/shaders.rs); the main loop below is written out for the tile.
 // Pixels of a tile that exist: DENSE_TILE_PIXELS unless the whole layer has fewer (a classifier or a
 // squeeze-and-excitation convolution on 1 x 1 pixels). The others are not computed: the guards fold away at
 // pipeline creation, where otherwise a classifier at batch 1 would do 8 times its work.

@@ -23,8 +23,9 @@ override STRIDE_W: u32 = 1u;
 override DILATION_H: u32 = 1u;
 override DILATION_W: u32 = 1u;
 
-// DEPTHWISE_TILE_W, output pixels per invocation along a row, comes from the generated prelude (the launcher's
-// constant in src/gpu/kernels/conv.rs, which sizes the dispatch with it); the code below is written out for it.
+// DEPTHWISE_TILE_W, output pixels per invocation along a row, comes from the generated prelude (its constant in
+// src/gpu/shaders.rs, with which src/gpu/kernels/conv.rs sizes the dispatch); the code below is written out for
+// it.
 
 // The input is at binding 0, a texture (shared/staged_input.wgsl). Residual and output are bound read_write:
 // a plan keeps all activations in one arena buffer, and WebGPU forbids binding one buffer both read-only and

@@ -21,7 +21,7 @@ override N4: u32 = 4u;
 // Rows per block of B's texture (see `matrix_origin`).
 override B_BLOCK_ROWS: u32 = 4u;
 
-// The tile, MATMUL_TILE_M x MATMUL_TILE_N4 (the generated prelude, from src/gpu/kernels/matmul.rs); the loop
+// The tile, MATMUL_TILE_M x MATMUL_TILE_N4 (the generated prelude, from src/gpu/shaders.rs); the loop
 // over K below is written out for it.
 
 @group(0) @binding(1) var b: texture_2d<f32>;

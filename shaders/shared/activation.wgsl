@@ -3,7 +3,7 @@
 // kernel's own).
 //
 // The kernel that includes this file binds the PWLU table (or a one-texel placeholder when ACTIVATION is not
-// PWLU) at binding 7. The ACT_* codes come from `ActivationCode` in src/gpu/kernels/activation.rs, through the
+// PWLU) at binding 7. The ACT_* codes come from `ActivationCode` in src/gpu/shaders.rs, through the
 // generated prelude (src/gpu/shaders.rs).
 
 

@@ -58,6 +58,58 @@ pub const ACTIVATION_PARAMS_BINDING: u32 = 7;
 /// Binding of the sampler through which kernels with tables read them (an [`Access::Sampler`]).
 pub const TABLE_SAMPLER_BINDING: u32 = 6;
 
+// Constants the WGSL kernels share with their launchers, written once here: `Shader::prelude` defines each in
+// every composed shader under the same name.
+
+/// Output channels per invocation of the dense kernel, in vec4s (conv2d.wgsl).
+pub(crate) const DENSE_TILE_OC4: usize = 4;
+/// Output pixels per invocation of the dense kernel (conv2d.wgsl).
+pub(crate) const DENSE_TILE_PIXELS: usize = 8;
+/// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row.
+pub(crate) const DEPTHWISE_TILE_W: u64 = 4;
+/// Rows of C per invocation (matmul.wgsl).
+pub(crate) const MATMUL_TILE_M: usize = 8;
+/// Vec4 columns of C per invocation (matmul.wgsl).
+pub(crate) const MATMUL_TILE_N4: usize = 4;
+/// `OP` of elementwise_binary.wgsl for `a + b` (its `OP_ADD`).
+pub(crate) const OP_ADD: u32 = 0;
+/// `OP` for `a * b[n, c]` (`OP_MUL_CHANNELS`).
+pub(crate) const OP_MUL_CHANNELS: u32 = 1;
+
+/// Activation codes of `shaders/shared/activation.wgsl` (its `ACT_*` constants).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActivationCode {
+    Identity = 0,
+    Relu = 1,
+    Relu6 = 2,
+    LeakyRelu = 3,
+    Sigmoid = 4,
+    Silu = 5,
+    Hardsigmoid = 6,
+    Hardswish = 7,
+    Gelu = 8,
+    GeluTanh = 9,
+    Pwlu = 10,
+}
+
+impl ActivationCode {
+    /// Every code with its WGSL name.
+    pub(crate) const ALL: [(&'static str, ActivationCode); 11] = [
+        ("ACT_IDENTITY", ActivationCode::Identity),
+        ("ACT_RELU", ActivationCode::Relu),
+        ("ACT_RELU6", ActivationCode::Relu6),
+        ("ACT_LEAKY_RELU", ActivationCode::LeakyRelu),
+        ("ACT_SIGMOID", ActivationCode::Sigmoid),
+        ("ACT_SILU", ActivationCode::Silu),
+        ("ACT_HARDSIGMOID", ActivationCode::Hardsigmoid),
+        ("ACT_HARDSWISH", ActivationCode::Hardswish),
+        ("ACT_GELU", ActivationCode::Gelu),
+        ("ACT_GELU_TANH", ActivationCode::GeluTanh),
+        ("ACT_PWLU", ActivationCode::Pwlu),
+    ];
+}
+
 use Access::{Read, ReadWrite, Sampler, Table, Uniform};
 
 const EPILOGUE_BINDINGS: &[(u32, Access)] = &[
@@ -265,20 +317,19 @@ impl Shader {
     /// The constants WGSL shares with the Rust launchers, generated from the Rust side so that they are written
     /// once: the workgroup size, the input stage's row width, tile sizes, activation and binary-op codes.
     pub fn prelude(&self) -> String {
-        use super::kernels::{activation::ActivationCode, conv, elementwise, matmul};
         let mut constants: Vec<(&str, u64)> = vec![
             ("WORKGROUP_SIZE", u64::from(self.workgroup_size)),
             (
                 "STAGE_WIDTH_LOG2",
                 u64::from(super::textures::STAGE_WIDTH.trailing_zeros()),
             ),
-            ("DENSE_TILE_PIXELS", conv::DENSE_TILE_PIXELS as u64),
-            ("DENSE_TILE_OC4", conv::DENSE_TILE_OC4 as u64),
-            ("DEPTHWISE_TILE_W", conv::DEPTHWISE_TILE_W),
-            ("MATMUL_TILE_M", matmul::TILE_M as u64),
-            ("MATMUL_TILE_N4", matmul::TILE_N4 as u64),
-            ("OP_ADD", u64::from(elementwise::OP_ADD)),
-            ("OP_MUL_CHANNELS", u64::from(elementwise::OP_MUL_CHANNELS)),
+            ("DENSE_TILE_PIXELS", DENSE_TILE_PIXELS as u64),
+            ("DENSE_TILE_OC4", DENSE_TILE_OC4 as u64),
+            ("DEPTHWISE_TILE_W", DEPTHWISE_TILE_W),
+            ("MATMUL_TILE_M", MATMUL_TILE_M as u64),
+            ("MATMUL_TILE_N4", MATMUL_TILE_N4 as u64),
+            ("OP_ADD", u64::from(OP_ADD)),
+            ("OP_MUL_CHANNELS", u64::from(OP_MUL_CHANNELS)),
         ];
         constants.extend(
             ActivationCode::ALL

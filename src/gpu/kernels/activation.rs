@@ -8,41 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Resource;
 use crate::gpu::pipelines::Constants;
+use crate::gpu::shaders::ActivationCode;
 use crate::ops::Activation;
-
-/// Activation codes of `shaders/shared/activation.wgsl` (its `ACT_*` constants, through the shader prelude).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ActivationCode {
-    Identity = 0,
-    Relu = 1,
-    Relu6 = 2,
-    LeakyRelu = 3,
-    Sigmoid = 4,
-    Silu = 5,
-    Hardsigmoid = 6,
-    Hardswish = 7,
-    Gelu = 8,
-    GeluTanh = 9,
-    Pwlu = 10,
-}
-
-impl ActivationCode {
-    /// Every code with its WGSL name.
-    pub(crate) const ALL: [(&'static str, ActivationCode); 11] = [
-        ("ACT_IDENTITY", ActivationCode::Identity),
-        ("ACT_RELU", ActivationCode::Relu),
-        ("ACT_RELU6", ActivationCode::Relu6),
-        ("ACT_LEAKY_RELU", ActivationCode::LeakyRelu),
-        ("ACT_SIGMOID", ActivationCode::Sigmoid),
-        ("ACT_SILU", ActivationCode::Silu),
-        ("ACT_HARDSIGMOID", ActivationCode::Hardsigmoid),
-        ("ACT_HARDSWISH", ActivationCode::Hardswish),
-        ("ACT_GELU", ActivationCode::Gelu),
-        ("ACT_GELU_TANH", ActivationCode::GeluTanh),
-        ("ACT_PWLU", ActivationCode::Pwlu),
-    ];
-}
 
 /// An activation prepared for one kernel: its constants and, for PWLU, its table on the GPU.
 #[derive(Debug)]

@@ -11,17 +11,10 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
 use crate::gpu::dispatch::Resource;
 use crate::gpu::pipelines::{Constants, Pipeline};
-use crate::gpu::shaders::{self, Shader};
+use crate::gpu::shaders::{self, Shader, DENSE_TILE_OC4, DENSE_TILE_PIXELS, DEPTHWISE_TILE_W};
 use crate::gpu::tensor::{channel_vec4s, GpuTensor};
 use crate::ops::{Conv2d, Conv2dLayer, Linear, ResidualAdd};
 use crate::tensor::Shape;
-
-/// Output channels per invocation of the dense kernel, in vec4s (conv2d.wgsl, through the shader prelude).
-pub(crate) const DENSE_TILE_OC4: usize = 4;
-/// Output pixels per invocation of the dense kernel (conv2d.wgsl, through the shader prelude).
-pub(crate) const DENSE_TILE_PIXELS: usize = 8;
-/// Output pixels per invocation of `conv2d_depthwise.wgsl` along a row (through the shader prelude).
-pub(crate) const DEPTHWISE_TILE_W: u64 = 4;
 
 /// Which kernel a convolution runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

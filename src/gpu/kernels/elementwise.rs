@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
 use crate::gpu::pipelines::{Constants, Pipeline};
-use crate::gpu::shaders::{self, ACTIVATION_PARAMS_BINDING};
+use crate::gpu::shaders::{self, ACTIVATION_PARAMS_BINDING, OP_ADD, OP_MUL_CHANNELS};
 use crate::gpu::tensor::{channel_vec4s, nhwc4_len, GpuTensor};
 use crate::ops::{Activation, BatchNorm, BinaryOp};
 use crate::tensor::Shape;
@@ -23,11 +23,6 @@ fn vec4_count(shape: Shape) -> Result<u64> {
 fn groups(pipeline: &Pipeline, invocations: u64) -> u64 {
     invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
 }
-
-/// `OP` of elementwise_binary.wgsl for `a + b` (its `OP_ADD`, through the shader prelude).
-pub(crate) const OP_ADD: u32 = 0;
-/// `OP` for `a * b[n, c]` (`OP_MUL_CHANNELS`).
-pub(crate) const OP_MUL_CHANNELS: u32 = 1;
 
 /// `activation(x * scale + shift)` per channel: a standalone activation or batch norm.
 #[derive(Debug)]

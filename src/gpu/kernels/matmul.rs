@@ -8,12 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::{Dispatch, Resource};
 use crate::gpu::pipelines::Pipeline;
-use crate::gpu::shaders;
-
-/// Rows of C per invocation (matmul.wgsl, through the shader prelude).
-pub(crate) const TILE_M: usize = 8;
-/// Vec4 columns of C per invocation (matmul.wgsl, through the shader prelude).
-pub(crate) const TILE_N4: usize = 4;
+use crate::gpu::shaders::{self, MATMUL_TILE_M, MATMUL_TILE_N4};
 
 /// C = A B for one shape: `m x k` times `k x n`.
 #[derive(Debug)]
@@ -43,7 +38,7 @@ impl MatmulKernel {
             ));
         }
         let (k4, n4) = (k.div_ceil(4), padded_n4(n));
-        let invocations = (n4 / TILE_N4) as u64 * m.div_ceil(TILE_M) as u64;
+        let invocations = (n4 / MATMUL_TILE_N4) as u64 * m.div_ceil(MATMUL_TILE_M) as u64;
         check_invocations("matmul", invocations)?;
         let constants = vec![
             ("M", m as f64),
@@ -73,7 +68,8 @@ impl MatmulKernel {
             n_padded / 4,
         )?;
         let c = ctx.storage_buffer("matmul c", &vec![0.0; m * n_padded])?;
-        let workgroups = ((n_padded / 4 / TILE_N4) * m.div_ceil(TILE_M)).div_ceil(64) as u64;
+        let workgroups =
+            ((n_padded / 4 / MATMUL_TILE_N4) * m.div_ceil(MATMUL_TILE_M)).div_ceil(64) as u64;
         let dispatch = Dispatch::new(
             ctx,
             Arc::clone(&self.pipeline),
@@ -121,7 +117,7 @@ impl BoundMatmul {
 }
 
 fn padded_n4(n: usize) -> usize {
-    n.div_ceil(4).next_multiple_of(TILE_N4)
+    n.div_ceil(4).next_multiple_of(MATMUL_TILE_N4)
 }
 
 /// `rows` rows of `width` values, each padded with zeros to `padded`; missing rows are zero.

@@ -1,7 +1,7 @@
 //! Launchers, one per WGSL kernel: each checks shapes, packs parameters once, specialises its pipeline and
 //! binds tensors into a [`crate::gpu::Dispatch`].
 
-pub(crate) mod activation;
+mod activation;
 pub mod conv;
 pub mod elementwise;
 pub mod matmul;

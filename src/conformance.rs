@@ -402,12 +402,12 @@ pub fn activations_for(seed: u64, channels: usize) -> Vec<Activation> {
     all_activations(&mut Rng(seed), channels)
 }
 
-/// A random channel-wise uniform PWLU (see [`random_pwlu`]) drawn from `seed`.
+/// A random channel-wise uniform PWLU near ReLU, drawn from `seed`.
 pub fn uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
     random_pwlu(&mut Rng(seed), units, intervals)
 }
 
-/// A random non-uniform PWLU (see [`random_non_uniform_pwlu`]) drawn from `seed`.
+/// A random non-uniform PWLU with increasing breakpoints, drawn from `seed`.
 pub fn non_uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
     random_non_uniform_pwlu(&mut Rng(seed), units, intervals)
 }

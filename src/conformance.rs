@@ -487,6 +487,8 @@ fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<Pwlu> {
         }
         slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
     }
+    // Cannot fail: finite bounds with B_L < B_R, N + 1 finite points and two finite slopes per unit, built
+    // above from the suite's own constants (no user input reaches this generator).
     Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU"))
 }
 
@@ -502,6 +504,8 @@ fn random_non_uniform_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc
         }
         slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
     }
+    // Cannot fail: breakpoints strictly increase (steps of at least 0.05), every value is finite, and the
+    // counts match `units` and `intervals` by construction.
     Arc::new(
         Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("a valid random PWLU"),
     )
@@ -539,6 +543,7 @@ impl Rng {
 
     fn tensor(&mut self, shape: Shape, scale: f32) -> Tensor {
         let data = self.vec(shape.len(), scale);
+        // Cannot fail: `data` has exactly `shape.len()` values.
         Tensor::from_shape(shape, data).expect("shape and data agree")
     }
 
@@ -547,6 +552,9 @@ impl Rng {
         let fan_in = (conv.in_channels / conv.groups * conv.kernel[0] * conv.kernel[1]) as f32;
         let weight = self.vec(conv.weight_len(), 1.0 / fan_in.sqrt());
         let bias = (self.unit() < 0.7).then(|| self.vec(conv.out_channels, 0.5).into());
+        // Cannot fail for the suite's fixed cases: the weight and bias lengths come from `conv` itself, and the
+        // cases pair each epilogue with a matching channel count; a new case that breaks this fails its test
+        // at once, never a user's input.
         Conv2dLayer::new(conv, weight, bias, epilogue).expect("a valid layer")
     }
 }

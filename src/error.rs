@@ -27,7 +27,9 @@ pub enum Error {
     },
 
     /// An unrecognised backend name (from an option or `PWLU_BACKEND`).
-    #[error("unknown GPU backend '{0}' (expected one of: auto, vulkan, metal, dx12, gl, webgpu)")]
+    #[error(
+        "unknown GPU backend '{0}' (expected one of: auto, vulkan, metal, dx12, gl, webgpu, cpu)"
+    )]
     UnknownBackend(String),
 
     /// An unrecognised input-stage choice (from an option or `PWLU_INPUT_STAGE`).
@@ -91,6 +93,11 @@ pub enum Error {
     /// wgpu reported an error (validation, out of memory) or a read-back failed.
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// The CPU backend could not start its threads, or a kernel panicked (a bug, reported instead of
+    /// unwinding into the caller).
+    #[error("CPU backend: {0}")]
+    Cpu(String),
 
     /// The GPU device is gone (driver reset, GPU removed, `destroy()`): this context is finished. Create a new
     /// [`GpuContext`](crate::gpu::GpuContext) and load the model on it again.

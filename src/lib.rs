@@ -10,6 +10,8 @@
 //! - [`plan`]: backend-neutral lowering ([`plan::lower`]: the one place that picks the kernel for each node),
 //!   activation memory placed by lifetime ([`plan::memory`]), and the [`plan::Backend`] trait backends implement.
 //! - [`gpu`]: the wgpu backend: context, queue, textures, one launcher per WGSL kernel in `shaders/`.
+//! - `cpu`: the CPU backend: NHWC kernels on SIMD cores (GEMM from the `gemm` crate), native builds.
+//! - [`device`]: which backend a model runs on (`auto`: the GPU if it is a hardware one, else the CPU).
 //! - `reference`: a plain-Rust reference for every kernel and `Graph::run_reference`, the ground truth of the
 //!   tests.
 //! - [`ops`]: what each operator is (hyper-parameters, weights, shape inference), independent of any backend;
@@ -34,6 +36,9 @@
 //! # }
 //! ```
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cpu;
+pub mod device;
 pub mod error;
 pub mod gpu;
 pub mod model;
@@ -51,6 +56,7 @@ pub mod graph;
 #[doc(hidden)]
 pub mod reference;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use model::{Class, Model};
 pub use tensor::{Shape, Tensor};

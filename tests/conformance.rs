@@ -1,11 +1,13 @@
 //! The conformance suite (`pwlu::conformance`: kernel cases as data) on every GPU backend under test, through
-//! both input paths: each case is planned like a model (`Plan::new`), run, and compared with the reference.
-//! The browser suite (`web/tests/api.rs`) runs the same cases on WebGPU.
+//! both input paths, and on the CPU backend with one thread and with several: each case is planned like a
+//! model (`Plan::new`), run, and compared with the reference. The browser suite (`web/tests/api.rs`) runs the
+//! same cases on WebGPU.
 
 mod common;
 
 use common::contexts_for_both_input_paths;
 use pwlu::conformance::cases;
+use pwlu::cpu::{CpuContext, CpuOptions, CpuPlan};
 use pwlu::gpu::GpuPlan;
 
 #[test]
@@ -33,6 +35,41 @@ fn every_case_agrees_with_the_reference_on_every_backend() {
             failures.join("\n")
         );
         println!("{} cases agree on {}", cases.len(), ctx.adapter());
+    }
+}
+
+#[test]
+fn every_case_agrees_with_the_reference_on_the_cpu_backend() {
+    let cases = cases();
+    for threads in [1, 3] {
+        let ctx = CpuContext::new(&CpuOptions {
+            threads: Some(threads),
+            ..Default::default()
+        })
+        .expect("CPU context");
+        let mut failures = Vec::new();
+        for case in &cases {
+            // Twice on one plan: a run must not depend on what the previous one left in memory.
+            let outcome = CpuPlan::new(&ctx, &case.graph, case.input.shape().n)
+                .and_then(|mut plan| {
+                    plan.run(&ctx, &case.input)?;
+                    plan.run(&ctx, &case.input)
+                })
+                .map_err(|e| format!("{}: {e}", case.name))
+                .and_then(|got| case.check(&got));
+            if let Err(failure) = outcome {
+                failures.push(failure);
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases fail on {}:\n{}",
+            failures.len(),
+            cases.len(),
+            ctx.describe(),
+            failures.join("\n")
+        );
+        println!("{} cases agree on {}", cases.len(), ctx.describe());
     }
 }
 

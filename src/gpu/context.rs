@@ -47,50 +47,16 @@ impl GpuContext {
     /// # }
     /// ```
     pub async fn new(options: &GpuOptions) -> Result<Self> {
+        let adapter = choose_adapter(options).await?;
+        Self::with_adapter(adapter, options).await
+    }
+
+    /// A device on `adapter` (from [`choose_adapter`]) with the adapter's own limits.
+    pub(crate) async fn with_adapter(adapter: wgpu::Adapter, options: &GpuOptions) -> Result<Self> {
         let backend = options.backend.resolve()?;
-        if backend == Backend::WebGpu && !cfg!(target_arch = "wasm32") {
-            return Err(Error::NoAdapter {
-                backend: backend.to_string(),
-                hint: backend.install_hint().into(),
-            });
-        }
         let no_adapter = |detail: String| Error::NoAdapter {
             backend: backend.to_string(),
             hint: format!("{}; {detail}", backend.install_hint()),
-        };
-        let adapter = match options.adapter_index {
-            Some(index) => {
-                let instance = make_instance(backend);
-                let adapters = instance.enumerate_adapters(backend.wgpu_backends()).await;
-                let count = adapters.len();
-                adapters.into_iter().nth(index).ok_or_else(|| {
-                    no_adapter(format!("adapter {index} asked for, {count} found"))
-                })?
-            }
-            None => {
-                let request = wgpu::RequestAdapterOptions {
-                    power_preference: options.power_preference,
-                    ..Default::default()
-                };
-                // `Auto` tries the primary APIs first and starts GL (and its EGL probing) only if they fail.
-                let first = if backend == Backend::Auto && !cfg!(target_arch = "wasm32") {
-                    make_instance_for(wgpu::Backends::PRIMARY)
-                        .request_adapter(&request)
-                        .await
-                } else {
-                    make_instance(backend).request_adapter(&request).await
-                };
-                match first {
-                    Ok(adapter) => adapter,
-                    Err(_) if backend == Backend::Auto && !cfg!(target_arch = "wasm32") => {
-                        make_instance_for(wgpu::Backends::SECONDARY)
-                            .request_adapter(&request)
-                            .await
-                            .map_err(|e| no_adapter(e.to_string()))?
-                    }
-                    Err(e) => return Err(no_adapter(e.to_string())),
-                }
-            }
         };
         let info = adapter.get_info();
         let stages_inputs = options.input_stage.stages(info.device_type)?;
@@ -367,4 +333,55 @@ impl std::fmt::Debug for GpuContext {
             .field("adapter", &self.adapter)
             .finish_non_exhaustive()
     }
+}
+
+/// The adapter `options` ask for: the n-th one, or the one wgpu prefers for the backend.
+pub(crate) async fn choose_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
+    let backend = options.backend.resolve()?;
+    if backend == Backend::Cpu || (backend == Backend::WebGpu && !cfg!(target_arch = "wasm32")) {
+        return Err(Error::NoAdapter {
+            backend: backend.to_string(),
+            hint: backend.install_hint().into(),
+        });
+    }
+    let no_adapter = |detail: String| Error::NoAdapter {
+        backend: backend.to_string(),
+        hint: format!("{}; {detail}", backend.install_hint()),
+    };
+    let adapter = match options.adapter_index {
+        Some(index) => {
+            let instance = make_instance(backend);
+            let adapters = instance.enumerate_adapters(backend.wgpu_backends()).await;
+            let count = adapters.len();
+            adapters
+                .into_iter()
+                .nth(index)
+                .ok_or_else(|| no_adapter(format!("adapter {index} asked for, {count} found")))?
+        }
+        None => {
+            let request = wgpu::RequestAdapterOptions {
+                power_preference: options.power_preference,
+                ..Default::default()
+            };
+            // `Auto` tries the primary APIs first and starts GL (and its EGL probing) only if they fail.
+            let first = if backend == Backend::Auto && !cfg!(target_arch = "wasm32") {
+                make_instance_for(wgpu::Backends::PRIMARY)
+                    .request_adapter(&request)
+                    .await
+            } else {
+                make_instance(backend).request_adapter(&request).await
+            };
+            match first {
+                Ok(adapter) => adapter,
+                Err(_) if backend == Backend::Auto && !cfg!(target_arch = "wasm32") => {
+                    make_instance_for(wgpu::Backends::SECONDARY)
+                        .request_adapter(&request)
+                        .await
+                        .map_err(|e| no_adapter(e.to_string()))?
+                }
+                Err(e) => return Err(no_adapter(e.to_string())),
+            }
+        }
+    };
+    Ok(adapter)
 }

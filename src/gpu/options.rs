@@ -27,6 +27,9 @@ pub enum Backend {
     Gl,
     /// The browser's WebGPU (wasm32 only).
     WebGpu,
+    /// No GPU: the CPU backend ([`crate::cpu`]), chosen through [`crate::device`]; a
+    /// [`GpuContext`](crate::gpu::GpuContext) cannot be created for it.
+    Cpu,
 }
 
 impl From<wgpu::Backend> for Backend {
@@ -54,6 +57,7 @@ impl FromStr for Backend {
             "dx12" | "d3d12" => Ok(Backend::Dx12),
             "gl" | "gles" | "opengl" => Ok(Backend::Gl),
             "webgpu" | "browser" => Ok(Backend::WebGpu),
+            "cpu" => Ok(Backend::Cpu),
             _ => Err(Error::UnknownBackend(s.to_string())),
         }
     }
@@ -68,6 +72,7 @@ impl std::fmt::Display for Backend {
             Backend::Dx12 => "dx12",
             Backend::Gl => "gl",
             Backend::WebGpu => "webgpu",
+            Backend::Cpu => "cpu",
         };
         f.write_str(name)
     }
@@ -93,6 +98,7 @@ impl Backend {
             Backend::Dx12 => wgpu::Backends::DX12,
             Backend::Gl => wgpu::Backends::GL,
             Backend::WebGpu => wgpu::Backends::BROWSER_WEBGPU,
+            Backend::Cpu => wgpu::Backends::empty(),
         }
     }
 
@@ -110,6 +116,7 @@ impl Backend {
             Backend::Metal => "Metal is available on macOS and iOS only",
             Backend::Dx12 => "Direct3D 12 is available on Windows 10 and later only",
             Backend::WebGpu => "the browser's WebGPU exists only in wasm32 builds",
+            Backend::Cpu => "the cpu backend uses no GPU adapter; load models on a pwlu::device::Device",
         }
     }
 }

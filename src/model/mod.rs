@@ -7,11 +7,15 @@ pub mod format;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::cpu::CpuPlan;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::gpu::GpuPlan;
 use crate::graph::{passes, Graph};
 use crate::ops::Activation;
+use crate::plan::MemoryReport;
 use crate::plan::{LayerTime, Plan, Timing};
 use crate::preprocess::Preprocess;
 use crate::tensor::{Shape, Tensor};
@@ -160,12 +164,42 @@ impl CheckedModel {
     }
 }
 
-/// A loaded model, ready to run on its GPU context. Safe to share between threads: runs on one plan are
+/// A model's plan for one batch size on its device.
+#[derive(Debug)]
+pub enum DevicePlan {
+    /// Lowered to WGSL dispatches.
+    Gpu(GpuPlan),
+    /// Lowered to the CPU backend's kernels.
+    #[cfg(not(target_arch = "wasm32"))]
+    Cpu(CpuPlan),
+}
+
+impl DevicePlan {
+    /// Where the plan's memory goes.
+    pub fn memory(&self) -> MemoryReport {
+        match self {
+            DevicePlan::Gpu(plan) => plan.memory(),
+            #[cfg(not(target_arch = "wasm32"))]
+            DevicePlan::Cpu(plan) => plan.memory(),
+        }
+    }
+
+    /// Kernels one run launches (GPU dispatches or CPU steps).
+    pub fn kernels(&self) -> usize {
+        match self {
+            DevicePlan::Gpu(plan) => plan.steps().len(),
+            #[cfg(not(target_arch = "wasm32"))]
+            DevicePlan::Cpu(plan) => plan.steps().len(),
+        }
+    }
+}
+
+/// A loaded model, ready to run on its device. Safe to share between threads: runs on one plan are
 /// serialised, and each batch size gets its own plan, built on first use.
 pub struct Model {
-    ctx: Arc<GpuContext>,
+    device: Device,
     checked: CheckedModel,
-    plans: Mutex<HashMap<usize, Arc<Mutex<GpuPlan>>>>,
+    plans: Mutex<HashMap<usize, Arc<Mutex<DevicePlan>>>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -184,6 +218,10 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+fn other_device() -> Error {
+    Error::Model("the model's plan was built for another device".into())
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -205,9 +243,9 @@ impl Model {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn from_bytes(ctx: Arc<GpuContext>, bytes: &[u8]) -> Result<Model> {
+    pub fn from_bytes(device: impl Into<Device>, bytes: &[u8]) -> Result<Model> {
         let model = Model {
-            ctx,
+            device: device.into(),
             checked: CheckedModel::from_bytes(bytes)?,
             plans: Mutex::new(HashMap::new()),
         };
@@ -227,8 +265,8 @@ impl Model {
     /// # }
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(ctx: Arc<GpuContext>, path: impl AsRef<std::path::Path>) -> Result<Model> {
-        Self::from_bytes(ctx, &read_file(path.as_ref())?)
+    pub fn load(device: impl Into<Device>, path: impl AsRef<std::path::Path>) -> Result<Model> {
+        Self::from_bytes(device, &read_file(path.as_ref())?)
     }
 
     /// The model's name.
@@ -256,9 +294,14 @@ impl Model {
         &self.checked.graph
     }
 
-    /// The GPU context the model runs on.
-    pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The GPU context the model runs on, if it runs on a GPU.
+    pub fn gpu(&self) -> Option<&Arc<GpuContext>> {
+        self.device.gpu()
     }
 
     /// Number of nodes in the file, before optimisation.
@@ -277,18 +320,20 @@ impl Model {
     }
 
     /// The plan for `batch` images, built on first use.
-    pub fn plan(&self, batch: usize) -> Result<Arc<Mutex<GpuPlan>>> {
+    pub fn plan(&self, batch: usize) -> Result<Arc<Mutex<DevicePlan>>> {
         let mut plans = self.plans.lock().map_err(poisoned)?;
         if let Some(plan) = plans.get(&batch) {
             return Ok(Arc::clone(plan));
         }
+        let graph = &self.checked.graph;
+        let plan = match &self.device {
+            Device::Gpu(ctx) => DevicePlan::Gpu(Plan::new(ctx.as_ref(), graph, batch)?),
+            #[cfg(not(target_arch = "wasm32"))]
+            Device::Cpu(ctx) => DevicePlan::Cpu(Plan::new(ctx.as_ref(), graph, batch)?),
+        };
         // In the browser wgpu's types are not Send, and the model stays on one thread anyway.
         #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
-        let plan = Arc::new(Mutex::new(Plan::new(
-            self.ctx.as_ref(),
-            &self.checked.graph,
-            batch,
-        )?));
+        let plan = Arc::new(Mutex::new(plan));
         plans.insert(batch, Arc::clone(&plan));
         Ok(plan)
     }
@@ -310,8 +355,17 @@ impl Model {
         }
         let plan = self.plan(shape.n)?;
         // The plan's buffers belong to one run at a time, from writing the input until the output is copied.
-        let pending = plan.lock().map_err(poisoned)?.submit(&self.ctx, input)?;
-        pending.read(&self.ctx).await
+        let mut guard = plan.lock().map_err(poisoned)?;
+        let (pending, ctx) = match (&mut *guard, &self.device) {
+            (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit(ctx, input)?, ctx),
+            #[cfg(not(target_arch = "wasm32"))]
+            (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.run(ctx, input),
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => return Err(other_device()),
+        };
+        // The GPU's copy of the output is queued: the next run may start writing its input.
+        drop(guard);
+        pending.read(ctx).await
     }
 
     /// Runs one workgroup of each of the batch-1 plan's pipelines and waits for them. Adapters that compile a
@@ -321,8 +375,14 @@ impl Model {
     /// native run has nothing to gain from it.
     pub async fn warm_up(&self) -> Result<()> {
         let plan = self.plan(1)?;
-        let pending = plan.lock().map_err(poisoned)?.submit_warm_up(&self.ctx)?;
-        pending.read(&self.ctx).await.map(|_| ())
+        let pending = match (&*plan.lock().map_err(poisoned)?, &self.device) {
+            (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit_warm_up(ctx)?, ctx),
+            // The CPU backend compiles nothing at run time.
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => return Ok(()),
+        };
+        let (pending, ctx) = pending;
+        pending.read(ctx).await.map(|_| ())
     }
 
     /// The time each layer takes on `input`: GPU timestamps where the device has them (all layers in one
@@ -333,17 +393,24 @@ impl Model {
         // A full run first: every buffer holds realistic data and every pipeline is compiled.
         self.run(input).await?;
         let plan = self.plan(input.shape().n)?;
-        let timed = plan.lock().map_err(poisoned)?.submit_timed(&self.ctx)?;
+        let mut guard = plan.lock().map_err(poisoned)?;
+        let (timed, ctx) = match (&mut *guard, &self.device) {
+            (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit_timed(ctx)?, ctx),
+            #[cfg(not(target_arch = "wasm32"))]
+            (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.profile(ctx, input),
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => return Err(other_device()),
+        };
+        let DevicePlan::Gpu(plan) = &*guard else {
+            return Err(other_device());
+        };
         match timed {
             Some(run) => {
-                let times = run.read(&self.ctx).await?;
-                Ok(plan
-                    .lock()
-                    .map_err(poisoned)?
-                    .layer_times(&times, Timing::GpuTimestamps))
+                let times = run.read(ctx).await?;
+                Ok(plan.layer_times(&times, Timing::GpuTimestamps))
             }
             #[cfg(not(target_arch = "wasm32"))]
-            None => plan.lock().map_err(poisoned)?.profile_wall_clock(&self.ctx),
+            None => plan.profile_wall_clock(ctx),
             #[cfg(target_arch = "wasm32")]
             None => Err(Error::Gpu(
                 "per-layer times need the adapter's timestamp-query feature".into(),

@@ -69,7 +69,7 @@ fn kind_of(error: &pwlu::Error) -> Kind {
         | E::UnknownInputStage(_) => Kind::WebGpu,
         E::Model(_) | E::InvalidPwlu(_) | E::Io { .. } => Kind::Model,
         E::Image(_) | E::ShapeMismatch { .. } | E::InvalidOp { .. } => Kind::Input,
-        E::ExceedsLimit { .. } | E::Gpu(_) => Kind::Gpu,
+        E::ExceedsLimit { .. } | E::Gpu(_) | E::Cpu(_) => Kind::Gpu,
         E::DeviceLost(_) => Kind::DeviceLost,
     }
 }

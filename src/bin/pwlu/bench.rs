@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pwlu::device::Selected;
 use pwlu::gpu::kernels::MatmulKernel;
 use pwlu::gpu::GpuContext;
 use pwlu::plan::Timing;
+use pwlu::Device;
 use pwlu::Tensor;
 use serde_json::json;
 
@@ -62,10 +64,12 @@ fn ms(seconds: f64) -> f64 {
     seconds * 1e3
 }
 
-pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
+pub fn run(selected: Selected, args: &Args) -> CliResult {
     let start = Instant::now();
-    let adapter = ctx.adapter().to_string();
-    let model = load_model(ctx.clone(), &args.model)?;
+    let device = selected.device;
+    let adapter = device.describe();
+    let gpu: Option<Arc<GpuContext>> = device.gpu().cloned();
+    let model = load_model(device.clone(), &args.model)?;
     let load = start.elapsed().as_secs_f64();
     let batch = args.batch as usize;
     let s = model.input_shape();
@@ -82,10 +86,10 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let first = time_run(&model)?;
     // Batch 1's at load and, at another batch, that batch's; before the other model or the GEMM yardstick add
     // theirs.
-    let pipelines = ctx.pipeline_count();
+    let pipelines = gpu.as_ref().map(|ctx| ctx.pipeline_count());
     let mut versus = match &args.versus {
         Some(path) => {
-            let other = load_model(ctx.clone(), path)?;
+            let other = load_model(device.clone(), path)?;
             let o = other.input_shape();
             if o != s {
                 return Err(format!(
@@ -134,7 +138,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     let (memory, dispatches) = {
         let plan = model.plan(batch).map_err(|e| e.to_string())?;
         let plan = plan.lock().map_err(|_| "plan lock poisoned".to_string())?;
-        (plan.memory(), plan.dispatches().len())
+        (plan.memory(), plan.kernels())
     };
     let mut layers = if args.layers {
         pollster::block_on(model.profile(&input)).map_err(|e| e.to_string())?
@@ -159,7 +163,7 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     };
     let mib = |bytes: u64| bytes as f64 / 1048576.0;
     let gemms = if args.layers {
-        gemm_yardstick(&ctx)?
+        gemm_yardstick(&device)?
     } else {
         Vec::new()
     };
@@ -168,6 +172,8 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     if args.json {
         let doc = json!({
             "model": model.name(),
+            "backend": device.backend_name(),
+            "backend_reason": selected.reason,
             "adapter": adapter,
             "batch": batch,
             "runs": args.runs,
@@ -181,12 +187,12 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
             "gflop_per_second": flops / median / 1e9,
             "dispatches": dispatches,
             "pipelines_compiled": pipelines,
-            "gpu_memory_bytes": memory.total_bytes(),
+            "memory_bytes": memory.total_bytes(),
             "weight_bytes": memory.weight_bytes,
             "activation_bytes": memory.activation_bytes,
             "activation_bytes_without_reuse": memory.unshared_activation_bytes,
             "input_stage_bytes": memory.staging_bytes,
-            "inputs_staged": ctx.stages_inputs(),
+            "inputs_staged": gpu.as_ref().map(|ctx| ctx.stages_inputs()),
             "two_largest_live_activation_bytes": memory.two_largest_live_bytes,
             "peak_live_activation_bytes": memory.peak_live_bytes,
             "memory_over_floor": memory.overhead_ratio(),
@@ -222,18 +228,26 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
     }
     println!("model        {} on {adapter}", model.name());
     println!(
-        "batch        {batch}, {dispatches} dispatches; {pipelines} pipelines compiled{}; inputs {}",
-        if batch == 1 {
-            ""
-        } else {
-            " (batch 1's at load, then this batch's)"
-        },
-        if ctx.stages_inputs() {
-            "read through the input stage"
-        } else {
-            "read from their buffers (PWLU_INPUT_STAGE=always to stage)"
-        }
+        "backend      {}: {}",
+        device.backend_name(),
+        selected.reason
     );
+    match (&gpu, pipelines) {
+        (Some(ctx), Some(pipelines)) => println!(
+            "batch        {batch}, {dispatches} dispatches; {pipelines} pipelines compiled{}; inputs {}",
+            if batch == 1 {
+                ""
+            } else {
+                " (batch 1's at load, then this batch's)"
+            },
+            if ctx.stages_inputs() {
+                "read through the input stage"
+            } else {
+                "read from their buffers (PWLU_INPUT_STAGE=always to stage)"
+            }
+        ),
+        _ => println!("batch        {batch}, {dispatches} kernels"),
+    }
     println!(
         "load         {:.1} ms (parse, optimise, pipelines and weights for batch 1)",
         ms(load)
@@ -303,7 +317,14 @@ pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
                 l.node
             );
         }
-        println!("GEMM yardstick (matmul.wgsl, same adapter, {timing}):");
+        println!(
+            "GEMM yardstick ({}, {timing}):",
+            if gpu.is_some() {
+                "matmul.wgsl, same adapter"
+            } else {
+                "the gemm crate, same threads"
+            }
+        );
         for g in &gemms {
             println!(
                 "  {:>8.2} ms          {:>6.2} GFLOP/s  {} x {} times {} x {}",
@@ -343,7 +364,7 @@ struct GemmFigure {
 
 /// The project's own matrix multiply on a few shapes: a square one and the shapes of typical 1x1
 /// convolutions (pixels x input channels times input x output channels). Best of three, timed like the layers.
-fn gemm_yardstick(ctx: &GpuContext) -> Result<Vec<GemmFigure>, String> {
+fn gemm_yardstick(device: &Device) -> Result<Vec<GemmFigure>, String> {
     let shapes = [
         (512, 512, 512),
         (12544, 32, 96),
@@ -355,6 +376,21 @@ fn gemm_yardstick(ctx: &GpuContext) -> Result<Vec<GemmFigure>, String> {
     for (m, k, n) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32) * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i % 89) as f32) * 0.01).collect();
+        let flops = 2.0 * (m * k * n) as f64;
+        let ctx = match device {
+            Device::Gpu(ctx) => ctx,
+            Device::Cpu(cpu) => {
+                let seconds = cpu.time_gemm(m, k, n).map_err(|e| e.to_string())?;
+                figures.push(GemmFigure {
+                    m,
+                    k,
+                    n,
+                    seconds,
+                    gflop_per_second: flops / seconds.max(1e-12) / 1e9,
+                });
+                continue;
+            }
+        };
         let kernel = MatmulKernel::new(ctx, m, k, n).map_err(|e| e.to_string())?;
         let bound = kernel.bind(ctx, &a, &b).map_err(|e| e.to_string())?;
         pollster::block_on(bound.run(ctx)).map_err(|e| e.to_string())?;

@@ -1,11 +1,9 @@
 //! `pwlu classify`: images in, top classes out, as a table or JSON.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pwlu::gpu::GpuContext;
 use pwlu::preprocess::decode_image;
 use pwlu::{Class, Model, Tensor};
 use serde_json::json;
@@ -80,8 +78,8 @@ fn load_input(model: &Model, path: &Path) -> CliResult<Tensor> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn run(ctx: Arc<GpuContext>, args: &Args) -> CliResult {
-    let model = load_model(ctx, &args.model)?;
+pub fn run(device: pwlu::Device, args: &Args) -> CliResult {
+    let model = load_model(device, &args.model)?;
     if model.preprocess().is_none() {
         return Err(format!(
             "{}: the model has no preprocessing metadata, so it cannot classify images; use `pwlu run`",

@@ -1,19 +1,27 @@
 //! `pwlu devices`.
 
-use pwlu::gpu::{list_adapters, GpuOptions};
+use pwlu::device::DeviceOptions;
+use pwlu::gpu::{list_adapters, Backend};
 use serde_json::json;
 
 use crate::CliResult;
 
-pub fn print(options: &GpuOptions, as_json: bool) -> CliResult {
-    let adapters = pollster::block_on(list_adapters(options.backend)).map_err(|e| e.to_string())?;
-    if adapters.is_empty() {
-        let backend = options.backend.resolve().map_err(|e| e.to_string())?;
+pub fn print(options: &DeviceOptions, as_json: bool) -> CliResult {
+    let backend = options.gpu.backend.resolve().map_err(|e| e.to_string())?;
+    // With the CPU backend chosen, the adapters are still worth listing.
+    let listed = if backend == Backend::Cpu {
+        Backend::Auto
+    } else {
+        options.gpu.backend
+    };
+    let adapters = pollster::block_on(list_adapters(listed)).map_err(|e| e.to_string())?;
+    if adapters.is_empty() && backend != Backend::Auto && backend != Backend::Cpu {
         return Err(format!(
             "no GPU adapter found for backend {backend}: {}",
             backend.install_hint()
         ));
     }
+    let selected = pwlu::device::select_blocking(options).map_err(|e| e.to_string())?;
     let mut entries = Vec::new();
     for (index, adapter) in adapters.iter().enumerate() {
         let info = adapter.get_info();
@@ -64,9 +72,24 @@ pub fn print(options: &GpuOptions, as_json: bool) -> CliResult {
         }
     }
     if as_json {
+        let doc = json!({
+            "adapters": entries,
+            "models_run_on": {
+                "backend": selected.device.backend_name(),
+                "device": selected.device.describe(),
+                "reason": selected.reason,
+            },
+        });
         println!(
             "{}",
-            serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "models run on: {} ({}): {}",
+            selected.device.describe(),
+            selected.device.backend_name(),
+            selected.reason
         );
     }
     Ok(())

@@ -12,11 +12,12 @@ mod plot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use pwlu::gpu::{Backend, GpuContext, GpuOptions, InputStage};
-use pwlu::Model;
+use pwlu::cpu::CpuOptions;
+use pwlu::device::{DeviceOptions, Selected};
+use pwlu::gpu::{Backend, GpuOptions, InputStage};
+use pwlu::{Device, Model};
 
 #[derive(Parser)]
 #[command(
@@ -25,9 +26,13 @@ use pwlu::Model;
     about = "WebGPU inference for CNN classifiers with Piecewise Linear Units"
 )]
 struct Cli {
-    /// Graphics API: vulkan, metal, dx12, gl or auto (default: $PWLU_BACKEND, then wgpu's choice).
+    /// Where models run: auto (a hardware GPU if there is one, else the CPU backend), cpu, or a graphics API:
+    /// vulkan, metal, dx12, gl (default: $PWLU_BACKEND, then auto).
     #[arg(long, global = true, default_value = "auto")]
     backend: String,
+    /// Threads of the CPU backend (default: $PWLU_THREADS, then one per core).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Use the N-th adapter of `pwlu devices` instead of the one wgpu prefers.
     #[arg(long, global = true, value_name = "N")]
     adapter: Option<usize>,
@@ -71,7 +76,7 @@ enum Command {
     Plot(plot::Args),
     /// Measure latency, throughput, GFLOP/s and memory, optionally per layer.
     Bench(bench::Args),
-    /// List the GPU adapters with their backend, type, limits and features.
+    /// List the GPU adapters with their backend, type, limits and features, and say where models run and why.
     Devices {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -100,9 +105,19 @@ impl Cli {
         })
     }
 
-    fn context(&self) -> CliResult<Arc<GpuContext>> {
-        let ctx = GpuContext::new_blocking(&self.gpu_options()?).map_err(|e| e.to_string())?;
-        Ok(Arc::new(ctx))
+    fn device_options(&self) -> CliResult<DeviceOptions> {
+        Ok(DeviceOptions {
+            gpu: self.gpu_options()?,
+            cpu: CpuOptions {
+                threads: self.threads.map(usize::from),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The device models run on, and why (see `pwlu::device`).
+    fn device(&self) -> CliResult<Selected> {
+        pwlu::device::select_blocking(&self.device_options()?).map_err(|e| e.to_string())
     }
 }
 
@@ -114,9 +129,9 @@ fn load_error(path: &std::path::Path, e: pwlu::Error) -> String {
     }
 }
 
-/// Loads a model onto a GPU context.
-pub fn load_model(ctx: Arc<GpuContext>, path: &std::path::Path) -> CliResult<Model> {
-    Model::load(ctx, path).map_err(|e| load_error(path, e))
+/// Loads a model onto a device.
+pub fn load_model(device: Device, path: &std::path::Path) -> CliResult<Model> {
+    Model::load(device, path).map_err(|e| load_error(path, e))
 }
 
 /// Reads and checks a model file without a GPU (for the commands that only look at it).
@@ -128,22 +143,21 @@ fn run(cli: &Cli) -> CliResult {
     // The GPU options are checked for every command, including those that start no GPU.
     cli.gpu_options()?;
     match &cli.command {
-        Command::Classify(args) => classify::run(cli.context()?, args),
+        Command::Classify(args) => classify::run(cli.device()?.device, args),
         Command::Run {
             model,
             input,
             output,
         } => {
-            let ctx = cli.context()?;
-            let model = load_model(ctx, model)?;
+            let model = load_model(cli.device()?.device, model)?;
             let tensor = npy::read(input)?;
             let result = model.run_blocking(&tensor).map_err(|e| e.to_string())?;
             npy::write(output, &result)
         }
         Command::Info { model, json } => info::print(&load_checked(model)?, *json),
         Command::Plot(args) => plot::run(args),
-        Command::Bench(args) => bench::run(cli.context()?, args),
-        Command::Devices { json } => devices::print(&cli.gpu_options()?, *json),
+        Command::Bench(args) => bench::run(cli.device()?, args),
+        Command::Devices { json } => devices::print(&cli.device_options()?, *json),
     }
 }
 

@@ -1,0 +1,424 @@
+//! Convolution on NHWC activations, with its fused epilogue.
+//!
+//! Three methods, chosen per layer by [`ConvMethod::of`]:
+//! - `Gemm`: a 1x1 convolution with stride 1 and no padding is a GEMM over the input as it lies (each pixel's
+//!   channels are a row), one per group;
+//! - `Depthwise`: one filter per channel, accumulated across channels in registers, no GEMM;
+//! - `Im2col`: everything else copies each output pixel's receptive field into a row of a scratch tile (a
+//!   bounded number of rows at a time) and multiplies the tile by the packed weights.
+//!
+//! Weights are packed once: `[groups][KH * KW * IC/groups][OC/groups]` for the GEMMs, `[KH * KW][C]` for
+//! depthwise. Sums go straight into the output; the epilogue (bias, residual, activation) then runs over it
+//! while it is still in cache, pixel by pixel.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::activation::RowActivation;
+use super::rows_per_task;
+use crate::ops::{Conv2d, Conv2dLayer, ResidualAdd};
+use crate::tensor::Shape;
+
+/// Floats in one im2col tile (8 MiB): bounds the scratch memory whatever the layer and batch.
+const TILE_FLOATS: usize = 1 << 21;
+
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvMethod {
+    Gemm,
+    Depthwise,
+    Im2col,
+}
+
+impl ConvMethod {
+    pub(crate) fn of(conv: &Conv2d) -> ConvMethod {
+        if conv.is_depthwise() {
+            ConvMethod::Depthwise
+        } else if conv.kernel == [1, 1]
+            && conv.stride == [1, 1]
+            && conv.padding == crate::ops::Padding::default()
+        {
+            ConvMethod::Gemm
+        } else {
+            ConvMethod::Im2col
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ConvMethod::Gemm => "cpu conv1x1 (gemm)",
+            ConvMethod::Depthwise => "cpu conv depthwise",
+            ConvMethod::Im2col => "cpu conv (im2col + gemm)",
+        }
+    }
+}
+
+/// The weights of `conv` in the layout its method reads.
+pub(crate) fn pack_weights(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
+    let [kh, kw] = conv.kernel;
+    let taps = kh * kw;
+    let icg = conv.in_channels / conv.groups;
+    let ocg = conv.out_channels / conv.groups;
+    match ConvMethod::of(conv) {
+        ConvMethod::Depthwise => {
+            let c = conv.out_channels;
+            let mut packed = vec![0.0; taps * c];
+            for ch in 0..c {
+                for t in 0..taps {
+                    packed[t * c + ch] = weight[ch * taps + t];
+                }
+            }
+            packed
+        }
+        ConvMethod::Gemm | ConvMethod::Im2col => {
+            let k = taps * icg;
+            let mut packed = vec![0.0; conv.groups * k * ocg];
+            for g in 0..conv.groups {
+                for o in 0..ocg {
+                    let filter = &weight[(g * ocg + o) * icg * taps..][..icg * taps];
+                    for ic in 0..icg {
+                        for t in 0..taps {
+                            packed[(g * k + t * icg + ic) * ocg + o] = filter[ic * taps + t];
+                        }
+                    }
+                }
+            }
+            packed
+        }
+    }
+}
+
+/// A convolution bound to its shapes, with packed weights.
+#[derive(Debug)]
+pub(crate) struct ConvKernel {
+    conv: Conv2d,
+    method: ConvMethod,
+    weights: Arc<[f32]>,
+    bias: Option<Arc<[f32]>>,
+    activation: RowActivation,
+    residual: ResidualAdd,
+    input: Shape,
+    output: Shape,
+}
+
+impl ConvKernel {
+    pub(crate) fn new(
+        layer: &Conv2dLayer,
+        weights: Arc<[f32]>,
+        input: Shape,
+        output: Shape,
+    ) -> Self {
+        ConvKernel {
+            conv: layer.conv,
+            method: ConvMethod::of(&layer.conv),
+            weights,
+            bias: layer.bias.clone(),
+            activation: RowActivation::new(&layer.epilogue.activation, layer.conv.out_channels),
+            residual: layer.epilogue.residual,
+            input,
+            output,
+        }
+    }
+
+    pub(crate) fn label(&self) -> &'static str {
+        self.method.label()
+    }
+
+    pub(crate) fn weights(&self) -> &Arc<[f32]> {
+        &self.weights
+    }
+
+    /// Floats of im2col scratch a run needs.
+    pub(crate) fn scratch_floats(&self) -> usize {
+        match self.method {
+            ConvMethod::Im2col => {
+                let k = self.tile_row_len();
+                self.tile_rows() * k
+            }
+            _ => 0,
+        }
+    }
+
+    /// Multiply-adds of one run.
+    pub(crate) fn macs(&self) -> u64 {
+        self.output.len() as u64 * (self.conv.weight_len() / self.conv.out_channels) as u64
+    }
+
+    fn tile_row_len(&self) -> usize {
+        self.conv.kernel[0] * self.conv.kernel[1] * (self.conv.in_channels / self.conv.groups)
+    }
+
+    fn tile_rows(&self) -> usize {
+        let pixels = self.output.n * self.output.h * self.output.w;
+        (TILE_FLOATS / self.tile_row_len().max(1)).clamp(1, pixels.max(1))
+    }
+
+    /// `output = epilogue(conv(input))`; `input`, `residual` and `output` are NHWC with the bound shapes.
+    pub(crate) fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        match self.method {
+            ConvMethod::Depthwise => return self.depthwise(input, residual, output),
+            ConvMethod::Gemm => self.pointwise(input, output),
+            ConvMethod::Im2col => self.im2col(input, output),
+        }
+        let oc = self.output.c;
+        let bias = self.bias.as_deref();
+        let rows = rows_per_task(output.len() / oc, oc);
+        output
+            .par_chunks_mut(oc * rows)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (r, row) in chunk.chunks_mut(oc).enumerate() {
+                    let at = (task * rows + r) * oc;
+                    let res = residual.map(|res| &res[at..at + oc]);
+                    self.activation.finish(row, bias, res, self.residual);
+                }
+            });
+    }
+
+    fn pointwise(&self, input: &[f32], output: &mut [f32]) {
+        let conv = &self.conv;
+        let (icg, ocg) = (
+            conv.in_channels / conv.groups,
+            conv.out_channels / conv.groups,
+        );
+        let pixels = self.output.n * self.output.h * self.output.w;
+        for g in 0..conv.groups {
+            // Safety: pixel p's channels of group g are input[p * IC + g * ICg..][..ICg] and
+            // output[p * OC + g * OCg..][..OCg], inside the slices for every p < pixels.
+            unsafe {
+                gemm_rows(
+                    pixels,
+                    ocg,
+                    icg,
+                    output.as_mut_ptr().add(g * ocg),
+                    conv.out_channels,
+                    input.as_ptr().add(g * icg),
+                    conv.in_channels,
+                    self.weights.as_ptr().add(g * icg * ocg),
+                    ocg,
+                );
+            }
+        }
+    }
+
+    fn im2col(&self, input: &[f32], output: &mut [f32]) {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|cell| {
+            // A nested run on this thread (rayon may start another plan's run while this one waits) gets
+            // its own tile.
+            let mut own = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let tile = match borrowed.as_deref_mut() {
+                Ok(tile) => tile,
+                Err(_) => &mut own,
+            };
+            self.im2col_with(input, output, tile);
+        });
+    }
+
+    fn im2col_with(&self, input: &[f32], output: &mut [f32], tile: &mut Vec<f32>) {
+        let conv = &self.conv;
+        let ocg = conv.out_channels / conv.groups;
+        let k = self.tile_row_len();
+        let pixels = self.output.n * self.output.h * self.output.w;
+        let tile_rows = self.tile_rows();
+        if tile.len() < tile_rows * k {
+            tile.resize(tile_rows * k, 0.0);
+        }
+        for g in 0..conv.groups {
+            for first in (0..pixels).step_by(tile_rows) {
+                let rows = tile_rows.min(pixels - first);
+                let tile = &mut tile[..rows * k];
+                self.gather(input, tile, first, g);
+                // Safety: the tile holds `rows` rows of k; output rows first.. first + rows have OC floats,
+                // of which group g's are g * OCg.. (g + 1) * OCg.
+                unsafe {
+                    gemm_rows(
+                        rows,
+                        ocg,
+                        k,
+                        output.as_mut_ptr().add(first * conv.out_channels + g * ocg),
+                        conv.out_channels,
+                        tile.as_ptr(),
+                        k,
+                        self.weights.as_ptr().add(g * k * ocg),
+                        ocg,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Copies the receptive field of output pixels `first..` (group `g`'s channels) into the tile's rows,
+    /// zeros where it falls on padding.
+    fn gather(&self, input: &[f32], tile: &mut [f32], first: usize, g: usize) {
+        let conv = &self.conv;
+        let (x, y) = (self.input, self.output);
+        let icg = conv.in_channels / conv.groups;
+        let [kh, kw] = conv.kernel;
+        let k = kh * kw * icg;
+        let rows = rows_per_task(tile.len() / k, k);
+        tile.par_chunks_mut(k * rows)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (r, row) in chunk.chunks_mut(k).enumerate() {
+                    let m = first + task * rows + r;
+                    let ox = m % y.w;
+                    let oy = (m / y.w) % y.h;
+                    let n = m / (y.w * y.h);
+                    for ky in 0..kh {
+                        let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
+                            - conv.padding.top as isize;
+                        for kx in 0..kw {
+                            let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
+                                - conv.padding.left as isize;
+                            let dst = &mut row[(ky * kw + kx) * icg..][..icg];
+                            if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                                dst.fill(0.0);
+                            } else {
+                                let at =
+                                    ((n * x.h + iy as usize) * x.w + ix as usize) * x.c + g * icg;
+                                dst.copy_from_slice(&input[at..at + icg]);
+                            }
+                        }
+                    }
+                }
+            });
+    }
+
+    fn depthwise(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        let conv = &self.conv;
+        let (x, y) = (self.input, self.output);
+        let c = y.c;
+        let [kh, kw] = conv.kernel;
+        let row_len = y.w * c;
+        let rows = rows_per_task(y.n * y.h, row_len);
+        output
+            .par_chunks_mut(row_len * rows)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (r, out_row) in chunk.chunks_mut(row_len).enumerate() {
+                    let row = task * rows + r;
+                    let (n, oy) = (row / y.h, row % y.h);
+                    for ox in 0..y.w {
+                        let acc = &mut out_row[ox * c..][..c];
+                        acc.fill(0.0);
+                        for ky in 0..kh {
+                            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
+                                - conv.padding.top as isize;
+                            if iy < 0 || iy >= x.h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
+                                    - conv.padding.left as isize;
+                                if ix < 0 || ix >= x.w as isize {
+                                    continue;
+                                }
+                                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+                                let w = &self.weights[(ky * kw + kx) * c..][..c];
+                                multiply_add(acc, &input[at..at + c], w);
+                            }
+                        }
+                        let at = (row * y.w + ox) * c;
+                        let res = residual.map(|res| &res[at..at + c]);
+                        self.activation
+                            .finish(acc, self.bias.as_deref(), res, self.residual);
+                    }
+                }
+            });
+    }
+}
+
+/// `acc += x * w`, element by element, compiled for the widest vector unit the CPU has.
+fn multiply_add(acc: &mut [f32], x: &[f32], w: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // Safety: the features were just detected.
+            return unsafe { multiply_add_avx2(acc, x, w) };
+        }
+    }
+    multiply_add_portable(acc, x, w)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn multiply_add_avx2(acc: &mut [f32], x: &[f32], w: &[f32]) {
+    multiply_add_portable(acc, x, w)
+}
+
+#[inline(always)]
+fn multiply_add_portable(acc: &mut [f32], x: &[f32], w: &[f32]) {
+    for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
+        *a += x * w;
+    }
+}
+
+/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, each matrix row-major with the given row stride (in floats) and
+/// contiguous rows: the `gemm` crate's kernels, on the current pool's threads when the product is large.
+///
+/// # Safety
+/// The three pointers must address matrices of those sizes and strides, `dst` not overlapping the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: *const f32,
+    lhs_row_stride: usize,
+    rhs: *const f32,
+    rhs_row_stride: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            std::slice::from_raw_parts_mut(dst.add(i * dst_row_stride), n).fill(0.0);
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    // Below this many multiply-adds the threads cost more than they save.
+    let parallelism = if threads > 1 && (m * n * k) >= (1 << 17) {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_row_stride as isize,
+        false,
+        lhs,
+        1,
+        lhs_row_stride as isize,
+        rhs,
+        1,
+        rhs_row_stride as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// `c = a * b` for row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]` (the GEMM yardstick).
+pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // Safety: the lengths were just checked; `c` is a distinct mutable slice.
+    unsafe { gemm_rows(m, n, k, c.as_mut_ptr(), n, a.as_ptr(), k, b.as_ptr(), n) }
+}

@@ -1,0 +1,170 @@
+//! The CPU backend: the same plans as the GPU (lowering, memory placement and fused epilogues from
+//! [`crate::plan`]) run by Rust kernels on the host's SIMD cores.
+//!
+//! Activations are NHWC: a pixel's channels are contiguous, so 1x1 convolutions and linear layers are one
+//! GEMM over the activation as it lies, and depthwise convolutions, pooling and the epilogue (bias,
+//! activation, PWLU table lookups, residual add) vectorise across channels. Weights are packed once, when a
+//! plan is built, into the layout each kernel reads; nodes naming the same tensor share the packed copy.
+//! The GEMM is the `gemm` crate's (runtime dispatch to AVX2+FMA, AVX-512 or NEON, and its own rayon
+//! parallelism; docs/cpu.md says why it was chosen); everything else is in `kernels/`.
+//!
+//! Every run happens inside the context's thread pool, so a thread-count option bounds the whole engine, and
+//! a panic in a worker becomes an [`Error::Cpu`](crate::Error::Cpu) instead of reaching the caller.
+
+mod arena;
+mod backend;
+mod kernels;
+mod run;
+
+pub use arena::CpuValue;
+pub use backend::CpuStep;
+
+use crate::error::{Error, Result};
+
+/// Environment variable read when [`CpuOptions::threads`] is `None`.
+pub const THREADS_ENV: &str = "PWLU_THREADS";
+
+/// A plan lowered to the CPU's kernels.
+pub type CpuPlan = crate::plan::Plan<CpuContext>;
+
+/// How to run on the CPU.
+#[derive(Clone, Debug)]
+pub struct CpuOptions {
+    /// Worker threads; `None` reads `PWLU_THREADS`, then uses every core the process may run on.
+    pub threads: Option<usize>,
+    /// The most bytes of activations one plan may hold (a larger batch is refused by name, before it runs).
+    pub memory_limit: u64,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            threads: None,
+            memory_limit: 8 << 30,
+        }
+    }
+}
+
+/// The CPU as a backend: a thread pool and the limits plans are checked against. Cheap to share in an `Arc`.
+pub struct CpuContext {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    memory_limit: u64,
+    features: &'static str,
+}
+
+impl std::fmt::Debug for CpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuContext")
+            .field("threads", &self.threads)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CpuContext {
+    /// A thread pool of the requested size.
+    pub fn new(options: &CpuOptions) -> Result<Self> {
+        let threads = match options.threads {
+            Some(n) => n,
+            None => match std::env::var(THREADS_ENV) {
+                Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
+                    Error::Cpu(format!("{THREADS_ENV}={value} is not a thread count"))
+                })?,
+                _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        if threads == 0 || threads > 1024 {
+            return Err(Error::Cpu(format!(
+                "{threads} threads asked for; between 1 and 1024 are possible"
+            )));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("pwlu-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Cpu(format!("cannot start {threads} worker threads: {e}")))?;
+        Ok(CpuContext {
+            pool,
+            threads,
+            memory_limit: options.memory_limit,
+            features: simd_features(),
+        })
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The widest vector instructions the kernels use on this machine, e.g. `AVX-512`.
+    pub fn simd(&self) -> &'static str {
+        self.features
+    }
+
+    /// e.g. `CPU (2 threads, AVX-512)`.
+    pub fn describe(&self) -> String {
+        format!("CPU ({} threads, {})", self.threads, self.features)
+    }
+
+    /// Runs `work` on the pool; a panic in it or in any worker it starts becomes an error.
+    pub(crate) fn run_in_pool<T: Send>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<T> {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pool.install(work)));
+        outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            Err(Error::Cpu(format!("a CPU kernel panicked: {what}")))
+        })
+    }
+}
+
+/// The vector extension the GEMM picks at run time (the hand-written kernels are compiled per extension
+/// and pick the same one, see `kernels::simd`).
+fn simd_features() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2+FMA";
+        }
+        "SSE2"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
+}
+
+impl CpuContext {
+    /// Seconds of the fastest of three `[m, k] x [k, n]` products by the GEMM the convolutions use, on this
+    /// context's threads: the yardstick `pwlu bench` compares the layers with.
+    #[doc(hidden)]
+    pub fn time_gemm(&self, m: usize, k: usize, n: usize) -> Result<f64> {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32) * 0.01).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i % 89) as f32) * 0.01).collect();
+        let mut c = vec![0.0f32; m * n];
+        self.run_in_pool(|| {
+            let mut best = f64::INFINITY;
+            for _ in 0..4 {
+                let start = std::time::Instant::now();
+                kernels::conv::matmul(m, k, n, &a, &b, &mut c);
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        })
+    }
+}

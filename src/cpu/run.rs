@@ -1,0 +1,126 @@
+//! Running a plan on the CPU: the input into NHWC, every step in order on the context's threads, the output
+//! back to NCHW.
+
+use std::time::Instant;
+
+use super::backend::{CpuStep, StepKernel};
+use super::CpuContext;
+use crate::error::{Error, Result};
+use crate::plan::{LayerTime, Plan, Timing};
+use crate::tensor::Tensor;
+
+impl Plan<CpuContext> {
+    /// Runs `input` (`[batch, C, H, W]`, NCHW) and returns the output. `&mut`: a plan's memory serves one
+    /// run at a time.
+    pub fn run(&mut self, ctx: &CpuContext, input: &Tensor) -> Result<Tensor> {
+        self.run_timed(ctx, input, false).map(|(output, _)| output)
+    }
+
+    /// Runs `input` and times each step with the wall clock (the steps run one after the other on all
+    /// threads, so the times add up to the run).
+    pub fn profile(&mut self, ctx: &CpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
+        let (_, times) = self.run_timed(ctx, input, true)?;
+        Ok(self
+            .steps
+            .iter()
+            .zip(&self.nodes)
+            .zip(times)
+            .map(|((step, node), seconds)| LayerTime {
+                node: node.clone(),
+                kernel: step.label(),
+                seconds,
+                timing: Timing::WallClock,
+            })
+            .collect())
+    }
+
+    fn run_timed(
+        &mut self,
+        ctx: &CpuContext,
+        input: &Tensor,
+        timed: bool,
+    ) -> Result<(Tensor, Vec<f64>)> {
+        let x = self.input.shape;
+        if input.shape() != x || input.dims().len() != 4 {
+            return Err(Error::invalid_op(
+                "plan input",
+                format!("expected {x} (NCHW), got {:?}", input.dims()),
+            ));
+        }
+        let plan = &*self;
+        ctx.run_in_pool(|| {
+            // Safety: `&mut self` makes this the only run of the plan, and lowering never gives a step an
+            // output that overlaps its inputs (checked when binding), so no two live slices alias mutably.
+            unsafe {
+                nchw_to_nhwc(input.data(), x, plan.input.slice_mut());
+            }
+            let mut times = Vec::new();
+            for step in &plan.steps {
+                let start = timed.then(Instant::now);
+                unsafe { run_step(step) };
+                if let Some(start) = start {
+                    times.push(start.elapsed().as_secs_f64());
+                }
+            }
+            let y = plan.output.shape;
+            let mut data = vec![0.0; y.len()];
+            unsafe { nhwc_to_nchw(plan.output.slice(), y, &mut data) };
+            Ok((Tensor::new(plan.output.dims.clone(), data)?, times))
+        })
+    }
+}
+
+/// # Safety
+/// The step's output must not overlap its inputs, and no other slice of them may be alive.
+unsafe fn run_step(step: &CpuStep) {
+    let output = step.output.slice_mut();
+    let input = step.inputs[0].slice();
+    let second = step.inputs.get(1).map(|v| v.slice());
+    let x = step.inputs[0].shape;
+    use super::kernels::{elementwise, pool};
+    match &step.kernel {
+        StepKernel::Conv(conv) => conv.run(input, second, output),
+        StepKernel::ScaleShift {
+            activation,
+            scale_shift,
+        } => elementwise::scale_shift(
+            activation,
+            scale_shift.as_ref().map(|(s, t)| (&s[..], &t[..])),
+            x.c,
+            input,
+            output,
+        ),
+        StepKernel::Binary(op, activation) => {
+            elementwise::binary(*op, activation, x, input, second.unwrap_or(&[]), output)
+        }
+        StepKernel::Pool(p) => pool::pool2d(p, x, step.output.shape, input, output),
+        StepKernel::GlobalAvgPool => pool::global_avg_pool(x, input, output),
+        StepKernel::Flatten => elementwise::flatten(x, input, output),
+    }
+}
+
+fn nchw_to_nhwc(src: &[f32], s: crate::tensor::Shape, dst: &mut [f32]) {
+    let plane = s.h * s.w;
+    for n in 0..s.n {
+        for c in 0..s.c {
+            let channel = &src[(n * s.c + c) * plane..][..plane];
+            for (p, &v) in channel.iter().enumerate() {
+                dst[(n * plane + p) * s.c + c] = v;
+            }
+        }
+    }
+}
+
+fn nhwc_to_nchw(src: &[f32], s: crate::tensor::Shape, dst: &mut [f32]) {
+    let plane = s.h * s.w;
+    for n in 0..s.n {
+        for (p, pixel) in src[n * plane * s.c..][..plane * s.c]
+            .chunks(s.c)
+            .enumerate()
+        {
+            for (c, &v) in pixel.iter().enumerate() {
+                dst[(n * s.c + c) * plane + p] = v;
+            }
+        }
+    }
+}

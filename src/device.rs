@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::cpu::{CpuContext, CpuOptions};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::Result;
-use crate::gpu::{Backend, GpuContext, GpuOptions};
+use crate::gpu::GpuContext;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::{Backend, GpuOptions};
 
 /// What a model runs on.
 #[derive(Clone, Debug)]
@@ -30,6 +33,8 @@ impl From<Arc<GpuContext>> for Device {
 }
 
 impl From<GpuContext> for Device {
+    // In the browser wgpu's types are not Send, and the context stays on one thread anyway.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     fn from(ctx: GpuContext) -> Self {
         Device::Gpu(Arc::new(ctx))
     }

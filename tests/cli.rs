@@ -49,6 +49,20 @@ impl Drop for Workspace {
     }
 }
 
+/// The GPU API the GPU-specific checks name explicitly (`auto` picks the CPU backend on a software adapter):
+/// the first of `PWLU_TEST_BACKENDS`, or Vulkan.
+fn gpu_backend() -> String {
+    std::env::var("PWLU_TEST_BACKENDS")
+        .ok()
+        .and_then(|list| {
+            list.split(',')
+                .map(str::trim)
+                .find(|b| !b.is_empty() && *b != "auto")
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "vulkan".into())
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -279,28 +293,46 @@ fn run_reads_and_writes_npy_and_matches_the_library() {
         writer.extend(input.data().iter().copied()).expect("write");
         writer.finish().expect("finish");
     }
+    // The same bits from the CLI and the library, on a GPU and on the CPU backend.
+    let gpu = gpu_backend();
+    let devices: [(&[&str], pwlu::Device); 2] = [
+        (
+            &["--backend", &gpu],
+            common::contexts()
+                .into_iter()
+                .next()
+                .expect("context")
+                .into(),
+        ),
+        (
+            &["--backend", "cpu", "--threads", "2"],
+            common::cpu_device(2),
+        ),
+    ];
     let out_path = ws.path("out.npy");
-    let out = ws.run(&[
-        "run",
-        s(&model_path),
-        "--input",
-        s(&in_path),
-        "--output",
-        s(&out_path),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let npy = npyz::NpyFile::new(std::fs::File::open(&out_path).expect("open")).expect("npy");
-    assert_eq!(npy.shape(), &[2, 4]);
-    let got: Vec<f32> = npy.into_vec().expect("f32");
-
-    let ctx = std::sync::Arc::new(common::contexts().into_iter().next().expect("context"));
-    let model = pwlu::Model::load(ctx, &model_path).expect("model");
-    let expected = model.run_blocking(&input).expect("run");
-    assert_eq!(
-        got,
-        expected.data(),
-        "the CLI and the library compute the same bits"
-    );
+    for (options, device) in devices {
+        let mut args = options.to_vec();
+        args.extend([
+            "run",
+            s(&model_path),
+            "--input",
+            s(&in_path),
+            "--output",
+            s(&out_path),
+        ]);
+        let out = ws.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let npy = npyz::NpyFile::new(std::fs::File::open(&out_path).expect("open")).expect("npy");
+        assert_eq!(npy.shape(), &[2, 4]);
+        let got: Vec<f32> = npy.into_vec().expect("f32");
+        let model = pwlu::Model::load(device, &model_path).expect("model");
+        let expected = model.run_blocking(&input).expect("run");
+        assert_eq!(
+            got,
+            expected.data(),
+            "the CLI ({options:?}) and the library compute the same bits"
+        );
+    }
 
     std::fs::write(ws.path("bad.npy"), b"\x93NUMPY junk").expect("write");
     assert_fails_with(
@@ -413,16 +445,39 @@ fn plots_are_valid_svg_and_png_that_show_curves() {
 }
 
 #[test]
-fn devices_lists_the_adapters() {
+fn devices_lists_the_adapters_and_says_where_models_run() {
     let ws = Workspace::new("devices");
     let out = ws.run(&["devices", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let first = &doc.as_array().expect("array")[0];
+    let first = &doc["adapters"].as_array().expect("adapters")[0];
     assert!(first["name"].as_str().is_some_and(|n| !n.is_empty()));
     assert!(first["limits"]["max_storage_buffer_binding_size"]
         .as_u64()
         .is_some());
+    // The machines the tests run on have software adapters only, so `auto` picks the CPU backend, and says why.
+    let chosen = &doc["models_run_on"];
+    if first["device_type"] == "Cpu" {
+        assert_eq!(chosen["backend"], "cpu", "{doc}");
+        assert!(
+            chosen["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("software renderer")),
+            "{doc}"
+        );
+    }
+    let out = ws.run(&["--backend", "cpu", "devices", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["models_run_on"]["backend"], "cpu");
+    assert_eq!(doc["models_run_on"]["reason"], "asked for (backend cpu)");
+    let gpu = gpu_backend();
+    let out = ws.run(&["--backend", &gpu, "devices", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["models_run_on"]["backend"], "gpu", "{doc}");
+
+    let out = ws.run(&["devices"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("models run on: "), "{text}");
 }
 
 #[test]
@@ -484,7 +539,10 @@ fn bench_versus_refuses_models_with_different_inputs() {
 fn bench_reports_latency_throughput_memory_and_layers() {
     let ws = Workspace::new("bench");
     let model = ws.model();
+    let gpu = gpu_backend();
     let out = ws.run(&[
+        "--backend",
+        &gpu,
         "bench",
         s(&model),
         "--batch",
@@ -496,6 +554,7 @@ fn bench_reports_latency_throughput_memory_and_layers() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["backend"], "gpu");
     assert_eq!(doc["batch"], 2);
     let (min, median, max) = (
         doc["min_ms"].as_f64().expect("min"),
@@ -507,7 +566,15 @@ fn bench_reports_latency_throughput_memory_and_layers() {
     assert_eq!(doc["dispatches"], 5);
     // Batch 2 compiles its own specialisations on top of batch 1's (built at load).
     let at_batch_2 = doc["pipelines_compiled"].as_u64().expect("pipelines");
-    let out = ws.run(&["bench", s(&model), "--runs", "1", "--json"]);
+    let out = ws.run(&[
+        "--backend",
+        &gpu,
+        "bench",
+        s(&model),
+        "--runs",
+        "1",
+        "--json",
+    ]);
     let at_batch_1: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let at_batch_1 = at_batch_1["pipelines_compiled"]
         .as_u64()
@@ -526,6 +593,8 @@ fn bench_reports_latency_throughput_memory_and_layers() {
     // The input path is reported, and reading inputs from their buffers needs no stage.
     for (choice, staged) in [("always", true), ("never", false)] {
         let out = ws.run(&[
+            "--backend",
+            &gpu,
             "--input-stage",
             choice,
             "bench",
@@ -543,6 +612,75 @@ fn bench_reports_latency_throughput_memory_and_layers() {
             "--input-stage {choice}"
         );
     }
+}
+
+#[test]
+fn bench_on_the_cpu_backend_reports_its_kernels_memory_and_a_gemm_yardstick() {
+    let ws = Workspace::new("bench-cpu");
+    let model = ws.model();
+    let out = ws.run(&[
+        "--backend",
+        "cpu",
+        "--threads",
+        "2",
+        "bench",
+        s(&model),
+        "--batch",
+        "3",
+        "--runs",
+        "3",
+        "--layers",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["backend"], "cpu");
+    assert_eq!(doc["backend_reason"], "asked for (backend cpu)");
+    assert_eq!(doc["batch"], 3);
+    assert_eq!(doc["dispatches"], 5);
+    assert!(doc["pipelines_compiled"].is_null() && doc["inputs_staged"].is_null());
+    assert_eq!(doc["layers"].as_array().map(Vec::len), Some(5));
+    assert!(doc["gflop_per_second"].as_f64().expect("rate") > 0.0);
+    assert!(doc["best_gemm_gflop_per_second"].as_f64().expect("gemm") > 0.0);
+    assert!(doc["weight_bytes"].as_u64().expect("weights") > 0);
+
+    // The same classification on both backends.
+    let image = ws.path("g.png");
+    gradient(10, 9).save(&image).expect("save");
+    let top = |backend: &str| -> Value {
+        let out = ws.run(&[
+            "--backend",
+            backend,
+            "classify",
+            s(&model),
+            s(&image),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let (on_cpu, on_gpu) = (top("cpu"), top(&gpu_backend()));
+    let probabilities = |doc: &Value| -> Vec<f64> {
+        let mut by_class = vec![f64::NAN; 4];
+        for class in doc[0]["top"].as_array().expect("top") {
+            let index = class["index"].as_u64().expect("index") as usize;
+            by_class[index] = class["prob"].as_f64().expect("prob");
+        }
+        by_class
+    };
+    let (cpu, gpu) = (probabilities(&on_cpu), probabilities(&on_gpu));
+    assert!(
+        cpu.iter().zip(&gpu).all(|(a, b)| (a - b).abs() < 1e-4),
+        "{on_cpu} / {on_gpu}"
+    );
+
+    let out = ws.run(&["--threads", "0", "--backend", "cpu", "bench", s(&model)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("0 is not in 1..=1024"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
-fn small_model_on(ctx: Arc<pwlu::gpu::GpuContext>) -> pwlu::Model {
-    pwlu::Model::from_bytes(ctx, &common::model_file::small_model().bytes())
+fn small_model_on(device: pwlu::Device) -> pwlu::Model {
+    pwlu::Model::from_bytes(device, &common::model_file::small_model().bytes())
         .expect("the small model loads")
 }
 
@@ -27,8 +25,8 @@ fn resident_bytes() -> u64 {
 #[test]
 fn ten_thousand_inferences_keep_memory_flat() {
     const RUNS: usize = 10_000;
-    for ctx in common::contexts() {
-        let model = small_model_on(Arc::new(ctx));
+    for device in common::devices() {
+        let model = small_model_on(device);
         let data = common::random_vec(&mut common::rng(7), 3 * 10 * 9, 1.0);
         let input = pwlu::Tensor::new(vec![1, 3, 10, 9], data).expect("input");
         // Warm up: pipelines, the plan and the driver's pools reach their working size.
@@ -55,7 +53,7 @@ fn ten_thousand_inferences_keep_memory_flat() {
             .saturating_sub(start);
         println!(
             "{}: resident {:.1} MiB after warm-up, +{:.2} MiB at most over {RUNS} runs",
-            model.context().adapter().name,
+            model.device().describe(),
             start as f64 / (1 << 20) as f64,
             growth as f64 / (1 << 20) as f64
         );

@@ -25,26 +25,28 @@ fn unoptimised_graph(bytes: &[u8]) -> pwlu::graph::Graph {
 }
 
 #[test]
-fn a_small_model_runs_and_agrees_with_its_unoptimised_cpu_graph() {
-    let ctx = context();
+fn a_small_model_runs_and_agrees_with_its_unoptimised_reference_graph() {
     let bytes = small_model().bytes();
-    let model = Model::from_bytes(Arc::clone(&ctx), &bytes).expect("loads");
     let unoptimised = unoptimised_graph(&bytes);
-    let mut rng = common::rng(41);
-    for batch in [1, 3] {
-        let x = common::random_tensor(&mut rng, pwlu::Shape::new(batch, 3, 10, 9));
-        let expected = unoptimised.run_reference(&x).expect("cpu");
-        let got = model.run_blocking(&x).expect("gpu");
-        assert_eq!(got.dims(), &[batch, 4]);
-        common::assert_close(
-            &got,
-            &expected,
-            common::TOLERANCE,
-            &format!("batch {batch}"),
-        );
+    for device in common::devices() {
+        let name = device.describe();
+        let model = Model::from_bytes(device, &bytes).expect("loads");
+        let mut rng = common::rng(41);
+        for batch in [1, 3] {
+            let x = common::random_tensor(&mut rng, pwlu::Shape::new(batch, 3, 10, 9));
+            let expected = unoptimised.run_reference(&x).expect("reference");
+            let got = model.run_blocking(&x).expect("runs");
+            assert_eq!(got.dims(), &[batch, 4]);
+            common::assert_close(
+                &got,
+                &expected,
+                common::TOLERANCE,
+                &format!("{name}, batch {batch}"),
+            );
+        }
+        assert_eq!(model.labels(), &["a", "b", "c", "d"]);
+        assert_eq!(model.pwlu_sites().len(), 2);
     }
-    assert_eq!(model.labels(), &["a", "b", "c", "d"]);
-    assert_eq!(model.pwlu_sites().len(), 2);
 }
 
 #[test]
@@ -75,7 +77,7 @@ fn the_optimiser_folds_and_fuses() {
     // Dispatches: two convolutions, pool, gap, linear (the flatten aliases its input).
     let plan = model.plan(1).expect("plan");
     let plan = plan.lock().expect("lock");
-    assert_eq!(plan.dispatches().len(), 5);
+    assert_eq!(plan.kernels(), 5);
 }
 
 fn refuse(parts: &FileParts, needle: &str) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use pwlu::gpu::{GpuContext, InputStage};
 use pwlu::ops::Grid;
 use pwlu::preprocess::{decode_image, Preprocess};
-use pwlu::{Model, Tensor};
+use pwlu::{Device, Model, Tensor};
 use serde_json::Value;
 
 const MODELS: &[&str] = &[
@@ -119,11 +119,12 @@ fn check_logits(name: &str, got: &[f32], expected: &[f32]) -> f32 {
     worst / scale
 }
 
-/// `models` on `ctx`, one input at a time and (with `batched`) all of them as one batch.
-fn check_zoo(ctx: &Arc<GpuContext>, models: &[&str], batched: bool) {
+/// `models` on `device`, one input at a time and (with `batched`) all of them as one batch.
+fn check_zoo(device: impl Into<Device>, models: &[&str], batched: bool) {
+    let device: Device = device.into();
     for name in models {
         let model = Model::load(
-            Arc::clone(ctx),
+            device.clone(),
             models_dir().join(format!("{name}.safetensors")),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -139,7 +140,7 @@ fn check_zoo(ctx: &Arc<GpuContext>, models: &[&str], batched: bool) {
             let relative = check_logits(&format!("{name} input {i}"), logits.data(), &expected);
             println!(
                 "{name} input {i} on {}: max |diff| / max(1, max |logit|) = {relative:.2e}",
-                ctx.adapter()
+                device.describe()
             );
             inputs.push(input);
         }
@@ -170,7 +171,12 @@ fn check_zoo(ctx: &Arc<GpuContext>, models: &[&str], batched: bool) {
 
 #[test]
 fn zoo_models_match_pytorch() {
-    check_zoo(&context(), MODELS, true);
+    check_zoo(context(), MODELS, true);
+}
+
+#[test]
+fn zoo_models_match_pytorch_on_the_cpu_backend() {
+    check_zoo(common::cpu_device(common::CPU_TEST_THREADS), MODELS, true);
 }
 
 #[test]
@@ -180,25 +186,27 @@ fn zoo_models_match_pytorch_reading_inputs_from_buffers() {
         .into_iter()
         .next()
         .expect("a GPU context");
-    check_zoo(&Arc::new(ctx), MODELS, false);
+    check_zoo(ctx, MODELS, false);
 }
 
 #[test]
 fn efficientnet_lite0_calls_the_coffee_photo_an_espresso() {
-    let ctx = context();
-    let model =
-        Model::load(ctx, models_dir().join("efficientnet_lite0.safetensors")).expect("model");
     let photo = read(&models_dir().join("photos/coffee.png"));
-    let top = model.classify_bytes_blocking(&photo, 5).expect("classify");
-    println!("{top:?}");
-    assert_eq!(top[0].label, "espresso");
-    assert!(
-        top[0].prob > 0.5,
-        "espresso with probability {}",
-        top[0].prob
-    );
-    assert_eq!(top.len(), 5);
-    assert!(top.windows(2).all(|w| w[0].prob >= w[1].prob));
+    for device in [Device::from(context()), common::cpu_device(2)] {
+        let on = device.describe();
+        let model = Model::load(device, models_dir().join("efficientnet_lite0.safetensors"))
+            .expect("model");
+        let top = model.classify_bytes_blocking(&photo, 5).expect("classify");
+        println!("{on}: {top:?}");
+        assert_eq!(top[0].label, "espresso", "{on}");
+        assert!(
+            top[0].prob > 0.5,
+            "{on}: espresso with probability {}",
+            top[0].prob
+        );
+        assert_eq!(top.len(), 5);
+        assert!(top.windows(2).all(|w| w[0].prob >= w[1].prob));
+    }
 }
 
 #[test]
@@ -253,8 +261,8 @@ fn preprocessing_matches_torchvision_on_real_photos() {
 
 #[test]
 fn digits_variants_match_pytorch_on_every_backend() {
-    for ctx in common::contexts() {
-        check_zoo(&Arc::new(ctx), DIGITS, true);
+    for device in common::devices() {
+        check_zoo(device, DIGITS, true);
     }
 }
 

@@ -9,7 +9,7 @@
 //! parallelism; docs/cpu.md says why it was chosen); everything else is in `kernels/`.
 //!
 //! Every run happens inside the context's thread pool, so a thread-count option bounds the whole engine, and
-//! a panic in a worker becomes an [`Error::Cpu`](crate::Error::Cpu) instead of reaching the caller.
+//! a panic in a worker becomes an [`Error::Cpu`] instead of reaching the caller.
 
 mod arena;
 mod backend;

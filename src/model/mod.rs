@@ -220,6 +220,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn other_device() -> Error {
     Error::Model("the model's plan was built for another device".into())
 }
@@ -355,16 +356,14 @@ impl Model {
         }
         let plan = self.plan(shape.n)?;
         // The plan's buffers belong to one run at a time, from writing the input until the output is copied.
-        let mut guard = plan.lock().map_err(poisoned)?;
-        let (pending, ctx) = match (&mut *guard, &self.device) {
+        let (pending, ctx) = match (&mut *plan.lock().map_err(poisoned)?, &self.device) {
             (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit(ctx, input)?, ctx),
             #[cfg(not(target_arch = "wasm32"))]
             (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.run(ctx, input),
             #[cfg(not(target_arch = "wasm32"))]
             _ => return Err(other_device()),
         };
-        // The GPU's copy of the output is queued: the next run may start writing its input.
-        drop(guard);
+        // The GPU's copy of the output is queued and the lock released: the next run may write its input.
         pending.read(ctx).await
     }
 
@@ -393,24 +392,28 @@ impl Model {
         // A full run first: every buffer holds realistic data and every pipeline is compiled.
         self.run(input).await?;
         let plan = self.plan(input.shape().n)?;
-        let mut guard = plan.lock().map_err(poisoned)?;
-        let (timed, ctx) = match (&mut *guard, &self.device) {
+        let (timed, ctx) = match (&mut *plan.lock().map_err(poisoned)?, &self.device) {
             (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit_timed(ctx)?, ctx),
             #[cfg(not(target_arch = "wasm32"))]
             (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.profile(ctx, input),
             #[cfg(not(target_arch = "wasm32"))]
             _ => return Err(other_device()),
         };
-        let DevicePlan::Gpu(plan) = &*guard else {
-            return Err(other_device());
+        let with_gpu_plan = |f: &dyn Fn(&GpuPlan) -> Result<Vec<LayerTime>>| match &*plan
+            .lock()
+            .map_err(poisoned)?
+        {
+            DevicePlan::Gpu(plan) => f(plan),
+            #[cfg(not(target_arch = "wasm32"))]
+            DevicePlan::Cpu(_) => Err(other_device()),
         };
         match timed {
             Some(run) => {
                 let times = run.read(ctx).await?;
-                Ok(plan.layer_times(&times, Timing::GpuTimestamps))
+                with_gpu_plan(&|plan| Ok(plan.layer_times(&times, Timing::GpuTimestamps)))
             }
             #[cfg(not(target_arch = "wasm32"))]
-            None => plan.profile_wall_clock(ctx),
+            None => with_gpu_plan(&|plan| plan.profile_wall_clock(ctx)),
             #[cfg(target_arch = "wasm32")]
             None => Err(Error::Gpu(
                 "per-layer times need the adapter's timestamp-query feature".into(),

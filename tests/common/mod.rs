@@ -28,6 +28,28 @@ pub fn contexts_for_both_input_paths() -> Vec<GpuContext> {
     all
 }
 
+/// Every device under test: a GPU context per backend in `PWLU_TEST_BACKENDS`, then the CPU backend with
+/// `CPU_TEST_THREADS` workers (more than one, so that the tests cover the split between threads).
+pub fn devices() -> Vec<pwlu::Device> {
+    let mut all: Vec<pwlu::Device> = contexts().into_iter().map(pwlu::Device::from).collect();
+    all.push(cpu_device(CPU_TEST_THREADS));
+    all
+}
+
+/// Worker threads of the CPU backend under test.
+pub const CPU_TEST_THREADS: usize = 3;
+
+/// The CPU backend with `threads` workers.
+pub fn cpu_device(threads: usize) -> pwlu::Device {
+    let options = pwlu::cpu::CpuOptions {
+        threads: Some(threads),
+        ..Default::default()
+    };
+    pwlu::cpu::CpuContext::new(&options)
+        .expect("the CPU backend starts")
+        .into()
+}
+
 /// One context per backend under test, staging inputs as `input_stage` says.
 pub fn contexts_with(input_stage: InputStage) -> Vec<GpuContext> {
     let list = std::env::var(TEST_BACKENDS_ENV).unwrap_or_else(|_| "auto".into());

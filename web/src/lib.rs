@@ -389,8 +389,10 @@ impl WebModel {
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let model = self.model()?;
         let input = model.input_shape();
-        let adapter = model.context().adapter();
-        let adapter_name = adapter_name(model.context());
+        // The browser build has one device kind, so a model is always on a GPU here.
+        let pwlu::Device::Gpu(ctx) = model.device();
+        let adapter = ctx.adapter();
+        let adapter_name = adapter_name(ctx);
         let info = ModelInfoJs {
             name: model.name(),
             input: [input.c, input.h, input.w],
@@ -401,7 +403,7 @@ impl WebModel {
             preprocess: model.preprocess().map(ToString::to_string),
             pwlu_sites: model.pwlu_sites().len(),
             flops: model.graph().flops(),
-            timestamps: model.context().has_timestamps(),
+            timestamps: ctx.has_timestamps(),
             adapter: AdapterJs {
                 name: &adapter_name,
                 backend: format!("{:?}", adapter.backend),

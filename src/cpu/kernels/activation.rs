@@ -38,7 +38,8 @@ impl RowActivation {
             }
         }
         let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-        // Comparisons rather than max/min so that NaN passes through, as in the reference.
+        // Comparisons rather than max/min or clamp so that NaN passes through, as in the reference.
+        #[allow(clippy::manual_clamp)]
         let relu6 = |x: f32| {
             if x < 0.0 {
                 0.0

@@ -5,9 +5,7 @@
 //! cargo run --release --example classify -- models/efficientnet_lite0.safetensors models/photos/coffee.png
 //! ```
 
-use std::sync::Arc;
-
-use pwlu::gpu::{GpuContext, GpuOptions};
+use pwlu::device::{select_blocking, DeviceOptions};
 use pwlu::Model;
 
 fn main() -> std::process::ExitCode {
@@ -25,8 +23,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let [model_path, image_path] = args.as_slice() else {
         return Err("usage: classify MODEL.safetensors IMAGE".into());
     };
-    let ctx = Arc::new(GpuContext::new_blocking(&GpuOptions::default())?);
-    let model = Model::load(ctx, model_path)?;
+    // A hardware GPU if there is one, else the CPU backend (`PWLU_BACKEND` overrides the choice).
+    let selected = select_blocking(&DeviceOptions::default())?;
+    eprintln!("running on {} ({})", selected.device.describe(), selected.reason);
+    let model = Model::load(selected.device, model_path)?;
     let image = std::fs::read(image_path).map_err(|e| format!("{image_path}: {e}"))?;
     for class in model.classify_bytes_blocking(&image, 5)? {
         println!(

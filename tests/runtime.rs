@@ -281,6 +281,29 @@ fn a_batch_too_large_for_the_device_is_refused_before_it_runs() {
 }
 
 #[test]
+fn a_batch_over_the_cpu_memory_limit_is_refused_by_name_before_it_runs() {
+    let options = pwlu::cpu::CpuOptions {
+        threads: Some(2),
+        memory_limit: 1 << 20,
+    };
+    let ctx = pwlu::cpu::CpuContext::new(&options).expect("CPU backend");
+    let model = pwlu::Model::from_bytes(ctx, &common::model_file::small_model().bytes())
+        .expect("the small model loads");
+    model.run_blocking(&small_input()).expect("batch 1 fits");
+    // 8 channels x 10 x 9 floats per image for the first convolution alone: 2,000 images exceed 1 MiB.
+    let batch = 2000;
+    let input = pwlu::Tensor::new(vec![batch, 3, 10, 9], vec![0.0; batch * 270]).expect("input");
+    let error = model.run_blocking(&input).expect_err("too large");
+    assert!(
+        matches!(&error, Error::ExceedsLimit { limit_name, .. } if limit_name.contains("memory_limit")),
+        "{error}"
+    );
+    model
+        .run_blocking(&small_input())
+        .expect("batch 1 still runs");
+}
+
+#[test]
 fn one_model_serves_several_threads_at_once() {
     for ctx in common::contexts() {
         let model = Arc::new(small_model_on(Arc::new(ctx)));

@@ -168,3 +168,40 @@ impl CpuContext {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_worker_becomes_an_error_and_the_pool_survives() {
+        let options = CpuOptions {
+            threads: Some(2),
+            ..Default::default()
+        };
+        let ctx = CpuContext::new(&options).expect("pool");
+        let outcome: Result<()> = ctx.run_in_pool(|| {
+            rayon::join(|| (), || panic!("a kernel bug"));
+            Ok(())
+        });
+        match outcome {
+            Err(Error::Cpu(message)) => assert!(message.contains("a kernel bug"), "{message}"),
+            other => panic!("expected Error::Cpu, got {other:?}"),
+        }
+        assert_eq!(
+            ctx.run_in_pool(|| Ok(rayon::current_num_threads())).ok(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn thread_counts_outside_the_possible_range_are_errors() {
+        for threads in [0, 5000] {
+            let options = CpuOptions {
+                threads: Some(threads),
+                ..Default::default()
+            };
+            assert!(matches!(CpuContext::new(&options), Err(Error::Cpu(_))));
+        }
+    }
+}

@@ -249,8 +249,13 @@ pub fn run(selected: Selected, args: &Args) -> CliResult {
         _ => println!("batch        {batch}, {dispatches} kernels"),
     }
     println!(
-        "load         {:.1} ms (parse, optimise, pipelines and weights for batch 1)",
-        ms(load)
+        "load         {:.1} ms (parse, optimise, {} for batch 1)",
+        ms(load),
+        if gpu.is_some() {
+            "pipelines and weights"
+        } else {
+            "pack the weights"
+        }
     );
     println!("first run    {:.1} ms", ms(first));
     println!(
@@ -267,7 +272,12 @@ pub fn run(selected: Selected, args: &Args) -> CliResult {
         flops / 1e9
     );
     println!(
-        "GPU memory   {:.1} MiB: weights {:.1}, activations {:.1} ({:.1} without reuse), input stage {:.1}",
+        "{}   {:.1} MiB: weights {:.1}, activations {:.1} ({:.1} without reuse), input stage {:.1}",
+        if gpu.is_some() {
+            "GPU memory"
+        } else {
+            "memory    "
+        },
         mib(memory.total_bytes()),
         mib(memory.weight_bytes),
         mib(memory.activation_bytes),

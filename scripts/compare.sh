@@ -60,7 +60,10 @@ if [ $native = 1 ]; then
   (cd bench/wonnx && cargo build --release --quiet)
   for name in "${names[@]}"; do
     echo "# native $name"
-    record "$name" pwlu "$($pwlu bench "models/compare/$name.safetensors" --runs "$runs" --json 2>/dev/null)"
+    record "$name" "pwlu (Vulkan)" \
+      "$($pwlu --backend vulkan bench "models/compare/$name.safetensors" --runs "$runs" --json 2>/dev/null)"
+    record "$name" "pwlu (CPU backend)" \
+      "$($pwlu --backend cpu bench "models/compare/$name.safetensors" --runs "$runs" --json 2>/dev/null)"
     record "$name" "wonnx 0.5.1" "$(bench/wonnx/target/release/wonnx-bench "models/compare/$name.onnx" "$runs" 2>/dev/null || true)"
   done
   if [ -f models/efficientnet_lite0.safetensors ]; then

@@ -108,7 +108,7 @@ if (native.length) {
   console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median |");
   console.log("|---|---|---|---|---|");
   for (const r of native) {
-    const ours = native.find((o) => o.model === r.model && o.engine === "pwlu");
+    const ours = native.find((o) => o.model === r.model && o.engine === "pwlu (Vulkan)");
     const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median_ms, 1)} (${fmt(r.min_ms, 1)}-${fmt(r.max_ms, 1)})`;
     const versus = r.engine.startsWith("pwlu") || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
     console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus} |`);

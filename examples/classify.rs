@@ -25,7 +25,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     // A hardware GPU if there is one, else the CPU backend (`PWLU_BACKEND` overrides the choice).
     let selected = select_blocking(&DeviceOptions::default())?;
-    eprintln!("running on {} ({})", selected.device.describe(), selected.reason);
+    eprintln!(
+        "running on {} ({})",
+        selected.device.describe(),
+        selected.reason
+    );
     let model = Model::load(selected.device, model_path)?;
     let image = std::fs::read(image_path).map_err(|e| format!("{image_path}: {e}"))?;
     for class in model.classify_bytes_blocking(&image, 5)? {

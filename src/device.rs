@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::cpu::CpuContext;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::cpu::{CpuContext, CpuOptions};
+use crate::cpu::CpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::error::Result;
 use crate::gpu::GpuContext;
@@ -22,7 +23,6 @@ pub enum Device {
     /// A wgpu device.
     Gpu(Arc<GpuContext>),
     /// The CPU backend's thread pool.
-    #[cfg(not(target_arch = "wasm32"))]
     Cpu(Arc<CpuContext>),
 }
 
@@ -40,14 +40,12 @@ impl From<GpuContext> for Device {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl From<Arc<CpuContext>> for Device {
     fn from(ctx: Arc<CpuContext>) -> Self {
         Device::Cpu(ctx)
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl From<CpuContext> for Device {
     fn from(ctx: CpuContext) -> Self {
         Device::Cpu(Arc::new(ctx))
@@ -59,7 +57,6 @@ impl Device {
     pub fn backend_name(&self) -> &'static str {
         match self {
             Device::Gpu(_) => "gpu",
-            #[cfg(not(target_arch = "wasm32"))]
             Device::Cpu(_) => "cpu",
         }
     }
@@ -68,7 +65,6 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Gpu(ctx) => ctx.adapter().to_string(),
-            #[cfg(not(target_arch = "wasm32"))]
             Device::Cpu(ctx) => ctx.describe(),
         }
     }
@@ -77,13 +73,11 @@ impl Device {
     pub fn gpu(&self) -> Option<&Arc<GpuContext>> {
         match self {
             Device::Gpu(ctx) => Some(ctx),
-            #[cfg(not(target_arch = "wasm32"))]
             Device::Cpu(_) => None,
         }
     }
 
     /// The CPU context, if this is the CPU backend.
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn cpu(&self) -> Option<&Arc<CpuContext>> {
         match self {
             Device::Gpu(_) => None,

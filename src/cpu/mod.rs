@@ -40,14 +40,21 @@ impl Default for CpuOptions {
     fn default() -> Self {
         CpuOptions {
             threads: None,
-            memory_limit: 8 << 30,
+            // wasm32 addresses 4 GiB in all, weights and the module included.
+            memory_limit: if cfg!(target_arch = "wasm32") {
+                2 << 30
+            } else {
+                8 << 30
+            },
         }
     }
 }
 
 /// The CPU as a backend: a thread pool and the limits plans are checked against. Cheap to share in an `Arc`.
 pub struct CpuContext {
-    pool: rayon::ThreadPool,
+    /// `None` where the target has no threads (wasm in the browser): rayon then runs every parallel loop on
+    /// the calling thread.
+    pool: Option<rayon::ThreadPool>,
     threads: usize,
     memory_limit: u64,
     features: &'static str,
@@ -74,16 +81,26 @@ impl CpuContext {
                 _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         };
-        if threads == 0 || threads > 1024 {
+        let most = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            1024
+        };
+        if threads == 0 || threads > most {
             return Err(Error::Cpu(format!(
-                "{threads} threads asked for; between 1 and 1024 are possible"
+                "{threads} threads asked for; between 1 and {most} are possible here"
             )));
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("pwlu-cpu-{i}"))
-            .build()
-            .map_err(|e| Error::Cpu(format!("cannot start {threads} worker threads: {e}")))?;
+        let pool = if cfg!(target_arch = "wasm32") {
+            None
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("pwlu-cpu-{i}"))
+                .build()
+                .map_err(|e| Error::Cpu(format!("cannot start {threads} worker threads: {e}")))?;
+            Some(pool)
+        };
         Ok(CpuContext {
             pool,
             threads,
@@ -104,7 +121,8 @@ impl CpuContext {
 
     /// e.g. `CPU (2 threads, AVX-512)`.
     pub fn describe(&self) -> String {
-        format!("CPU ({} threads, {})", self.threads, self.features)
+        let plural = if self.threads == 1 { "" } else { "s" };
+        format!("CPU ({} thread{plural}, {})", self.threads, self.features)
     }
 
     /// Runs `work` on the pool; a panic in it or in any worker it starts becomes an error.
@@ -112,8 +130,10 @@ impl CpuContext {
         &self,
         work: impl FnOnce() -> Result<T> + Send,
     ) -> Result<T> {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pool.install(work)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }));
         outcome.unwrap_or_else(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
@@ -143,7 +163,19 @@ fn simd_features() -> &'static str {
     {
         "NEON"
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(target_arch = "wasm32")]
+    {
+        if cfg!(target_feature = "simd128") {
+            "SIMD128"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "wasm32"
+    )))]
     {
         "scalar"
     }
@@ -160,7 +192,7 @@ impl CpuContext {
         self.run_in_pool(|| {
             let mut best = f64::INFINITY;
             for _ in 0..4 {
-                let start = std::time::Instant::now();
+                let start = web_time::Instant::now();
                 kernels::conv::matmul(m, k, n, &a, &b, &mut c);
                 best = best.min(start.elapsed().as_secs_f64());
             }

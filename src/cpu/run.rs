@@ -1,7 +1,7 @@
 //! Running a plan on the CPU: the input into NHWC, every step in order on the context's threads, the output
 //! back to NCHW.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::backend::{CpuStep, StepKernel};
 use super::CpuContext;

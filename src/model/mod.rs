@@ -7,7 +7,6 @@ pub mod format;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-#[cfg(not(target_arch = "wasm32"))]
 use crate::cpu::CpuPlan;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -170,7 +169,6 @@ pub enum DevicePlan {
     /// Lowered to WGSL dispatches.
     Gpu(GpuPlan),
     /// Lowered to the CPU backend's kernels.
-    #[cfg(not(target_arch = "wasm32"))]
     Cpu(CpuPlan),
 }
 
@@ -179,7 +177,6 @@ impl DevicePlan {
     pub fn memory(&self) -> MemoryReport {
         match self {
             DevicePlan::Gpu(plan) => plan.memory(),
-            #[cfg(not(target_arch = "wasm32"))]
             DevicePlan::Cpu(plan) => plan.memory(),
         }
     }
@@ -188,7 +185,6 @@ impl DevicePlan {
     pub fn kernels(&self) -> usize {
         match self {
             DevicePlan::Gpu(plan) => plan.steps().len(),
-            #[cfg(not(target_arch = "wasm32"))]
             DevicePlan::Cpu(plan) => plan.steps().len(),
         }
     }
@@ -220,7 +216,6 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn other_device() -> Error {
     Error::Model("the model's plan was built for another device".into())
 }
@@ -329,7 +324,6 @@ impl Model {
         let graph = &self.checked.graph;
         let plan = match &self.device {
             Device::Gpu(ctx) => DevicePlan::Gpu(Plan::new(ctx.as_ref(), graph, batch)?),
-            #[cfg(not(target_arch = "wasm32"))]
             Device::Cpu(ctx) => DevicePlan::Cpu(Plan::new(ctx.as_ref(), graph, batch)?),
         };
         // In the browser wgpu's types are not Send, and the model stays on one thread anyway.
@@ -358,9 +352,7 @@ impl Model {
         // The plan's buffers belong to one run at a time, from writing the input until the output is copied.
         let (pending, ctx) = match (&mut *plan.lock().map_err(poisoned)?, &self.device) {
             (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit(ctx, input)?, ctx),
-            #[cfg(not(target_arch = "wasm32"))]
             (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.run(ctx, input),
-            #[cfg(not(target_arch = "wasm32"))]
             _ => return Err(other_device()),
         };
         // The GPU's copy of the output is queued and the lock released: the next run may write its input.
@@ -377,7 +369,6 @@ impl Model {
         let pending = match (&*plan.lock().map_err(poisoned)?, &self.device) {
             (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit_warm_up(ctx)?, ctx),
             // The CPU backend compiles nothing at run time.
-            #[cfg(not(target_arch = "wasm32"))]
             _ => return Ok(()),
         };
         let (pending, ctx) = pending;
@@ -394,9 +385,7 @@ impl Model {
         let plan = self.plan(input.shape().n)?;
         let (timed, ctx) = match (&mut *plan.lock().map_err(poisoned)?, &self.device) {
             (DevicePlan::Gpu(plan), Device::Gpu(ctx)) => (plan.submit_timed(ctx)?, ctx),
-            #[cfg(not(target_arch = "wasm32"))]
             (DevicePlan::Cpu(plan), Device::Cpu(ctx)) => return plan.profile(ctx, input),
-            #[cfg(not(target_arch = "wasm32"))]
             _ => return Err(other_device()),
         };
         let with_gpu_plan = |f: &dyn Fn(&GpuPlan) -> Result<Vec<LayerTime>>| match &*plan
@@ -404,7 +393,6 @@ impl Model {
             .map_err(poisoned)?
         {
             DevicePlan::Gpu(plan) => f(plan),
-            #[cfg(not(target_arch = "wasm32"))]
             DevicePlan::Cpu(_) => Err(other_device()),
         };
         match timed {

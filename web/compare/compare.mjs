@@ -18,7 +18,7 @@ function option(name, fallback) {
 
 const [nativeFile, outFile] = process.argv.slice(2).filter((a, i, all) => !a.startsWith("--") && !all[i - 1]?.startsWith("--"));
 const models = option("models", "efficientnet_lite0,mobilenet_v2,resnet18").split(",").filter(Boolean);
-const engines = option("engines", "pwlu,ort-webgpu,ort-wasm,tfjs-webgpu").split(",").filter(Boolean);
+const engines = option("engines", "pwlu,pwlu-cpu,ort-webgpu,ort-wasm,tfjs-webgpu").split(",").filter(Boolean);
 const runs = Number(option("runs", "5"));
 
 // Each comparison model has its original activations (models/compare/); the zoo's PWLU Lite0 runs once more

@@ -1,5 +1,6 @@
-// The demo page in headless Chromium on its WebGPU adapter (SwiftShader on machines without a GPU), served from
-// web/dist as a user would serve it. Build it first with web/build.sh; web/test.sh does both.
+// The demo page in headless Chromium, served from web/dist as a user would serve it: once on its WebGPU adapter
+// (SwiftShader on machines without a GPU) and once with WebGPU taken away, on the CPU backend in wasm. Build it
+// first with web/build.sh; web/test.sh does both.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -66,11 +67,25 @@ function nativeLogits(model, photo) {
   return JSON.parse(out)[0].logits;
 }
 
-test("classifies the coffee photo as espresso, with the native engine's logits", { timeout: SLOW }, async () => {
+/** Chromium without `navigator.gpu`, as in a browser that has no WebGPU. */
+async function contextWithoutWebGpu() {
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined });
+  });
+  return ctx;
+}
+
+/**
+ * Opens the demo with `query`, checks that it classifies the coffee photo as espresso with the native engine's
+ * logits, and times ten more runs; returns what the page shows.
+ */
+async function classifiesTheCoffeePhoto(query, { context } = {}) {
   const native = nativeLogits("models/efficientnet_lite0.safetensors", "models/photos/coffee.png");
   const { page, ctx, console } = await open(
-    "?model=efficientnet_lite0&image=models/photos/coffee.png&no-offline",
+    `?model=efficientnet_lite0&image=models/photos/coffee.png&no-offline${query}`,
     ["done", "error", "no-webgpu"],
+    { context },
   );
   const demo = await page.evaluate(() => ({
     state: document.body.dataset.state,
@@ -78,8 +93,11 @@ test("classifies the coffee photo as espresso, with the native engine's logits",
     logits: window.pwluDemo.lastLogits,
     top: window.pwluDemo.lastTop,
     firstMs: window.pwluDemo.firstMs,
+    info: window.pwluDemo.model?.info,
     shown: document.getElementById("top5").innerText,
     latency: document.getElementById("latency").innerText,
+    status: document.getElementById("gpu").innerText,
+    details: document.getElementById("model-info").innerText,
     sites: document.getElementById("site-select").options.length,
   }));
   assert.equal(demo.state, "done", `${demo.error}\n${console.join("\n")}`);
@@ -92,7 +110,10 @@ test("classifies the coffee photo as espresso, with the native engine's logits",
   const worst = Math.max(...native.map((v, i) => Math.abs(v - demo.logits[i])));
   // The parity tolerance of tests/parity.rs.
   assert.ok(worst <= 1e-3 * scale, `browser and native logits differ by ${worst} (scale ${scale})`);
-  process.stdout.write(`# browser vs native: max |diff| ${worst.toExponential(2)}, first run ${demo.firstMs.toFixed(0)} ms\n`);
+  process.stdout.write(
+    `# ${demo.info.backend} (${demo.info.device}): browser vs native max |diff| ${worst.toExponential(2)}, ` +
+      `first run ${demo.firstMs.toFixed(0)} ms\n`,
+  );
 
   // Steady state: the same image again, on the same model.
   await page.click("#again");
@@ -100,6 +121,37 @@ test("classifies the coffee photo as espresso, with the native engine's logits",
   const steady = await page.evaluate(() => document.getElementById("latency").innerText);
   assert.match(steady, /steady state \d+ ms \(median of 10\)/);
   process.stdout.write(`# ${steady}\n`);
+  await ctx.close();
+  return demo;
+}
+
+test("classifies the coffee photo as espresso on WebGPU, with the native engine's logits", { timeout: SLOW }, async () => {
+  const demo = await classifiesTheCoffeePhoto("&backend=webgpu");
+  assert.equal(demo.info.backend, "webgpu");
+  assert.match(demo.details, /\(WebGPU\)/);
+});
+
+test("without WebGPU the page classifies on the CPU, with the native engine's logits", { timeout: SLOW }, async () => {
+  const demo = await classifiesTheCoffeePhoto("", { context: await contextWithoutWebGpu() });
+  assert.equal(demo.info.backend, "cpu");
+  assert.equal(demo.info.adapter, null);
+  assert.match(demo.info.reason, /no WebGPU/);
+  assert.match(demo.status, /no WebGPU: models run on the CPU/);
+  assert.match(demo.details, /CPU \(1 thread, SIMD128\), in WebAssembly/);
+  assert.match(demo.latency, /on CPU/);
+});
+
+test("on a software WebGPU adapter, auto runs on the CPU and says why", { timeout: SLOW }, async () => {
+  const { page, ctx } = await open("?model=digits&no-offline", ["ready", "error"]);
+  const info = await page.evaluate(() => window.pwluDemo.model?.info);
+  const adapter = await page.evaluate(() => document.getElementById("gpu").innerText);
+  if (/swiftshader/i.test(adapter)) {
+    assert.equal(info.backend, "cpu", info.reason);
+    assert.match(info.reason, /software fallback/);
+  } else {
+    assert.ok(["webgpu", "cpu"].includes(info.backend));
+  }
+  process.stdout.write(`# auto: ${info.backend}, because ${info.reason}\n`);
   await ctx.close();
 });
 
@@ -122,6 +174,14 @@ test("the bench page times a bundled model and lists its layers", { timeout: SLO
     assert.match(await page.evaluate(() => document.getElementById("layers-note").textContent), /no timestamp queries/);
   }
   process.stdout.write(`# bench page, digits: median ${result.median.toFixed(1)} ms, layers ${result.layers ? "timed" : "not timed (no timestamp queries)"}\n`);
+  // pwlu on the CPU: every layer timed by the clock, with the CPU kernels' names.
+  await page.goto(page.url().replace("engine=pwlu", "engine=pwlu-cpu"));
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: SLOW });
+  const cpu = await page.evaluate(() => window.benchResult);
+  assert.equal(cpu.backend, "cpu", cpu.error);
+  assert.ok(cpu.median > 0 && cpu.layers.length > 0);
+  assert.ok(cpu.layers.every((l) => l.ms >= 0 && l.kernel.startsWith("cpu ")));
+  assert.match(await page.evaluate(() => document.getElementById("layers-note").textContent), /clock around each layer/);
   // ONNX Runtime is only there when scripts/compare.sh put it there: the page says so instead of failing silently.
   await page.goto(page.url().replace("engine=pwlu", "engine=ort-wasm"));
   await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: SLOW });
@@ -178,12 +238,9 @@ test("a cross-origin model without CORS is reported in the page", { timeout: SLO
   await ctx.close();
 });
 
-test("without WebGPU the page says so and how to get it", { timeout: SLOW }, async () => {
-  const ctx = await browser.newContext();
-  await ctx.addInitScript(() => {
-    Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined });
-  });
-  const { page } = await open("?no-offline", ["no-webgpu"], { context: ctx });
+test("asked for WebGPU where there is none, the page says so and how to get it", { timeout: SLOW }, async () => {
+  const ctx = await contextWithoutWebGpu();
+  const { page } = await open("?backend=webgpu&no-offline", ["no-webgpu"], { context: ctx });
   const message = await page.locator("#error").innerText();
   assert.match(message, /WebGPU is not available/);
   assert.match(message, /--enable-unsafe-webgpu/);

@@ -20,6 +20,8 @@ pub enum Kind {
     Input,
     /// The GPU failed while running (validation error, out of memory, lost device).
     Gpu,
+    /// The CPU backend failed: a model or batch over its memory budget, or a kernel fault.
+    Cpu,
     /// The GPU device was lost; load the model again (a new device is made for it).
     DeviceLost,
     /// The model was disposed before this call.
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Model => "model",
             Kind::Input => "input",
             Kind::Gpu => "gpu",
+            Kind::Cpu => "cpu",
             Kind::DeviceLost => "device-lost",
             Kind::Disposed => "disposed",
         }
@@ -69,7 +72,9 @@ fn kind_of(error: &pwlu::Error) -> Kind {
         | E::UnknownInputStage(_) => Kind::WebGpu,
         E::Model(_) | E::InvalidPwlu(_) | E::Io { .. } => Kind::Model,
         E::Image(_) | E::ShapeMismatch { .. } | E::InvalidOp { .. } => Kind::Input,
-        E::ExceedsLimit { .. } | E::Gpu(_) | E::Cpu(_) => Kind::Gpu,
+        E::ExceedsLimit { limit_name, .. } if limit_name.starts_with("CPU") => Kind::Cpu,
+        E::Cpu(_) => Kind::Cpu,
+        E::ExceedsLimit { .. } | E::Gpu(_) => Kind::Gpu,
         E::DeviceLost(_) => Kind::DeviceLost,
     }
 }

@@ -1,4 +1,5 @@
-//! pwlu in the browser: load a model, classify images, read the learned activations, all on WebGPU.
+//! pwlu in the browser: load a model, classify images, read the learned activations, on WebGPU or, where
+//! the browser has none (or only a software one), on the CPU backend compiled into this module.
 //!
 //! ```js
 //! import init, { Model } from "./pkg/pwlu_web.js";
@@ -10,19 +11,19 @@
 //! model.dispose();
 //! ```
 //!
-//! Every model on a page shares one GPU device; it is released when the last model is disposed.
+//! Every model on a page that runs on WebGPU shares one GPU device; it is released when the last model is
+//! disposed. `backend: "auto" | "webgpu" | "cpu"` in the load options picks where it runs (`backend.rs`
+//! says how `auto` decides); `model.info.backend` and `model.info.reason` say where it went and why.
 
+mod backend;
 mod error;
 mod fetch;
 mod pixels;
 
-use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, Weak};
 
 use js_sys::{Array, Float32Array, Function, Promise, Reflect};
-use pwlu::gpu::{Backend, GpuContext, GpuOptions};
-use pwlu::{Model, Tensor};
+use pwlu::{Device, Model, Tensor};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -50,7 +51,17 @@ export interface LoadOptions {
   /** The largest model file to download, in bytes (default 2 GiB); a larger one rejects with `kind: "fetch"`
    * before its bytes are kept. */
   maxBytes?: number;
+  /** Where the model runs (default "auto"): "webgpu" rejects with `kind: "webgpu"` where there is none; "cpu"
+   * runs it in this module's wasm on the CPU; "auto" takes WebGPU when its adapter is a real GPU and the CPU
+   * when the browser has no WebGPU, no adapter, or only a software fallback adapter (SwiftShader). */
+  backend?: Backend;
 }
+
+/** Where a model runs. */
+export type Backend = "auto" | "webgpu" | "cpu";
+
+/** Options of `Model.fromBytes`. */
+export interface BytesOptions { backend?: Backend; }
 
 export interface AdapterInfo { name: string; backend: string; deviceType: string; driver: string; }
 
@@ -68,12 +79,19 @@ export interface ModelInfo {
   pwluSites: number;
   /** Floating-point operations per image (2 per multiply-add) of the convolutions and linear layers. */
   flops: number;
-  /** Whether `profile()` can time layers: the adapter has the `timestamp-query` feature. */
+  /** Whether `profile()` can time layers: on the CPU always (wall clock), on WebGPU where the adapter has
+   * the `timestamp-query` feature. */
   timestamps: boolean;
-  adapter: AdapterInfo;
+  /** Where the model runs, and why there. */
+  backend: "webgpu" | "cpu";
+  reason: string;
+  /** The adapter's name, or the CPU's, e.g. "CPU (1 thread, SIMD128)". */
+  device: string;
+  /** The WebGPU adapter; null on the CPU. */
+  adapter: AdapterInfo | null;
 }
 
-/** One layer of `profile()`: its graph node, its WGSL kernel, and its GPU time. */
+/** One layer of `profile()`: its graph node, its kernel (a WGSL file, or a CPU kernel), and its time. */
 export interface LayerTime { node: string; kernel: string; ms: number; }
 
 /** One PWLU site's learned functions, sampled for plotting: `y[unit][i]` is unit `unit` at `x[i]`. */
@@ -92,7 +110,7 @@ export interface WebGpuStatus { available: boolean; adapter?: string; message?: 
 /** Every rejection and exception of this package. */
 export interface PwluError extends Error {
   name: "PwluError";
-  kind: "webgpu" | "fetch" | "abort" | "model" | "input" | "gpu" | "device-lost" | "disposed";
+  kind: "webgpu" | "fetch" | "abort" | "model" | "input" | "gpu" | "cpu" | "device-lost" | "disposed";
 }
 "#;
 
@@ -101,94 +119,17 @@ extern "C" {
     /// The options object of `Model.fromUrl`.
     #[wasm_bindgen(typescript_type = "LoadOptions")]
     pub type LoadOptions;
+
+    /// The options object of `Model.fromBytes`.
+    #[wasm_bindgen(typescript_type = "BytesOptions")]
+    pub type BytesOptions;
 }
 
-thread_local! {
-    // Weak, so that the device goes away with the last model.
-    static SHARED_CONTEXT: RefCell<Weak<GpuContext>> = const { RefCell::new(Weak::new()) };
-    // What the browser says about its adapter, read once.
-    static ADAPTER_NAME: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-const NO_WEBGPU: &str = "WebGPU is not available in this browser. It is on by default in Chrome and Edge 113 or \
-    later (Windows, macOS, ChromeOS, Android), Safari 26 and Firefox 141 (Windows) or later; on Linux start \
-    Chrome or Chromium with --enable-unsafe-webgpu --enable-features=Vulkan. Pages must come from https:// or \
-    http://localhost.";
-
-/// `navigator.gpu`, if this browser has it.
-fn navigator_gpu() -> Option<JsValue> {
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-    let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
-    (!gpu.is_undefined() && !gpu.is_null()).then_some(gpu)
-}
-
-/// The adapter's name from `GPUAdapter.info`, which wgpu does not read: its description, else vendor and
-/// architecture (browsers may leave any of them empty to protect privacy).
-async fn browser_adapter_name() -> String {
-    const UNNAMED: &str = "a WebGPU adapter (the browser does not name it)";
-    let Some(gpu) = navigator_gpu() else {
-        return UNNAMED.into();
-    };
-    let request = Reflect::get(&gpu, &"requestAdapter".into())
-        .ok()
-        .and_then(|f| f.dyn_into::<Function>().ok())
-        .and_then(|f| f.call0(&gpu).ok())
-        .and_then(|p| p.dyn_into::<Promise>().ok());
-    let Some(request) = request else {
-        return UNNAMED.into();
-    };
-    let Ok(adapter) = wasm_bindgen_futures::JsFuture::from(request).await else {
-        return UNNAMED.into();
-    };
-    let info = Reflect::get(&adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
-    let field = |key: &str| {
-        Reflect::get(&info, &key.into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .filter(|s| !s.is_empty())
-    };
-    if let Some(description) = field("description") {
-        return description;
-    }
-    match (field("vendor"), field("architecture")) {
-        (Some(vendor), Some(arch)) => format!("{vendor} {arch}"),
-        (Some(one), None) | (None, Some(one)) => one,
-        (None, None) => UNNAMED.into(),
-    }
-}
-
-fn adapter_name(ctx: &GpuContext) -> String {
-    ADAPTER_NAME
-        .with(|name| name.borrow().clone())
-        .unwrap_or_else(|| ctx.adapter().name.clone())
-}
-
-async fn shared_context() -> Result<Arc<GpuContext>, JsValue> {
-    // A lost device stays with the models made on it (they reject with kind "device-lost"); new ones get a new one.
-    let shared = SHARED_CONTEXT.with(|shared| shared.borrow().upgrade());
-    if let Some(ctx) = shared.filter(|ctx| !ctx.is_lost()) {
-        return Ok(ctx);
-    }
-    if navigator_gpu().is_none() {
-        return Err(js_error(Kind::WebGpu, NO_WEBGPU));
-    }
-    let options = GpuOptions {
-        backend: Backend::WebGpu,
-        ..Default::default()
-    };
-    let ctx = GpuContext::new(&options).await.map_err(from_pwlu)?;
-    if ADAPTER_NAME.with(|name| name.borrow().is_none()) {
-        let name = match ctx.adapter().name.as_str() {
-            "" => browser_adapter_name().await,
-            name => name.to_string(),
-        };
-        ADAPTER_NAME.with(|cell| *cell.borrow_mut() = Some(name));
-    }
-    // wgpu's browser types are not Send; the Arc is what `pwlu::Model` shares its context through.
-    #[allow(clippy::arc_with_non_send_sync)]
-    let ctx = Arc::new(ctx);
-    SHARED_CONTEXT.with(|shared| *shared.borrow_mut() = Arc::downgrade(&ctx));
-    Ok(ctx)
+/// `options[key]`, unless it is absent, undefined or null.
+fn option(options: Option<&JsValue>, key: &str) -> Option<JsValue> {
+    options
+        .and_then(|o| Reflect::get(o, &key.into()).ok())
+        .filter(|v| !v.is_undefined() && !v.is_null())
 }
 
 /// Whether this browser can run models, and on which adapter; never rejects.
@@ -199,10 +140,10 @@ pub fn webgpu_status() -> Promise {
         let set = |key: &str, value: JsValue| {
             let _ = Reflect::set(&status, &key.into(), &value);
         };
-        match shared_context().await {
+        match backend::shared_context().await {
             Ok(ctx) => {
                 set("available", JsValue::TRUE);
-                set("adapter", adapter_name(&ctx).into());
+                set("adapter", backend::adapter_name(&ctx).into());
             }
             Err(e) => {
                 set("available", JsValue::FALSE);
@@ -233,25 +174,22 @@ fn classes_to_js(classes: &[pwlu::Class]) -> Result<JsValue, JsValue> {
     serde_wasm_bindgen::to_value(&list).map_err(Into::into)
 }
 
-/// A model on the GPU. Create it with `Model.fromUrl` or `Model.fromBytes`; call `dispose()` to release its GPU
-/// memory before the garbage collector would.
+/// A model on WebGPU or the CPU. Create it with `Model.fromUrl` or `Model.fromBytes`; call `dispose()` to
+/// release its memory before the garbage collector would.
 #[wasm_bindgen(js_name = Model)]
 pub struct WebModel {
     model: Option<Rc<Model>>,
+    /// Why the model runs where it does.
+    reason: String,
 }
 
 #[wasm_bindgen(js_class = Model)]
 impl WebModel {
-    /// Downloads a `.safetensors` model file and prepares it for the GPU, compiling every kernel (one workgroup
-    /// of each is dispatched), so that the first classification is as fast as the next.
+    /// Downloads a `.safetensors` model file and prepares it for its backend (on WebGPU every kernel is
+    /// compiled, one workgroup of each dispatched, so that the first classification is as fast as the next).
     #[wasm_bindgen(js_name = fromUrl)]
     pub async fn from_url(url: String, options: Option<LoadOptions>) -> Result<WebModel, JsValue> {
-        let get = |key: &str| {
-            options
-                .as_ref()
-                .and_then(|o| Reflect::get(o, &key.into()).ok())
-                .filter(|v| !v.is_undefined() && !v.is_null())
-        };
+        let get = |key: &str| option(options.as_deref(), key);
         let on_progress = get("onProgress")
             .map(|f| {
                 f.dyn_into::<Function>()
@@ -276,28 +214,33 @@ impl WebModel {
                 }
             },
         };
+        let requested = backend::Requested::parse(get("backend"))?;
         // Fail on a missing WebGPU before spending the download on it.
-        let ctx = shared_context().await?;
+        let chosen = backend::choose(requested).await?;
         let bytes = fetch::download(&url, on_progress.as_ref(), signal.as_ref(), max_bytes).await?;
-        let model = Model::from_bytes(ctx, &bytes).map_err(|e| error::from_pwlu_about(e, &url))?;
-        model
-            .warm_up()
+        WebModel::prepare(chosen, &bytes)
             .await
-            .map_err(|e| error::from_pwlu_about(e, &url))?;
-        Ok(WebModel {
-            model: Some(Rc::new(model)),
-        })
+            .map_err(|e| error::from_pwlu_about(e, &url))
     }
 
-    /// Prepares a model from the bytes of a `.safetensors` model file (an opened `File`'s `arrayBuffer()`),
-    /// compiling every kernel as `fromUrl` does.
+    /// Prepares a model from the bytes of a `.safetensors` model file (an opened `File`'s `arrayBuffer()`), as
+    /// `fromUrl` does.
     #[wasm_bindgen(js_name = fromBytes)]
-    pub async fn from_bytes(bytes: Vec<u8>) -> Result<WebModel, JsValue> {
-        let ctx = shared_context().await?;
-        let model = Model::from_bytes(ctx, &bytes).map_err(from_pwlu)?;
-        model.warm_up().await.map_err(from_pwlu)?;
+    pub async fn from_bytes(
+        bytes: Vec<u8>,
+        options: Option<BytesOptions>,
+    ) -> Result<WebModel, JsValue> {
+        let requested = backend::Requested::parse(option(options.as_deref(), "backend"))?;
+        let chosen = backend::choose(requested).await?;
+        WebModel::prepare(chosen, &bytes).await.map_err(from_pwlu)
+    }
+
+    async fn prepare(chosen: backend::Chosen, bytes: &[u8]) -> pwlu::Result<WebModel> {
+        let model = Model::from_bytes(chosen.device, bytes)?;
+        model.warm_up().await?;
         Ok(WebModel {
             model: Some(Rc::new(model)),
+            reason: chosen.reason,
         })
     }
 
@@ -350,8 +293,9 @@ impl WebModel {
         })
     }
 
-    /// GPU time of every layer on `batch` (default 1) images given as one NCHW `Float32Array`, from timestamp
-    /// queries; rejects with kind `gpu` where the adapter has no `timestamp-query` feature (`info.timestamps`).
+    /// The time of every layer on `batch` (default 1) images given as one NCHW `Float32Array`: on WebGPU from
+    /// timestamp queries, rejecting with kind `gpu` where the adapter has no `timestamp-query` feature
+    /// (`info.timestamps`); on the CPU from the clock around each layer.
     #[wasm_bindgen(unchecked_return_type = "Promise<LayerTime[]>")]
     pub fn profile(&self, input: Float32Array, batch: Option<u32>) -> Promise {
         let model = self.model();
@@ -389,10 +333,21 @@ impl WebModel {
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let model = self.model()?;
         let input = model.input_shape();
-        // The browser build has one device kind, so a model is always on a GPU here.
-        let pwlu::Device::Gpu(ctx) = model.device();
-        let adapter = ctx.adapter();
-        let adapter_name = adapter_name(ctx);
+        let device = model.device();
+        let device_name = backend::device_name(device);
+        let (backend, timestamps, adapter) = match device {
+            Device::Gpu(ctx) => {
+                let adapter = ctx.adapter();
+                let info = AdapterJs {
+                    name: device_name.clone(),
+                    backend: format!("{:?}", adapter.backend),
+                    device_type: format!("{:?}", adapter.device_type),
+                    driver: adapter.driver.clone(),
+                };
+                ("webgpu", ctx.has_timestamps(), Some(info))
+            }
+            Device::Cpu(_) => ("cpu", true, None),
+        };
         let info = ModelInfoJs {
             name: model.name(),
             input: [input.c, input.h, input.w],
@@ -403,15 +358,15 @@ impl WebModel {
             preprocess: model.preprocess().map(ToString::to_string),
             pwlu_sites: model.pwlu_sites().len(),
             flops: model.graph().flops(),
-            timestamps: ctx.has_timestamps(),
-            adapter: AdapterJs {
-                name: &adapter_name,
-                backend: format!("{:?}", adapter.backend),
-                device_type: format!("{:?}", adapter.device_type),
-                driver: &adapter.driver,
-            },
+            timestamps,
+            backend,
+            reason: &self.reason,
+            device: device_name,
+            adapter,
         };
-        serde_wasm_bindgen::to_value(&info).map_err(Into::into)
+        // `null`, not `undefined`, for what is absent, as the types say.
+        let serializer = serde_wasm_bindgen::Serializer::new().serialize_missing_as_null(true);
+        info.serialize(&serializer).map_err(Into::into)
     }
 
     /// The learned PWLU functions, each site sampled at `samples + 1` points (default 200).
@@ -443,7 +398,7 @@ impl WebModel {
         Ok(list)
     }
 
-    /// Releases the model's GPU buffers now. Calls still in flight finish; later calls reject with
+    /// Releases the model's buffers now. Calls still in flight finish; later calls reject with
     /// `kind: "disposed"`.
     pub fn dispose(&mut self) {
         self.model = None;
@@ -452,11 +407,11 @@ impl WebModel {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AdapterJs<'a> {
-    name: &'a str,
+struct AdapterJs {
+    name: String,
     backend: String,
     device_type: String,
-    driver: &'a str,
+    driver: String,
 }
 
 #[derive(Serialize)]
@@ -472,7 +427,10 @@ struct ModelInfoJs<'a> {
     pwlu_sites: usize,
     flops: u64,
     timestamps: bool,
-    adapter: AdapterJs<'a>,
+    backend: &'static str,
+    reason: &'a str,
+    device: String,
+    adapter: Option<AdapterJs>,
 }
 
 /// `batch` (default 1) NCHW images of the model's input shape from JavaScript's flat values.

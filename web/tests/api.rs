@@ -1,16 +1,14 @@
-//! The JavaScript API in a real browser (wasm-bindgen-test in headless Chromium, on its WebGPU adapter): results
-//! agree with the CPU reference, and every failure rejects its promise with a `PwluError` of the right kind
-//! instead of hanging. Run by web/test.sh.
+//! The JavaScript API in a real browser (wasm-bindgen-test in headless Chromium), on its WebGPU adapter and on
+//! the CPU backend in wasm: results agree with the plain-Rust reference, and every failure rejects its promise
+//! with a `PwluError` of the right kind instead of hanging. Run by web/test.sh.
 #![cfg(target_arch = "wasm32")]
 
 #[path = "../../tests/common/model_file.rs"]
 mod model_file;
 
-use std::sync::Arc;
-
 use js_sys::{Array, Float32Array, Reflect, Uint8Array};
 use pwlu::gpu::{Backend, GpuContext, GpuOptions};
-use pwlu_web::{LoadOptions, WebModel};
+use pwlu_web::{BytesOptions, LoadOptions, WebModel};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use wasm_bindgen::prelude::*;
@@ -36,10 +34,32 @@ fn model_bytes() -> Vec<u8> {
     model_file::small_classifier().bytes()
 }
 
+/// The backends every API test runs on.
+const BACKENDS: [&str; 2] = ["webgpu", "cpu"];
+
+/// `{backend}`, the options of `Model.fromBytes`.
+fn on(backend: &str) -> BytesOptions {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"backend".into(), &backend.into()).expect("set");
+    options.unchecked_into()
+}
+
+/// The small model with the default backend (`auto`).
 async fn web_model() -> WebModel {
-    WebModel::from_bytes(model_bytes())
+    WebModel::from_bytes(model_bytes(), None)
         .await
         .unwrap_or_else(|e| panic!("the small model loads: {e:?}"))
+}
+
+/// The small model on `backend`, which it must run on.
+async fn web_model_on(backend: &str) -> WebModel {
+    let web = WebModel::from_bytes(model_bytes(), Some(on(backend)))
+        .await
+        .unwrap_or_else(|e| panic!("the small model loads on {backend}: {e:?}"));
+    let info = web.info().expect("info");
+    let got = Reflect::get(&info, &"backend".into()).expect("backend");
+    assert_eq!(got.as_string().as_deref(), Some(backend));
+    web
 }
 
 /// The rejection of `promise`, which must reject.
@@ -97,18 +117,19 @@ fn assert_close(actual: &[f32], expected: &[f32]) {
 }
 
 #[wasm_bindgen_test]
-async fn logits_of_an_image_match_the_cpu_reference() {
-    let web = web_model().await;
+async fn logits_of_an_image_match_the_reference_on_every_backend() {
+    for backend in BACKENDS {
+        logits_of_an_image_match_the_reference(backend).await;
+    }
+}
+
+async fn logits_of_an_image_match_the_reference(backend: &str) {
+    let web = web_model_on(backend).await;
     let (pixels, image) = random_image(15, 13, 1);
     let outputs = logits(&web, image.clone().into(), "logits").await;
 
-    // The same file and pixels through the engine's CPU twin.
-    let options = GpuOptions {
-        backend: Backend::WebGpu,
-        ..Default::default()
-    };
-    #[allow(clippy::arc_with_non_send_sync)]
-    let ctx = Arc::new(GpuContext::new(&options).await.expect("context"));
+    // The same file and pixels through the engine's plain-Rust reference.
+    let ctx = pwlu::cpu::CpuContext::new(&Default::default()).expect("CPU context");
     let reference = pwlu::Model::from_bytes(ctx, &model_bytes()).expect("model");
     let rgba = image::RgbaImage::from_raw(15, 13, pixels).expect("pixels");
     let input = reference
@@ -143,7 +164,13 @@ async fn logits_of_an_image_match_the_cpu_reference() {
 
 #[wasm_bindgen_test]
 async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
-    let web = web_model().await;
+    for backend in BACKENDS {
+        canvases_bitmaps_and_blobs_on(backend).await;
+    }
+}
+
+async fn canvases_bitmaps_and_blobs_on(backend: &str) {
+    let web = web_model_on(backend).await;
     let (pixels, image) = random_image(9, 10, 2);
     let direct = logits(&web, image.clone().into(), "logits").await;
     let canvas = OffscreenCanvas::new(9, 10).expect("canvas");
@@ -181,8 +208,14 @@ async fn canvases_bitmaps_and_blobs_give_the_same_logits_as_image_data() {
 }
 
 #[wasm_bindgen_test]
-async fn run_takes_a_batch_of_tensors() {
-    let web = web_model().await;
+async fn run_takes_a_batch_of_tensors_on_every_backend() {
+    for backend in BACKENDS {
+        run_takes_a_batch_of_tensors(backend).await;
+    }
+}
+
+async fn run_takes_a_batch_of_tensors(backend: &str) {
+    let web = web_model_on(backend).await;
     let info = web.info().expect("info");
     let input: Vec<u32> = serde_wasm_bindgen_dims(&info);
     assert_eq!(input, [3, 10, 9]);
@@ -201,7 +234,13 @@ async fn run_takes_a_batch_of_tensors() {
 
 #[wasm_bindgen_test]
 async fn profile_times_every_layer_or_says_why_it_cannot() {
-    let web = web_model().await;
+    for backend in BACKENDS {
+        profile_on(backend).await;
+    }
+}
+
+async fn profile_on(backend: &str) {
+    let web = web_model_on(backend).await;
     let info = web.info().expect("info");
     let get = |key: &str| Reflect::get(&info, &key.into()).expect(key);
     assert!(get("flops").as_f64().is_some_and(|f| f > 0.0));
@@ -219,12 +258,15 @@ async fn profile_times_every_layer_or_says_why_it_cannot() {
         for layer in layers.iter() {
             let field = |key: &str| Reflect::get(&layer, &key.into()).expect(key);
             assert!(field("ms").as_f64().is_some_and(|ms| ms >= 0.0));
-            assert!(field("kernel")
-                .as_string()
-                .is_some_and(|k| k.ends_with(".wgsl")));
+            let kernel = field("kernel").as_string().unwrap_or_default();
+            match backend {
+                "cpu" => assert!(kernel.starts_with("cpu "), "{kernel}"),
+                _ => assert!(kernel.ends_with(".wgsl"), "{kernel}"),
+            }
             assert!(field("node").as_string().is_some_and(|n| !n.is_empty()));
         }
     } else {
+        assert_eq!(backend, "webgpu", "the CPU always has a clock");
         let error = rejection(promise).await;
         let (kind, message) = kind_and_message(&error);
         assert_eq!(kind, "gpu");
@@ -245,9 +287,17 @@ fn serde_wasm_bindgen_dims(info: &JsValue) -> Vec<u32> {
 
 #[wasm_bindgen_test]
 async fn info_labels_and_curves_describe_the_model() {
-    let web = web_model().await;
+    for backend in BACKENDS {
+        info_labels_and_curves_on(backend).await;
+    }
+}
+
+async fn info_labels_and_curves_on(backend: &str) {
+    let web = web_model_on(backend).await;
     let info = web.info().expect("info");
     let get = |key: &str| Reflect::get(&info, &key.into()).expect(key);
+    let text = |key: &str| get(key).as_string().unwrap_or_default();
+    assert!(text("reason").contains("asked for"), "{}", text("reason"));
     assert_eq!(get("name").as_string().as_deref(), Some("small"));
     assert_eq!(get("classes").as_f64(), Some(4.0));
     assert_eq!(get("pwluSites").as_f64(), Some(2.0));
@@ -255,10 +305,19 @@ async fn info_labels_and_curves_describe_the_model() {
         .as_string()
         .is_some_and(|p| p.contains("resize")));
     let adapter = get("adapter");
-    assert!(Reflect::get(&adapter, &"name".into())
-        .ok()
-        .and_then(|n| n.as_string())
-        .is_some_and(|n| !n.is_empty()));
+    if backend == "cpu" {
+        assert!(adapter.is_null());
+        assert!(
+            text("device").starts_with("CPU (1 thread, SIMD128)"),
+            "{}",
+            text("device")
+        );
+    } else {
+        let name = Reflect::get(&adapter, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string());
+        assert!(name.is_some_and(|n| !n.is_empty() && n == text("device")));
+    }
     assert_eq!(web.labels().expect("labels"), ["a", "b", "c", "d"]);
 
     let curves = web.activation_curves(Some(50)).expect("curves");
@@ -362,7 +421,7 @@ async fn a_file_that_is_not_a_model_rejects() {
     assert!(message.contains("invalid model"), "{message}");
 
     for bytes in [Vec::new(), b"{\"not\": \"safetensors\"}".to_vec()] {
-        let error = match WebModel::from_bytes(bytes).await {
+        let error = match WebModel::from_bytes(bytes, None).await {
             Ok(_) => panic!("garbage loaded"),
             Err(error) => error,
         };
@@ -397,6 +456,16 @@ async fn bad_options_and_sources_reject() {
     let (kind, message) = load_error("/whatever", Some(options.unchecked_into())).await;
     assert_eq!(kind, "input");
     assert!(message.contains("maxBytes"), "{message}");
+    for backend in [JsValue::from("tpu"), JsValue::from(1)] {
+        let options = js_sys::Object::new();
+        Reflect::set(&options, &"backend".into(), &backend).expect("set");
+        let (kind, message) = load_error("/whatever", Some(options.unchecked_into())).await;
+        assert_eq!(kind, "input");
+        assert!(
+            message.contains("\"auto\", \"webgpu\" or \"cpu\""),
+            "{message}"
+        );
+    }
 
     let web = web_model().await;
     for (source, expected) in [
@@ -458,6 +527,59 @@ async fn webgpu_status_names_the_adapter() {
     );
     let adapter = Reflect::get(&status, &"adapter".into()).expect("adapter");
     assert!(adapter.as_string().is_some_and(|a| !a.is_empty()));
+}
+
+#[wasm_bindgen_test]
+async fn auto_says_why_it_chose_its_backend() {
+    let web = web_model().await;
+    let info = web.info().expect("info");
+    let get = |key: &str| {
+        Reflect::get(&info, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let (backend, reason) = (get("backend"), get("reason"));
+    // Headless Chromium without a GPU offers SwiftShader, a software fallback: auto takes the CPU there.
+    let status = JsFuture::from(pwlu_web::webgpu_status())
+        .await
+        .expect("status");
+    let adapter = Reflect::get(&status, &"adapter".into())
+        .ok()
+        .and_then(|a| a.as_string())
+        .unwrap_or_default();
+    if adapter.to_lowercase().contains("swiftshader") {
+        assert_eq!(backend, "cpu", "{reason}");
+        assert!(reason.contains("software fallback"), "{reason}");
+    } else {
+        assert!(["webgpu", "cpu"].contains(&backend.as_str()), "{backend}");
+        assert!(!reason.is_empty());
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_conformance_cases_agree_with_the_reference_on_the_cpu_backend_in_wasm() {
+    // The same cases as on WebGPU below, through the CPU backend's kernels compiled to wasm SIMD.
+    let ctx = pwlu::cpu::CpuContext::new(&Default::default()).expect("CPU context");
+    let cases = pwlu::conformance::cases();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let outcome = pwlu::cpu::CpuPlan::new(&ctx, &case.graph, case.input.shape().n)
+            .and_then(|mut plan| plan.run(&ctx, &case.input))
+            .map_err(|e| format!("{}: {e}", case.name))
+            .and_then(|got| case.check(&got));
+        if let Err(failure) = outcome {
+            failures.push(failure);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail on {}:\n{}",
+        failures.len(),
+        cases.len(),
+        ctx.describe(),
+        failures.join("\n")
+    );
 }
 
 #[wasm_bindgen_test]

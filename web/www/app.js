@@ -4,6 +4,7 @@
 //   ?model=NAME      a bundled model (see models/index.json)
 //   ?model-url=URL   any model file
 //   ?image=URL       classify this image once the model is loaded
+//   ?backend=B       auto (default), webgpu or cpu: where models run
 import init, { Model, webgpuStatus } from "./pkg/pwlu_web.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +23,7 @@ const demo = {
 window.pwluDemo = demo;
 
 const params = new URLSearchParams(location.search);
+const backend = params.get("backend") ?? "auto";
 let loadAbort = null;
 let busy = false;
 let webcamStream = null;
@@ -111,11 +113,11 @@ async function loadModel(label, load) {
 }
 
 function loadFromUrl(label, url) {
-  return loadModel(label, (signal, onProgress) => Model.fromUrl(url, { signal, onProgress }));
+  return loadModel(label, (signal, onProgress) => Model.fromUrl(url, { signal, onProgress, backend }));
 }
 
 function loadFromFile(file) {
-  return loadModel(file.name, async () => Model.fromBytes(new Uint8Array(await file.arrayBuffer())));
+  return loadModel(file.name, async () => Model.fromBytes(new Uint8Array(await file.arrayBuffer()), { backend }));
 }
 
 function showInfo(info) {
@@ -127,7 +129,8 @@ function showInfo(info) {
     ["layers", `${info.nodes} in the file, ${info.fusedNodes} after fusion`],
     ["preprocess", info.preprocess ?? "none (tensors only)"],
     ["PWLU sites", info.pwluSites],
-    ["adapter", `${info.adapter.name} (${info.adapter.backend})`],
+    ["runs on", info.backend === "cpu" ? `${info.device}, in WebAssembly` : `${info.device} (WebGPU)`],
+    ["because", info.reason],
   ];
   $("model-info").replaceChildren(
     ...rows.flatMap(([key, value]) => {
@@ -235,7 +238,8 @@ function showLatency() {
   if (demo.steadyMs.length) {
     text += ` · steady state ${median(demo.steadyMs).toFixed(0)} ms (median of ${demo.steadyMs.length})`;
   }
-  $("latency").textContent = `${text} · on ${demo.model.info.adapter.name}`;
+  const info = demo.model.info;
+  $("latency").textContent = `${text} · on ${info.backend === "cpu" ? info.device : `${info.device} (WebGPU)`}`;
 }
 
 async function runAgain() {
@@ -465,13 +469,15 @@ async function main() {
   registerServiceWorker();
   await init();
   const status = await webgpuStatus();
-  if (!status.available) {
+  if (!status.available && backend === "webgpu") {
     $("gpu").textContent = "WebGPU is not available.";
     showError(new Error(status.message));
     setState("no-webgpu");
     return;
   }
-  $("gpu").textContent = `WebGPU adapter: ${status.adapter}`;
+  $("gpu").textContent = status.available
+    ? `WebGPU adapter: ${status.adapter}`
+    : "This browser has no WebGPU: models run on the CPU, in WebAssembly.";
   let catalogue = { models: [], photos: [] };
   try {
     catalogue = await (await fetch("models/index.json")).json();

@@ -2,7 +2,7 @@
 // `window.benchResult` (scripts/compare.sh reads them there).
 //
 // Query parameters (all optional): model=NAME (models/index.json or models/compare/index.json),
-// engine=pwlu|ort-webgpu|ort-wasm|tfjs-webgpu, batch=B, runs=N, versus=NAME (pwlu only: a second model with the
+// engine=pwlu|pwlu-cpu|ort-webgpu|ort-wasm|tfjs-webgpu, batch=B, runs=N, versus=NAME (pwlu only: a second model with the
 // same input, run in alternation; see `timePair`), auto (start without a click).
 import init, { Model, webgpuStatus } from "./pkg/pwlu_web.js";
 import { loadTfjsGraph } from "./tfjs-graph.js";
@@ -111,9 +111,10 @@ async function timePair(run, other, runs) {
   };
 }
 
-async function benchPwlu(entry, batch, runs, versusEntry) {
+/** pwlu on `backend` ("webgpu" or "cpu"). */
+async function benchPwlu(entry, batch, runs, versusEntry, backend) {
   let start = performance.now();
-  const model = await Model.fromUrl(entry.file);
+  const model = await Model.fromUrl(entry.file, { backend });
   const load = performance.now() - start;
   let other = null;
   try {
@@ -121,7 +122,7 @@ async function benchPwlu(entry, batch, runs, versusEntry) {
     const input = syntheticInput(batch * c * h * w);
     let figures;
     if (versusEntry) {
-      other = await Model.fromUrl(versusEntry.file);
+      other = await Model.fromUrl(versusEntry.file, { backend });
       const [oc, oh, ow] = other.info.input;
       if (oc !== c || oh !== h || ow !== w) {
         throw new Error(
@@ -138,7 +139,7 @@ async function benchPwlu(entry, batch, runs, versusEntry) {
     if (info.timestamps) {
       layers = await model.profile(input, batch);
     }
-    return { ...figures, load, flops: info.flops * batch, adapter: info.adapter.name, layers };
+    return { ...figures, load, flops: info.flops * batch, adapter: info.device, backend: info.backend, layers };
   } finally {
     model.dispose();
     other?.dispose();
@@ -247,7 +248,10 @@ function show(result) {
     return;
   }
   const total = result.layers.reduce((sum, l) => sum + l.ms, 0);
-  $("layers-note").textContent = `GPU timestamps, one submission: ${total.toFixed(1)} ms in all.`;
+  $("layers-note").textContent =
+    result.backend === "cpu"
+      ? `The clock around each layer on the CPU: ${total.toFixed(1)} ms in all.`
+      : `GPU timestamps, one submission: ${total.toFixed(1)} ms in all.`;
   for (const l of [...result.layers].sort((a, b) => b.ms - a.ms)) {
     const row = document.createElement("tr");
     for (const text of [l.ms.toFixed(2), `${((100 * l.ms) / total).toFixed(1)} %`, l.kernel, l.node]) {
@@ -274,7 +278,7 @@ async function start(models) {
     fail(`unknown model '${versusName}' to run versus`);
     return;
   }
-  if (versusEntry && engine !== "pwlu") {
+  if (versusEntry && !engine.startsWith("pwlu")) {
     fail("versus runs two pwlu models in alternation: choose the pwlu engine");
     return;
   }
@@ -284,7 +288,8 @@ async function start(models) {
   status(`loading ${entry.name} on ${engine}…`);
   try {
     let figures;
-    if (engine === "pwlu") figures = await benchPwlu(entry, batch, runs, versusEntry);
+    if (engine === "pwlu") figures = await benchPwlu(entry, batch, runs, versusEntry, "webgpu");
+    else if (engine === "pwlu-cpu") figures = await benchPwlu(entry, batch, runs, versusEntry, "cpu");
     else if (engine === "tfjs-webgpu") figures = await benchTfjs(entry, batch, runs);
     else figures = await benchOrt(entry, batch, runs, engine === "ort-webgpu" ? "webgpu" : "wasm");
     const result = { engine, model: entry.name, batch, runs, ...figures };

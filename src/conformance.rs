@@ -78,6 +78,7 @@ pub fn cases() -> Vec<Case> {
     for i in 0..18 {
         cases.push(convolution(&mut rng, i));
     }
+    cases.push(wide_depthwise(&mut rng));
     for i in 0..4 {
         cases.push(residual_block(&mut rng, i));
     }
@@ -140,6 +141,32 @@ fn convolution(rng: &mut Rng, index: usize) -> Case {
     );
     let activations = all_activations(rng, out_channels);
     let activation = activations[index % activations.len()].clone();
+    let name = format!(
+        "conv2d {conv} on {input}, then {}",
+        activation_name(&activation)
+    );
+    let layer = rng.layer(conv, Epilogue::activation(activation));
+    let x = rng.tensor(input, 1.0);
+    case(name, input, &[(Op::Conv(layer), vec![Value::Input])], x)
+}
+
+/// A depthwise convolution over more channels than one vector register holds (64 + 16 + 3: every block size
+/// of the CPU kernel), with a per-channel PWLU.
+fn wide_depthwise(rng: &mut Rng) -> Case {
+    let channels = 83;
+    let conv = Conv2d {
+        stride: [2, 2],
+        padding: Padding {
+            top: 1,
+            left: 0,
+            bottom: 2,
+            right: 1,
+        },
+        groups: channels,
+        ..Conv2d::new(channels, channels, [3, 3])
+    };
+    let input = Shape::new(2, channels, 9, 8);
+    let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
     let name = format!(
         "conv2d {conv} on {input}, then {}",
         activation_name(&activation)

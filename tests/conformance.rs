@@ -1,13 +1,13 @@
 //! The conformance suite (`pwlu::conformance`: kernel cases as data) on every GPU backend under test, through
-//! both input paths, and on the CPU backend with one thread and with several: each case is planned like a
-//! model (`Plan::new`), run, and compared with the reference. The browser suite (`web/tests/api.rs`) runs the
+//! both input paths, and on the CPU backend with one thread and with several, with every vector instruction
+//! set this CPU has: each case is planned like a model (`Plan::new`), run, and compared with the reference. The browser suite (`web/tests/api.rs`) runs the
 //! same cases on WebGPU.
 
 mod common;
 
 use common::contexts_for_both_input_paths;
 use pwlu::conformance::cases;
-use pwlu::cpu::{CpuContext, CpuOptions, CpuPlan};
+use pwlu::cpu::{CpuContext, CpuOptions, CpuPlan, Simd};
 use pwlu::gpu::GpuPlan;
 
 #[test]
@@ -41,9 +41,17 @@ fn every_case_agrees_with_the_reference_on_every_backend() {
 #[test]
 fn every_case_agrees_with_the_reference_on_the_cpu_backend() {
     let cases = cases();
-    for threads in [1, 3] {
+    // Every kernel body is compiled once per instruction set and picked at run time: test each one there is.
+    let simds = [Simd::Baseline, Simd::Avx2Fma, Simd::Avx512]
+        .into_iter()
+        .filter(|&simd| simd <= Simd::detected());
+    let configurations = [(1, None), (3, None)]
+        .into_iter()
+        .chain(simds.map(|simd| (2, Some(simd))));
+    for (threads, max_simd) in configurations {
         let ctx = CpuContext::new(&CpuOptions {
             threads: Some(threads),
+            max_simd,
             ..Default::default()
         })
         .expect("CPU context");

@@ -285,6 +285,7 @@ fn a_batch_over_the_cpu_memory_limit_is_refused_by_name_before_it_runs() {
     let options = pwlu::cpu::CpuOptions {
         threads: Some(2),
         memory_limit: 1 << 20,
+        ..Default::default()
     };
     let ctx = pwlu::cpu::CpuContext::new(&options).expect("CPU backend");
     let model = pwlu::Model::from_bytes(ctx, &common::model_file::small_model().bytes())

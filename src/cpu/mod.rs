@@ -34,12 +34,49 @@ pub struct CpuOptions {
     pub threads: Option<usize>,
     /// The most bytes of activations one plan may hold (a larger batch is refused by name, before it runs).
     pub memory_limit: u64,
+    /// The widest vector instructions the hand-written kernels may use (`None`: the widest the CPU has), e.g.
+    /// to compare them, or to keep AVX-512 from lowering the clock of cores shared with other work. The GEMM
+    /// picks its own.
+    pub max_simd: Option<Simd>,
+}
+
+/// Vector instruction sets the hand-written kernels are compiled for, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Simd {
+    /// What every CPU of the target has: SSE2 on x86-64, NEON on aarch64, SIMD128 in wasm.
+    Baseline,
+    /// AVX2 with FMA (x86-64).
+    Avx2Fma,
+    /// AVX-512 F, BW and VL (x86-64).
+    Avx512,
+}
+
+impl Simd {
+    /// The name people know it by on this target, e.g. `AVX2+FMA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Avx512 => "AVX-512",
+            Simd::Avx2Fma => "AVX2+FMA",
+            Simd::Baseline if cfg!(target_arch = "x86_64") => "SSE2",
+            Simd::Baseline if cfg!(target_arch = "aarch64") => "NEON",
+            Simd::Baseline if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) => {
+                "SIMD128"
+            }
+            Simd::Baseline => "scalar",
+        }
+    }
+
+    /// The widest this CPU has.
+    pub fn detected() -> Simd {
+        kernels::simd::detected()
+    }
 }
 
 impl Default for CpuOptions {
     fn default() -> Self {
         CpuOptions {
             threads: None,
+            max_simd: None,
             // wasm32 addresses 4 GiB in all, weights and the module included.
             memory_limit: if cfg!(target_arch = "wasm32") {
                 2 << 30
@@ -57,14 +94,14 @@ pub struct CpuContext {
     pool: Option<rayon::ThreadPool>,
     threads: usize,
     memory_limit: u64,
-    features: &'static str,
+    simd: Simd,
 }
 
 impl std::fmt::Debug for CpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuContext")
             .field("threads", &self.threads)
-            .field("features", &self.features)
+            .field("simd", &self.simd)
             .finish_non_exhaustive()
     }
 }
@@ -91,12 +128,16 @@ impl CpuContext {
                 "{threads} threads asked for; between 1 and {most} are possible here"
             )));
         }
+        let simd = options
+            .max_simd
+            .map_or(Simd::detected(), |limit| limit.min(Simd::detected()));
         let pool = if cfg!(target_arch = "wasm32") {
             None
         } else {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(|i| format!("pwlu-cpu-{i}"))
+                .start_handler(move |_| kernels::simd::limit_this_thread(simd))
                 .build()
                 .map_err(|e| Error::Cpu(format!("cannot start {threads} worker threads: {e}")))?;
             Some(pool)
@@ -105,7 +146,7 @@ impl CpuContext {
             pool,
             threads,
             memory_limit: options.memory_limit,
-            features: simd_features(),
+            simd,
         })
     }
 
@@ -114,15 +155,19 @@ impl CpuContext {
         self.threads
     }
 
-    /// The widest vector instructions the kernels use on this machine, e.g. `AVX-512`.
-    pub fn simd(&self) -> &'static str {
-        self.features
+    /// The widest vector instructions the hand-written kernels use.
+    pub fn simd(&self) -> Simd {
+        self.simd
     }
 
     /// e.g. `CPU (2 threads, AVX-512)`.
     pub fn describe(&self) -> String {
         let plural = if self.threads == 1 { "" } else { "s" };
-        format!("CPU ({} thread{plural}, {})", self.threads, self.features)
+        format!(
+            "CPU ({} thread{plural}, {})",
+            self.threads,
+            self.simd.name()
+        )
     }
 
     /// Runs `work` on the pool; a panic in it or in any worker it starts becomes an error.
@@ -142,42 +187,6 @@ impl CpuContext {
                 .unwrap_or_else(|| "unknown cause".into());
             Err(Error::Cpu(format!("a CPU kernel panicked: {what}")))
         })
-    }
-}
-
-/// The vector extension the GEMM picks at run time (the hand-written kernels are compiled per extension
-/// and pick the same one, see `kernels::simd`).
-fn simd_features() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "AVX-512";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return "AVX2+FMA";
-        }
-        "SSE2"
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        "NEON"
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        if cfg!(target_feature = "simd128") {
-            "SIMD128"
-        } else {
-            "scalar"
-        }
-    }
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "wasm32"
-    )))]
-    {
-        "scalar"
     }
 }
 

@@ -3,115 +3,240 @@
 
 use std::sync::Arc;
 
-use crate::ops::{Activation, Pwlu, ResidualAdd};
+use super::simd::{mul_add, multiversion};
+use crate::ops::{Activation, Pwlu, PwluTable, ResidualAdd};
 
-/// An activation ready to apply to rows of `channels` values.
+/// An activation ready to apply to rows of `channels` values (NHWC pixels).
 #[derive(Clone, Debug)]
 pub(crate) struct RowActivation {
     activation: Activation,
-    /// For a PWLU, the unit of each channel.
-    units: Vec<usize>,
-    pwlu: Option<Arc<Pwlu>>,
+    channels: usize,
+    pwlu: Option<PwluRows>,
+}
+
+/// A PWLU laid out for the CPU.
+#[derive(Clone, Debug)]
+enum PwluRows {
+    Uniform(UniformPwlu),
+    /// Sorted breakpoints: a binary search per value, through the table the GPU reads.
+    NonUniform {
+        pwlu: Arc<Pwlu>,
+        units: Vec<usize>,
+    },
+}
+
+/// A uniform PWLU with each channel's bounds side by side, so that a pixel's channels are evaluated as a vector:
+/// the segment index is arithmetic, and the segment's slope and intercept one gather each. Values are the
+/// f32s of [`crate::ops::PwluTable`], the ones the GPU reads.
+#[derive(Clone, Debug)]
+struct UniformPwlu {
+    intervals: usize,
+    left: Vec<f32>,
+    right: Vec<f32>,
+    inv_d: Vec<f32>,
+    /// Per channel, where its unit's `N + 2` segments start in `slope` and `intercept`.
+    first_segment: Vec<u32>,
+    slope: Vec<f32>,
+    intercept: Vec<f32>,
+}
+
+impl UniformPwlu {
+    fn new(pwlu: &Pwlu, channels: usize) -> Self {
+        let table = pwlu.table();
+        let n = table.intervals();
+        let record = |unit: usize| &table.data()[unit * table.stride()..][..table.stride()];
+        let units: Vec<usize> = (0..channels).map(|c| pwlu.unit_for_channel(c)).collect();
+        let mut slope = Vec::with_capacity(table.units() * (n + 2));
+        let mut intercept = Vec::with_capacity(table.units() * (n + 2));
+        for unit in 0..table.units() {
+            for segment in 0..n + 2 {
+                let at = PwluTable::segment_offset(segment);
+                slope.push(record(unit)[at]);
+                intercept.push(record(unit)[at + 1]);
+            }
+        }
+        UniformPwlu {
+            intervals: n,
+            left: units.iter().map(|&u| record(u)[0]).collect(),
+            right: units.iter().map(|&u| record(u)[1]).collect(),
+            inv_d: units.iter().map(|&u| record(u)[2]).collect(),
+            first_segment: units.iter().map(|&u| (u * (n + 2)) as u32).collect(),
+            slope,
+            intercept,
+        }
+    }
+
+    /// [`PwluTable::lookup`] on every channel of one pixel, NaN passed through and flat tails exact at infinity.
+    #[inline(always)]
+    fn apply<const FMA: bool>(&self, row: &mut [f32]) {
+        let c = row.len();
+        let (left, right, inv_d) = (&self.left[..c], &self.right[..c], &self.inv_d[..c]);
+        let first_segment = &self.first_segment[..c];
+        let last_interior = (self.intervals - 1) as f32;
+        let right_tail = self.intervals as u32 + 1;
+        for j in 0..c {
+            let x = row[j];
+            // The table's floor and clamp to [0, N - 1], as a float clamp (NaN becomes 0) and a truncation.
+            let t = ((x - left[j]) * inv_d[j]).max(0.0).min(last_interior);
+            // Safety: t is finite and in [0, N - 1].
+            let interior = 1 + unsafe { t.to_int_unchecked::<u32>() };
+            let segment = if x < left[j] {
+                0
+            } else if x >= right[j] {
+                right_tail
+            } else {
+                interior
+            };
+            let at = (first_segment[j] + segment) as usize;
+            // Safety: first_segment is unit * (N + 2) for a unit of the table and segment <= N + 1, so `at` is
+            // inside slope and intercept, which hold N + 2 segments per unit.
+            let (s, b) = unsafe {
+                (
+                    *self.slope.get_unchecked(at),
+                    *self.intercept.get_unchecked(at),
+                )
+            };
+            // A flat segment gives its value, also at +-inf (where the formula gives 0 * inf = NaN).
+            let y = if s == 0.0 { b } else { mul_add::<FMA>(s, x, b) };
+            row[j] = if x.is_nan() { x } else { y };
+        }
+    }
 }
 
 impl RowActivation {
     pub(crate) fn new(activation: &Activation, channels: usize) -> Self {
-        let (units, pwlu) = match activation {
-            Activation::Pwlu(p) => (
-                (0..channels).map(|c| p.unit_for_channel(c)).collect(),
-                Some(Arc::clone(p)),
-            ),
-            _ => (Vec::new(), None),
+        let pwlu = match activation {
+            Activation::Pwlu(p)
+                if p.table().is_uniform() && p.table().intervals() > 0 && p.table().units() > 0 =>
+            {
+                Some(PwluRows::Uniform(UniformPwlu::new(p, channels)))
+            }
+            Activation::Pwlu(p) => Some(PwluRows::NonUniform {
+                pwlu: Arc::clone(p),
+                units: (0..channels).map(|c| p.unit_for_channel(c)).collect(),
+            }),
+            _ => None,
         };
         RowActivation {
             activation: activation.clone(),
-            units,
+            channels,
             pwlu,
         }
     }
 
-    /// Applies the activation to `row`, one pixel's channels.
-    pub(crate) fn apply(&self, row: &mut [f32]) {
-        fn each(row: &mut [f32], f: impl Fn(f32) -> f32) {
-            for v in row {
-                *v = f(*v);
-            }
-        }
-        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-        // Comparisons rather than max/min or clamp so that NaN passes through, as in the reference.
-        #[allow(clippy::manual_clamp)]
-        let relu6 = |x: f32| {
-            if x < 0.0 {
-                0.0
-            } else if x > 6.0 {
-                6.0
-            } else {
-                x
-            }
-        };
-        match &self.activation {
-            Activation::Identity => {}
-            Activation::Relu => each(row, |x| if x < 0.0 { 0.0 } else { x }),
-            Activation::Relu6 => each(row, relu6),
-            Activation::LeakyRelu { negative_slope } => {
-                let slope = *negative_slope;
-                each(row, |x| if x < 0.0 { x * slope } else { x })
-            }
-            Activation::Sigmoid => each(row, sigmoid),
-            Activation::Silu => each(row, |x| x * sigmoid(x)),
-            Activation::Hardsigmoid => each(row, |x| relu6(x + 3.0) / 6.0),
-            Activation::Hardswish => each(row, |x| x * relu6(x + 3.0) / 6.0),
-            Activation::Gelu => each(row, |x| {
-                0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
-            }),
-            Activation::GeluTanh => {
-                let k = (2.0 / std::f32::consts::PI).sqrt();
-                each(row, |x| {
-                    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
-                })
-            }
-            Activation::Pwlu(_) => {
-                if let Some(pwlu) = &self.pwlu {
-                    let table = pwlu.table();
-                    for (v, &unit) in row.iter_mut().zip(&self.units) {
-                        *v = table.lookup(unit, *v);
-                    }
-                }
-            }
-        }
+    /// The activation on `rows`, whole pixels of `channels` values.
+    pub(crate) fn apply_rows(&self, rows: &mut [f32]) {
+        self.finish_rows(rows, None, None, ResidualAdd::None);
     }
 
-    /// The epilogue of one pixel: `row` holds the accumulated sums; adds `bias`, then the activation with
-    /// the residual before or after it.
-    pub(crate) fn finish(
+    /// The epilogue of whole pixels: `rows` holds the accumulated sums; adds `bias` (one per channel), then
+    /// applies the activation with `residual` (the same length as `rows`) added before or after it.
+    pub(crate) fn finish_rows(
         &self,
-        row: &mut [f32],
+        rows: &mut [f32],
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         mode: ResidualAdd,
     ) {
+        finish_rows(self, rows, bias, residual, mode)
+    }
+}
+
+multiversion! {
+    fn finish_rows(
+        act: &RowActivation,
+        rows: &mut [f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        mode: ResidualAdd,
+    ) => finish_rows_body
+}
+
+/// [`RowActivation::finish_rows`], inlined into kernels compiled for one instruction set.
+#[inline(always)]
+pub(crate) fn finish_rows_body<const FMA: bool>(
+    act: &RowActivation,
+    rows: &mut [f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    mode: ResidualAdd,
+) {
+    let c = act.channels.max(1);
+    let residual = residual.filter(|_| mode != ResidualAdd::None);
+    for (p, row) in rows.chunks_exact_mut(c).enumerate() {
         if let Some(bias) = bias {
-            for (v, b) in row.iter_mut().zip(bias) {
+            for (v, b) in row.iter_mut().zip(&bias[..c]) {
                 *v += b;
             }
         }
         let add = |row: &mut [f32]| {
             if let Some(r) = residual {
-                for (v, r) in row.iter_mut().zip(r) {
+                for (v, r) in row.iter_mut().zip(&r[p * c..][..c]) {
                     *v += r;
                 }
             }
         };
-        match mode {
-            ResidualAdd::None => self.apply(row),
-            ResidualAdd::BeforeActivation => {
-                add(row);
-                self.apply(row);
-            }
-            ResidualAdd::AfterActivation => {
-                self.apply(row);
-                add(row);
-            }
+        if mode == ResidualAdd::BeforeActivation {
+            add(row);
         }
+        apply_row::<FMA>(act, row);
+        if mode == ResidualAdd::AfterActivation {
+            add(row);
+        }
+    }
+}
+
+/// The activation on one pixel's channels. The same functions as `reference::activation`, in f32.
+#[inline(always)]
+fn apply_row<const FMA: bool>(act: &RowActivation, row: &mut [f32]) {
+    #[inline(always)]
+    fn each(row: &mut [f32], f: impl Fn(f32) -> f32) {
+        for v in row {
+            *v = f(*v);
+        }
+    }
+    let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+    // Comparisons rather than max/min or clamp so that NaN passes through, as in the reference.
+    #[allow(clippy::manual_clamp)]
+    let relu6 = |x: f32| {
+        if x < 0.0 {
+            0.0
+        } else if x > 6.0 {
+            6.0
+        } else {
+            x
+        }
+    };
+    match &act.activation {
+        Activation::Identity => {}
+        Activation::Relu => each(row, |x| if x < 0.0 { 0.0 } else { x }),
+        Activation::Relu6 => each(row, relu6),
+        Activation::LeakyRelu { negative_slope } => {
+            let slope = *negative_slope;
+            each(row, |x| if x < 0.0 { x * slope } else { x })
+        }
+        Activation::Sigmoid => each(row, sigmoid),
+        Activation::Silu => each(row, |x| x * sigmoid(x)),
+        Activation::Hardsigmoid => each(row, |x| relu6(x + 3.0) / 6.0),
+        Activation::Hardswish => each(row, |x| x * relu6(x + 3.0) / 6.0),
+        Activation::Gelu => each(row, |x| {
+            0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+        }),
+        Activation::GeluTanh => {
+            let k = (2.0 / std::f32::consts::PI).sqrt();
+            each(row, |x| {
+                0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+            })
+        }
+        Activation::Pwlu(_) => match &act.pwlu {
+            Some(PwluRows::Uniform(pwlu)) => pwlu.apply::<FMA>(row),
+            Some(PwluRows::NonUniform { pwlu, units }) => {
+                let table = pwlu.table();
+                for (v, &unit) in row.iter_mut().zip(units) {
+                    *v = table.lookup(unit, *v);
+                }
+            }
+            None => {}
+        },
     }
 }

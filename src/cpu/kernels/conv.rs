@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::activation::RowActivation;
+use super::activation::{finish_rows_body, RowActivation};
 use super::rows_per_task;
+use super::simd::{mul_add, multiversion};
 use crate::ops::{Conv2d, Conv2dLayer, ResidualAdd};
 use crate::tensor::Shape;
 
@@ -169,11 +170,9 @@ impl ConvKernel {
             .par_chunks_mut(oc * rows)
             .enumerate()
             .for_each(|(task, chunk)| {
-                for (r, row) in chunk.chunks_mut(oc).enumerate() {
-                    let at = (task * rows + r) * oc;
-                    let res = residual.map(|res| &res[at..at + oc]);
-                    self.activation.finish(row, bias, res, self.residual);
-                }
+                let at = task * rows * oc;
+                let res = residual.map(|res| &res[at..at + chunk.len()]);
+                self.activation.finish_rows(chunk, bias, res, self.residual);
             });
     }
 
@@ -291,73 +290,111 @@ impl ConvKernel {
     }
 
     fn depthwise(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
-        let conv = &self.conv;
-        let (x, y) = (self.input, self.output);
-        let c = y.c;
-        let [kh, kw] = conv.kernel;
-        let row_len = y.w * c;
+        let y = self.output;
+        let row_len = y.w * y.c;
         let rows = rows_per_task(y.n * y.h, row_len);
         output
             .par_chunks_mut(row_len * rows)
             .enumerate()
             .for_each(|(task, chunk)| {
-                for (r, out_row) in chunk.chunks_mut(row_len).enumerate() {
-                    let row = task * rows + r;
-                    let (n, oy) = (row / y.h, row % y.h);
-                    for ox in 0..y.w {
-                        let acc = &mut out_row[ox * c..][..c];
-                        acc.fill(0.0);
-                        for ky in 0..kh {
-                            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
-                                - conv.padding.top as isize;
-                            if iy < 0 || iy >= x.h as isize {
-                                continue;
-                            }
-                            for kx in 0..kw {
-                                let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
-                                    - conv.padding.left as isize;
-                                if ix < 0 || ix >= x.w as isize {
-                                    continue;
-                                }
-                                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
-                                let w = &self.weights[(ky * kw + kx) * c..][..c];
-                                multiply_add(acc, &input[at..at + c], w);
-                            }
-                        }
-                        let at = (row * y.w + ox) * c;
-                        let res = residual.map(|res| &res[at..at + c]);
-                        self.activation
-                            .finish(acc, self.bias.as_deref(), res, self.residual);
-                    }
-                }
+                let first = task * rows;
+                let res = residual.map(|res| &res[first * row_len..][..chunk.len()]);
+                depthwise_rows(self, input, first, chunk, res);
             });
     }
 }
 
-/// `acc += x * w`, element by element, compiled for the widest vector unit the CPU has.
-fn multiply_add(acc: &mut [f32], x: &[f32], w: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // Safety: the features were just detected.
-            return unsafe { multiply_add_avx2(acc, x, w) };
-        }
-    }
-    multiply_add_portable(acc, x, w)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn multiply_add_avx2(acc: &mut [f32], x: &[f32], w: &[f32]) {
-    multiply_add_portable(acc, x, w)
+multiversion! {
+    /// Output rows `first..` of a depthwise convolution (whole rows of `W * C` values in `out`), with the
+    /// epilogue.
+    fn depthwise_rows(
+        kernel: &ConvKernel,
+        input: &[f32],
+        first: usize,
+        out: &mut [f32],
+        residual: Option<&[f32]>,
+    ) => depthwise_rows_body
 }
 
 #[inline(always)]
-fn multiply_add_portable(acc: &mut [f32], x: &[f32], w: &[f32]) {
-    for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
-        *a += x * w;
+fn depthwise_rows_body<const FMA: bool>(
+    kernel: &ConvKernel,
+    input: &[f32],
+    first: usize,
+    out: &mut [f32],
+    residual: Option<&[f32]>,
+) {
+    let conv = &kernel.conv;
+    let (x, y) = (kernel.input, kernel.output);
+    let c = y.c;
+    let [kh, kw] = conv.kernel;
+    let row_len = y.w * c;
+    // (input offset, weight offset) of the taps that fall inside the image, for one output pixel.
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw);
+    for (r, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+        let row = first + r;
+        let (n, oy) = (row / y.h, row % y.h);
+        for ox in 0..y.w {
+            taps.clear();
+            for ky in 0..kh {
+                let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
+                    - conv.padding.top as isize;
+                if iy < 0 || iy >= x.h as isize {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
+                        - conv.padding.left as isize;
+                    if ix >= 0 && ix < x.w as isize {
+                        let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+                        taps.push((at, (ky * kw + kx) * c));
+                    }
+                }
+            }
+            let acc = &mut out_row[ox * c..][..c];
+            // Channels in register-sized blocks: each block's sums stay in registers across the taps.
+            let mut ch = 0;
+            while ch + 64 <= c {
+                depthwise_block::<64, FMA>(acc, ch, &taps, input, &kernel.weights);
+                ch += 64;
+            }
+            while ch + 16 <= c {
+                depthwise_block::<16, FMA>(acc, ch, &taps, input, &kernel.weights);
+                ch += 16;
+            }
+            while ch < c {
+                depthwise_block::<1, FMA>(acc, ch, &taps, input, &kernel.weights);
+                ch += 1;
+            }
+        }
+        let res = residual.map(|res| &res[r * row_len..][..row_len]);
+        finish_rows_body::<FMA>(
+            &kernel.activation,
+            out_row,
+            kernel.bias.as_deref(),
+            res,
+            kernel.residual,
+        );
     }
+}
+
+/// Channels `ch..ch + L` of one output pixel: the sum over `taps` of input times weight.
+#[inline(always)]
+fn depthwise_block<const L: usize, const FMA: bool>(
+    out: &mut [f32],
+    ch: usize,
+    taps: &[(usize, usize)],
+    input: &[f32],
+    weights: &[f32],
+) {
+    let mut acc = [0.0f32; L];
+    for &(at, w) in taps {
+        let (x, w) = (&input[at + ch..][..L], &weights[w + ch..][..L]);
+        for l in 0..L {
+            acc[l] = mul_add::<FMA>(x[l], w[l], acc[l]);
+        }
+    }
+    out[ch..ch + L].copy_from_slice(&acc);
 }
 
 /// `dst[m, n] = lhs[m, k] * rhs[k, n]`, each matrix row-major with the given row stride (in floats) and

@@ -9,8 +9,14 @@ use super::rows_per_task;
 use crate::ops::BinaryOp;
 use crate::tensor::Shape;
 
-/// Runs `f(pixel index, output pixel)` over every pixel of `output` (rows of `c` channels), in parallel.
-fn for_each_pixel(output: &mut [f32], c: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// Runs `f(pixel index, output pixel)` over every pixel of `output` (rows of `c` channels), then the
+/// activation over each finished block of pixels while it is in cache, in parallel.
+fn for_each_pixel(
+    output: &mut [f32],
+    c: usize,
+    act: &RowActivation,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
     let rows = rows_per_task(output.len() / c.max(1), c);
     output
         .par_chunks_mut(c * rows)
@@ -19,6 +25,7 @@ fn for_each_pixel(output: &mut [f32], c: usize, f: impl Fn(usize, &mut [f32]) + 
             for (r, pixel) in chunk.chunks_mut(c).enumerate() {
                 f(task * rows + r, pixel);
             }
+            act.apply_rows(chunk);
         });
 }
 
@@ -30,7 +37,7 @@ pub(crate) fn scale_shift(
     input: &[f32],
     output: &mut [f32],
 ) {
-    for_each_pixel(output, c, |p, out| {
+    for_each_pixel(output, c, act, |p, out| {
         let x = &input[p * c..][..c];
         match scale_shift {
             Some((scale, shift)) => {
@@ -40,7 +47,6 @@ pub(crate) fn scale_shift(
             }
             None => out.copy_from_slice(x),
         }
-        act.apply(out);
     });
 }
 
@@ -55,7 +61,7 @@ pub(crate) fn binary(
 ) {
     let c = x.c;
     let plane = x.h * x.w;
-    for_each_pixel(output, c, |p, out| {
+    for_each_pixel(output, c, act, |p, out| {
         let a = &a[p * c..][..c];
         let b = match op {
             BinaryOp::Add => &b[p * c..][..c],
@@ -67,7 +73,6 @@ pub(crate) fn binary(
                 BinaryOp::MulChannels => a * b,
             };
         }
-        act.apply(out);
     });
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod pool;
+pub(crate) mod simd;
 
 /// Output rows (pixels) a parallel task takes at least, so that small layers do not pay for scheduling.
 pub(crate) fn rows_per_task(rows: usize, row_len: usize) -> usize {

@@ -79,6 +79,7 @@ pub fn cases() -> Vec<Case> {
         cases.push(convolution(&mut rng, i));
     }
     cases.push(wide_depthwise(&mut rng));
+    cases.push(wide_late_layer(&mut rng));
     for i in 0..4 {
         cases.push(residual_block(&mut rng, i));
     }
@@ -167,6 +168,24 @@ fn wide_depthwise(rng: &mut Rng) -> Case {
     };
     let input = Shape::new(2, channels, 9, 8);
     let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
+    let name = format!(
+        "conv2d {conv} on {input}, then {}",
+        activation_name(&activation)
+    );
+    let layer = rng.layer(conv, Epilogue::activation(activation));
+    let x = rng.tensor(input, 1.0);
+    case(name, input, &[(Op::Conv(layer), vec![Value::Input])], x)
+}
+
+/// A layer as late in a network at batch 1: few pixels, many channels (the CPU backend splits such a product
+/// by columns of the weights rather than by rows of pixels).
+fn wide_late_layer(rng: &mut Rng) -> Case {
+    let conv = Conv2d {
+        padding: Padding::symmetric(1, 1),
+        ..Conv2d::new(96, 131, [3, 3])
+    };
+    let input = Shape::new(1, 96, 3, 3);
+    let activation = Activation::Pwlu(random_pwlu(rng, 131, 8));
     let name = format!(
         "conv2d {conv} on {input}, then {}",
         activation_name(&activation)

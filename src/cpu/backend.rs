@@ -289,7 +289,7 @@ impl Backend for CpuContext {
                 if !weights.iter().any(|w| Arc::ptr_eq(w, conv.weights())) {
                     weights.push(conv.weights());
                 }
-                scratch = scratch.max(conv.scratch_floats());
+                scratch = scratch.max(conv.scratch_floats(self.threads()));
             }
         }
         HeldBytes {

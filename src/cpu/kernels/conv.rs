@@ -8,8 +8,10 @@
 //!   bounded number of rows at a time) and multiplies the tile by the packed weights.
 //!
 //! Weights are packed once: `[groups][KH * KW * IC/groups][OC/groups]` for the GEMMs, `[KH * KW][C]` for
-//! depthwise. Sums go straight into the output; the epilogue (bias, residual, activation) then runs over it
-//! while it is still in cache, pixel by pixel.
+//! depthwise. The GEMM layers run as blocks of output pixels, one task each: gather (im2col), a
+//! single-threaded GEMM, and the epilogue (bias, residual, activation) while the block is in cache. Layers
+//! with too few pixels to share that way (late layers at batch 1) run as one product whose threads each take
+//! a band of output channels, then the epilogue.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -131,12 +133,15 @@ impl ConvKernel {
         &self.weights
     }
 
-    /// Floats of im2col scratch a run needs.
-    pub(crate) fn scratch_floats(&self) -> usize {
+    /// Floats of im2col scratch a run on `threads` threads needs: one tile, or one block's per thread.
+    pub(crate) fn scratch_floats(&self, threads: usize) -> usize {
         match self.method {
             ConvMethod::Im2col => {
                 let k = self.tile_row_len();
-                self.tile_rows() * k
+                match self.rows_per_block(threads) {
+                    Some(rows) => threads * rows * k,
+                    None => self.tile_rows() * k,
+                }
             }
             _ => 0,
         }
@@ -158,10 +163,23 @@ impl ConvKernel {
 
     /// `output = epilogue(conv(input))`; `input`, `residual` and `output` are NHWC with the bound shapes.
     pub(crate) fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        if self.method == ConvMethod::Depthwise {
+            return self.depthwise(input, residual, output);
+        }
+        if let Some(rows) = self.rows_per_block(rayon::current_num_threads()) {
+            let oc = self.output.c;
+            return output
+                .par_chunks_mut(oc * rows)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    let first = task * rows;
+                    let res = residual.map(|res| &res[first * oc..][..chunk.len()]);
+                    self.block(input, first, chunk, res);
+                });
+        }
         match self.method {
-            ConvMethod::Depthwise => return self.depthwise(input, residual, output),
             ConvMethod::Gemm => self.pointwise(input, output),
-            ConvMethod::Im2col => self.im2col(input, output),
+            _ => self.im2col(input, output),
         }
         let oc = self.output.c;
         let bias = self.bias.as_deref();
@@ -174,6 +192,79 @@ impl ConvKernel {
                 let res = residual.map(|res| &res[at..at + chunk.len()]);
                 self.activation.finish_rows(chunk, bias, res, self.residual);
             });
+    }
+
+    /// Output pixels per task when the layer runs as independent row blocks, each a single-threaded GEMM
+    /// (after its im2col gather) with the epilogue while the block is in cache; `None` when it runs as one
+    /// GEMM on all threads, then the epilogue: too few rows to share, or weights too large to pack again for
+    /// every block.
+    fn rows_per_block(&self, threads: usize) -> Option<usize> {
+        let pixels = self.output.n * self.output.h * self.output.w;
+        let (k, n) = (self.tile_row_len(), self.output.c);
+        let threads = threads.max(1);
+        // A block's input rows and outputs fit in about 128 KiB of cache, and every thread gets a few blocks.
+        let by_cache = (32 * 1024 / (k + n)).max(1);
+        let by_threads = pixels.div_ceil(threads * 4);
+        let rows = by_cache.min(by_threads).max(8);
+        let weights_fit = k * n <= 128 * 1024;
+        (pixels >= 2 * rows && (rows >= 64 || weights_fit)).then_some(rows)
+    }
+
+    /// Output pixels `first..` (all channels of `out`): the products and the epilogue, on this thread.
+    fn block(&self, input: &[f32], first: usize, out: &mut [f32], residual: Option<&[f32]>) {
+        let conv = &self.conv;
+        let (ic, oc) = (conv.in_channels, conv.out_channels);
+        let (icg, ocg) = (ic / conv.groups, oc / conv.groups);
+        let m = out.len() / oc;
+        match self.method {
+            ConvMethod::Gemm => {
+                for g in 0..conv.groups {
+                    // Safety: pixel p's channels of group g are input[p * IC + g * ICg..][..ICg] and
+                    // out[(p - first) * OC + g * OCg..][..OCg] for p in first..first + m.
+                    unsafe {
+                        gemm_rows(
+                            m,
+                            ocg,
+                            icg,
+                            out.as_mut_ptr().add(g * ocg),
+                            oc,
+                            input.as_ptr().add(first * ic + g * icg),
+                            ic,
+                            self.weights.as_ptr().add(g * icg * ocg),
+                            ocg,
+                            false,
+                        );
+                    }
+                }
+            }
+            _ => with_scratch(|tile| {
+                let k = self.tile_row_len();
+                if tile.len() < m * k {
+                    tile.resize(m * k, 0.0);
+                }
+                let tile = &mut tile[..m * k];
+                for g in 0..conv.groups {
+                    self.gather_rows(input, tile, first, g);
+                    // Safety: the tile holds m rows of k; out holds m rows of OC, group g's at g * OCg.
+                    unsafe {
+                        gemm_rows(
+                            m,
+                            ocg,
+                            k,
+                            out.as_mut_ptr().add(g * ocg),
+                            oc,
+                            tile.as_ptr(),
+                            k,
+                            self.weights.as_ptr().add(g * k * ocg),
+                            ocg,
+                            false,
+                        );
+                    }
+                }
+            }),
+        }
+        self.activation
+            .finish_rows(out, self.bias.as_deref(), residual, self.residual);
     }
 
     fn pointwise(&self, input: &[f32], output: &mut [f32]) {
@@ -197,26 +288,14 @@ impl ConvKernel {
                     conv.in_channels,
                     self.weights.as_ptr().add(g * icg * ocg),
                     ocg,
+                    true,
                 );
             }
         }
     }
 
     fn im2col(&self, input: &[f32], output: &mut [f32]) {
-        thread_local! {
-            static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-        }
-        SCRATCH.with(|cell| {
-            // A nested run on this thread (rayon may start another plan's run while this one waits) gets
-            // its own tile.
-            let mut own = Vec::new();
-            let mut borrowed = cell.try_borrow_mut();
-            let tile = match borrowed.as_deref_mut() {
-                Ok(tile) => tile,
-                Err(_) => &mut own,
-            };
-            self.im2col_with(input, output, tile);
-        });
+        with_scratch(|tile| self.im2col_with(input, output, tile));
     }
 
     fn im2col_with(&self, input: &[f32], output: &mut [f32], tile: &mut Vec<f32>) {
@@ -246,6 +325,7 @@ impl ConvKernel {
                         k,
                         self.weights.as_ptr().add(g * k * ocg),
                         ocg,
+                        true,
                     );
                 }
             }
@@ -255,38 +335,41 @@ impl ConvKernel {
     /// Copies the receptive field of output pixels `first..` (group `g`'s channels) into the tile's rows,
     /// zeros where it falls on padding.
     fn gather(&self, input: &[f32], tile: &mut [f32], first: usize, g: usize) {
+        let k = self.tile_row_len();
+        let rows = rows_per_task(tile.len() / k, k);
+        tile.par_chunks_mut(k * rows)
+            .enumerate()
+            .for_each(|(task, chunk)| self.gather_rows(input, chunk, first + task * rows, g));
+    }
+
+    /// [`Self::gather`] on the calling thread.
+    fn gather_rows(&self, input: &[f32], tile: &mut [f32], first: usize, g: usize) {
         let conv = &self.conv;
         let (x, y) = (self.input, self.output);
         let icg = conv.in_channels / conv.groups;
         let [kh, kw] = conv.kernel;
         let k = kh * kw * icg;
-        let rows = rows_per_task(tile.len() / k, k);
-        tile.par_chunks_mut(k * rows)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                for (r, row) in chunk.chunks_mut(k).enumerate() {
-                    let m = first + task * rows + r;
-                    let ox = m % y.w;
-                    let oy = (m / y.w) % y.h;
-                    let n = m / (y.w * y.h);
-                    for ky in 0..kh {
-                        let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
-                            - conv.padding.top as isize;
-                        for kx in 0..kw {
-                            let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
-                                - conv.padding.left as isize;
-                            let dst = &mut row[(ky * kw + kx) * icg..][..icg];
-                            if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
-                                dst.fill(0.0);
-                            } else {
-                                let at =
-                                    ((n * x.h + iy as usize) * x.w + ix as usize) * x.c + g * icg;
-                                dst.copy_from_slice(&input[at..at + icg]);
-                            }
-                        }
+        for (r, row) in tile.chunks_exact_mut(k).enumerate() {
+            let m = first + r;
+            let ox = m % y.w;
+            let oy = (m / y.w) % y.h;
+            let n = m / (y.w * y.h);
+            for ky in 0..kh {
+                let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
+                    - conv.padding.top as isize;
+                for kx in 0..kw {
+                    let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
+                        - conv.padding.left as isize;
+                    let dst = &mut row[(ky * kw + kx) * icg..][..icg];
+                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                        dst.fill(0.0);
+                    } else {
+                        let at = ((n * x.h + iy as usize) * x.w + ix as usize) * x.c + g * icg;
+                        dst.copy_from_slice(&input[at..at + icg]);
                     }
                 }
-            });
+            }
+        }
     }
 
     fn depthwise(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
@@ -397,6 +480,23 @@ fn depthwise_block<const L: usize, const FMA: bool>(
     out[ch..ch + L].copy_from_slice(&acc);
 }
 
+/// `f(this thread's im2col tile)`.
+fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| {
+        // A nested run on this thread (rayon may start another task while this one waits) gets its own tile.
+        let mut own = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let tile = match borrowed.as_deref_mut() {
+            Ok(tile) => tile,
+            Err(_) => &mut own,
+        };
+        f(tile);
+    });
+}
+
 /// `dst[m, n] = lhs[m, k] * rhs[k, n]`, each matrix row-major with the given row stride (in floats) and
 /// contiguous rows: the `gemm` crate's kernels, on the current pool's threads when the product is large.
 ///
@@ -413,6 +513,7 @@ unsafe fn gemm_rows(
     lhs_row_stride: usize,
     rhs: *const f32,
     rhs_row_stride: usize,
+    parallel: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -425,7 +526,33 @@ unsafe fn gemm_rows(
     }
     let threads = rayon::current_num_threads();
     // Below this many multiply-adds the threads cost more than they save.
-    let parallelism = if threads > 1 && (m * n * k) >= (1 << 17) {
+    let parallel = parallel && threads > 1 && (m * n * k) >= (1 << 17);
+    if parallel && m < 256 && n >= 32 * threads {
+        // Few rows (late layers at small batches): each thread takes a band of columns, so that each packs
+        // only its own part of the weights, the bulk of the data here.
+        let cols = n.div_ceil(threads).next_multiple_of(16);
+        let (dst, lhs, rhs) = (dst as usize, lhs as usize, rhs as usize);
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|band| {
+            let first = band * cols;
+            // Safety: the bands are disjoint columns of the caller's matrices.
+            unsafe {
+                gemm_rows(
+                    m,
+                    cols.min(n - first),
+                    k,
+                    (dst as *mut f32).add(first),
+                    dst_row_stride,
+                    lhs as *const f32,
+                    lhs_row_stride,
+                    (rhs as *const f32).add(first),
+                    rhs_row_stride,
+                    false,
+                )
+            }
+        });
+        return;
+    }
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -457,5 +584,18 @@ unsafe fn gemm_rows(
 pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     // Safety: the lengths were just checked; `c` is a distinct mutable slice.
-    unsafe { gemm_rows(m, n, k, c.as_mut_ptr(), n, a.as_ptr(), k, b.as_ptr(), n) }
+    unsafe {
+        gemm_rows(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            n,
+            a.as_ptr(),
+            k,
+            b.as_ptr(),
+            n,
+            true,
+        )
+    }
 }

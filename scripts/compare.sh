@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side speed comparison, all in one session on this machine (docs/performance.md keeps the figures):
-#   natively:   pwlu on the default adapter against wonnx 0.5.1 (crates.io), same ONNX/safetensors pair;
-#               pwlu's EfficientNet-Lite0 with PWLU against the same weights with ReLU6 (in alternation);
+#   natively:   pwlu on Vulkan and on its CPU backend (2 threads) against ONNX Runtime's CPU engine (PyPI
+#               onnxruntime, 2 threads) and wonnx 0.5.1 (crates.io), same ONNX/safetensors pair; pwlu's
+#               EfficientNet-Lite0 with PWLU against the same weights with ReLU6 (in alternation), on both;
 #   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers,
 #                and TensorFlow.js 4.22 (npm), WebGPU backend.
 # Each model is exported from one PyTorch module to both formats (python -m pwlu_tools.compare); TF.js runs the
@@ -33,7 +34,10 @@ IFS=, read -ra names <<< "$models"
 if [ ! -x python/.venv/bin/python ]; then
   bash scripts/zoo.sh --models efficientnet_lite0
 fi
-python/.venv/bin/python -c "import onnx" 2>/dev/null || python/.venv/bin/pip install -q "$(grep "^onnx==" python/requirements.txt)"
+for package in onnx onnxruntime; do
+  python/.venv/bin/python -c "import $package" 2>/dev/null ||
+    python/.venv/bin/pip install -q "$(grep "^$package==" python/requirements.txt)"
+done
 missing=()
 for name in "${names[@]}"; do
   [ -f "models/compare/$name.onnx" ] && [ -f "models/compare/$name.safetensors" ] || missing+=("$name")
@@ -63,14 +67,19 @@ if [ $native = 1 ]; then
     record "$name" "pwlu (Vulkan)" \
       "$($pwlu --backend vulkan bench "models/compare/$name.safetensors" --runs "$runs" --json 2>/dev/null)"
     record "$name" "pwlu (CPU backend)" \
-      "$($pwlu --backend cpu bench "models/compare/$name.safetensors" --runs "$runs" --json 2>/dev/null)"
+      "$($pwlu --backend cpu bench "models/compare/$name.safetensors" --threads 2 --runs "$runs" --json 2>/dev/null)"
+    record "$name" "ONNX Runtime CPU" \
+      "$(python/.venv/bin/python -m pwlu_tools.ort_bench "models/compare/$name.onnx" --threads 2 --runs "$runs" || true)"
     record "$name" "wonnx 0.5.1" "$(bench/wonnx/target/release/wonnx-bench "models/compare/$name.onnx" "$runs" 2>/dev/null || true)"
   done
   if [ -f models/efficientnet_lite0.safetensors ]; then
     echo "# native efficientnet_lite0 PWLU against ReLU6, in alternation"
     record efficientnet_lite0 "pwlu, PWLU versus ReLU6" \
-      "$($pwlu bench models/efficientnet_lite0.safetensors --versus models/compare/efficientnet_lite0.safetensors \
-        --runs $((runs * 6)) --json 2>/dev/null)"
+      "$($pwlu --backend vulkan bench models/efficientnet_lite0.safetensors \
+        --versus models/compare/efficientnet_lite0.safetensors --runs $((runs * 6)) --json 2>/dev/null)"
+    record efficientnet_lite0 "pwlu (CPU backend), PWLU versus ReLU6" \
+      "$($pwlu --backend cpu bench models/efficientnet_lite0.safetensors --threads 2 \
+        --versus models/compare/efficientnet_lite0.safetensors --runs $((runs * 6)) --json 2>/dev/null)"
   fi
 fi
 

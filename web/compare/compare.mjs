@@ -80,11 +80,13 @@ const largestDifference = (a, b) =>
 // Engines split their start-up differently between loading and the first run (pwlu compiles every kernel while
 // loading; ONNX Runtime and TF.js compile at the first run), so the sum is compared too.
 console.log(
-  "| model | engine | load ms | first run ms | median ms (min-max) | pwlu / this, median | pwlu / this, first run | pwlu / this, load + first run | max abs logit difference from pwlu |",
+  "| model | engine | load ms | first run ms | median ms (min-max) | pwlu / this, median | pwlu / this, first run | pwlu / this, load + first run | pwlu on the CPU / this, median | max abs logit difference from pwlu |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of browserResults) {
   const ours = browserResults.find((o) => o.model === r.model && o.engine === "pwlu");
+  const oursOnCpu = browserResults.find((o) => o.model === r.model && o.engine === "pwlu-cpu");
+  const versusCpu = r.engine === "pwlu-cpu" || r.error || oursOnCpu?.error ? "" : ratio(oursOnCpu?.median, r.median);
   const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median, 1)} (${fmt(r.min, 1)}-${fmt(r.max, 1)})`;
   const versus = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.median, r.median);
   const versusFirst = r.engine === "pwlu" || r.error || ours?.error ? "" : ratio(ours?.first, r.first);
@@ -93,7 +95,7 @@ for (const r of browserResults) {
   const difference = r.engine === "pwlu" ? null : largestDifference(r.logits, ours?.logits);
   const agreement = difference == null ? "" : difference.toExponential(1);
   console.log(
-    `| ${r.model} | ${r.engine} | ${fmt(r.load)} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} | ${versusStartUp} | ${agreement} |`,
+    `| ${r.model} | ${r.engine} | ${fmt(r.load)} | ${fmt(r.first)} | ${cell} | ${versus} | ${versusFirst} | ${versusStartUp} | ${versusCpu} | ${agreement} |`,
   );
 }
 // The cost of PWLU: the per-round ratio of two models timed in alternation (`versus`).
@@ -105,17 +107,24 @@ if (pwluRow) {
 }
 if (native.length) {
   console.log("\n## Natively");
-  console.log("| model | engine | first run ms | median ms (min-max) | pwlu / this, median |");
-  console.log("|---|---|---|---|---|");
-  for (const r of native) {
-    const ours = native.find((o) => o.model === r.model && o.engine === "pwlu (Vulkan)");
+  console.log("| model | engine | first run ms | median ms (min-max) | pwlu on Vulkan / this | pwlu on the CPU / this |");
+  console.log("|---|---|---|---|---|---|");
+  for (const r of native.filter((r) => !r.versus)) {
+    const ours = (engine) => native.find((o) => o.model === r.model && o.engine === engine);
     const cell = r.error ? `failed: ${r.error}` : `${fmt(r.median_ms, 1)} (${fmt(r.min_ms, 1)}-${fmt(r.max_ms, 1)})`;
-    const versus = r.engine.startsWith("pwlu") || r.error ? "" : ratio(ours?.median_ms, r.median_ms);
-    console.log(`| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus} |`);
+    const versus = (engine) => (r.engine === engine || r.error ? "" : ratio(ours(engine)?.median_ms, r.median_ms));
+    console.log(
+      `| ${r.model} | ${r.engine} | ${fmt(r.first_run_ms)} | ${cell} | ${versus("pwlu (Vulkan)")} | ${versus("pwlu (CPU backend)")} |`,
+    );
   }
-  const pair = native.find((r) => r.engine === "pwlu, PWLU versus ReLU6" && r.versus)?.versus;
-  if (pair) {
-    const v = { ratio: pair.ratio_median, ratioLow: pair.ratio_lower_quartile, ratioHigh: pair.ratio_upper_quartile, rounds: pair.rounds };
-    console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), native: ${pairLine(v)}`);
+  for (const [engine, where] of [
+    ["pwlu, PWLU versus ReLU6", "Vulkan"],
+    ["pwlu (CPU backend), PWLU versus ReLU6", "CPU backend"],
+  ]) {
+    const pair = native.find((r) => r.engine === engine && r.versus)?.versus;
+    if (pair) {
+      const v = { ratio: pair.ratio_median, ratioLow: pair.ratio_lower_quartile, ratioHigh: pair.ratio_upper_quartile, rounds: pair.rounds };
+      console.log(`\nPWLU / ReLU6 on EfficientNet-Lite0 (same weights), natively on the ${where}: ${pairLine(v)}`);
+    }
   }
 }

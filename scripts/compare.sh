@@ -9,7 +9,7 @@
 # ONNX export rewritten as its own op list (python -m pwlu_tools.tfjs).
 # Benchmarks, not tests: nothing here fails on a slow figure.
 #
-#   bash scripts/compare.sh [--runs N] [--models a,b,c] [--native-only | --browser-only]
+#   bash scripts/compare.sh [--runs N] [--models a,b,c] [--engines pwlu,pwlu-cpu,ort-wasm,...] [--native-only | --browser-only]
 # Needs what .ci/run installs (scripts/setup.sh) and the zoo's efficientnet_lite0 (scripts/zoo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,12 @@ runs=5
 models=efficientnet_lite0,mobilenet_v2,resnet18,efficientnet_b0
 native=1
 browser=1
+engines=pwlu,pwlu-cpu,ort-webgpu,ort-wasm,tfjs-webgpu
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --engines) engines=$2; shift 2 ;;
     --native-only) browser=0; shift ;;
     --browser-only) native=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -107,5 +109,5 @@ if [ $browser = 1 ]; then
 fi
 
 (IFS=,; cd web/compare && node compare.mjs "$native_file" "$results/compare.json" \
-  --models "${browser_models[*]:-}" --runs "$runs" $([ $browser = 1 ] || echo --engines ""))
+  --models "${browser_models[*]:-}" --runs "$runs" --engines "$([ $browser = 1 ] && echo "$engines")")
 echo "figures: $results/compare.json"

@@ -10,7 +10,7 @@
 //! - [`plan`]: backend-neutral lowering ([`plan::lower`]: the one place that picks the kernel for each node),
 //!   activation memory placed by lifetime ([`plan::memory`]), and the [`plan::Backend`] trait backends implement.
 //! - [`gpu`]: the wgpu backend: context, queue, textures, one launcher per WGSL kernel in `shaders/`.
-//! - `cpu`: the CPU backend: NHWC kernels on SIMD cores (GEMM from the `gemm` crate), native and in wasm.
+//! - `cpu`: the CPU backend: NHWC kernels on SIMD cores, natively and in the browser's wasm.
 //! - [`device`]: which backend a model runs on (`auto`: the GPU if it is a hardware one, else the CPU).
 //! - `reference`: a plain-Rust reference for every kernel and `Graph::run_reference`, the ground truth of the
 //!   tests.

@@ -5,8 +5,8 @@
 //! GEMM over the activation as it lies, and depthwise convolutions, pooling and the epilogue (bias,
 //! activation, PWLU table lookups, residual add) vectorise across channels. Weights are packed once, when a
 //! plan is built, into the layout each kernel reads; nodes naming the same tensor share the packed copy.
-//! The GEMM is the `gemm` crate's (runtime dispatch to AVX2+FMA, AVX-512 or NEON, and its own rayon
-//! parallelism; docs/cpu.md says why it was chosen); everything else is in `kernels/`.
+//! The GEMM is the `gemm` crate's natively (runtime dispatch to AVX2+FMA, AVX-512 or NEON) and
+//! `matrixmultiply`'s in the browser (SIMD128); docs/cpu.md says why. Everything else is in `kernels/`.
 //!
 //! Every run happens inside the context's thread pool, so a thread-count option bounds the whole engine, and
 //! a panic in a worker becomes an [`Error::Cpu`] instead of reaching the caller.

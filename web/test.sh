@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The browser tests, in headless Chromium on its WebGPU adapter:
-#   1. wasm-bindgen-test: the JavaScript API (web/tests/api.rs), including its failures;
+# The browser tests, in headless Chromium, on its WebGPU adapter and on the CPU backend in wasm:
+#   1. wasm-bindgen-test: the JavaScript API (web/tests/api.rs) on both backends, including its failures;
 #   2. end to end: the demo page served from web/dist classifies the coffee photo with EfficientNet-Lite0 and
-#      must match the native engine's logits (web/e2e/demo.test.mjs).
+#      must match the native engine's logits, once with WebGPU and once with WebGPU taken away
+#      (web/e2e/demo.test.mjs).
 # Needs chromium and chromium-driver (scripts/setup.sh installs them) and models/ (scripts/zoo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

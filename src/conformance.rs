@@ -32,6 +32,23 @@ pub struct Case {
     pub tolerance: f32,
 }
 
+/// What goes wrong when `run` computes every case: its errors, and where its output disagrees with the
+/// reference, one line each.
+pub fn failures(
+    cases: &[Case],
+    mut run: impl FnMut(&Case) -> crate::Result<Tensor>,
+) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|case| {
+            run(case)
+                .map_err(|e| format!("{}: {e}", case.name))
+                .and_then(|got| case.check(&got))
+                .err()
+        })
+        .collect()
+}
+
 impl Case {
     /// The reference's output for this case.
     pub fn expected(&self) -> crate::Result<Tensor> {
@@ -142,6 +159,11 @@ fn convolution(rng: &mut Rng, index: usize) -> Case {
     );
     let activations = all_activations(rng, out_channels);
     let activation = activations[index % activations.len()].clone();
+    conv_case(rng, conv, input, activation)
+}
+
+/// One convolution with `activation` in its epilogue, on random weights and input.
+fn conv_case(rng: &mut Rng, conv: Conv2d, input: Shape, activation: Activation) -> Case {
     let name = format!(
         "conv2d {conv} on {input}, then {}",
         activation_name(&activation)
@@ -168,13 +190,7 @@ fn wide_depthwise(rng: &mut Rng) -> Case {
     };
     let input = Shape::new(2, channels, 9, 8);
     let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
-    let name = format!(
-        "conv2d {conv} on {input}, then {}",
-        activation_name(&activation)
-    );
-    let layer = rng.layer(conv, Epilogue::activation(activation));
-    let x = rng.tensor(input, 1.0);
-    case(name, input, &[(Op::Conv(layer), vec![Value::Input])], x)
+    conv_case(rng, conv, input, activation)
 }
 
 /// A layer as late in a network at batch 1: few pixels, many channels (the CPU backend splits such a product
@@ -186,13 +202,7 @@ fn wide_late_layer(rng: &mut Rng) -> Case {
     };
     let input = Shape::new(1, 96, 3, 3);
     let activation = Activation::Pwlu(random_pwlu(rng, 131, 8));
-    let name = format!(
-        "conv2d {conv} on {input}, then {}",
-        activation_name(&activation)
-    );
-    let layer = rng.layer(conv, Epilogue::activation(activation));
-    let x = rng.tensor(input, 1.0);
-    case(name, input, &[(Op::Conv(layer), vec![Value::Input])], x)
+    conv_case(rng, conv, input, activation)
 }
 
 /// A residual block: a convolution, an activation, and a second convolution that adds the first one's output

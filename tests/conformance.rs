@@ -6,7 +6,7 @@
 mod common;
 
 use common::contexts_for_both_input_paths;
-use pwlu::conformance::cases;
+use pwlu::conformance::{cases, failures};
 use pwlu::cpu::{CpuContext, CpuOptions, CpuPlan, Simd};
 use pwlu::gpu::GpuPlan;
 
@@ -15,16 +15,9 @@ fn every_case_agrees_with_the_reference_on_every_backend() {
     let cases = cases();
     assert!(cases.len() >= 40, "the suite lost cases: {}", cases.len());
     for ctx in contexts_for_both_input_paths() {
-        let mut failures = Vec::new();
-        for case in &cases {
-            let outcome = GpuPlan::new(&ctx, &case.graph, case.input.shape().n)
-                .and_then(|plan| plan.run_blocking(&ctx, &case.input))
-                .map_err(|e| format!("{}: {e}", case.name))
-                .and_then(|got| case.check(&got));
-            if let Err(failure) = outcome {
-                failures.push(failure);
-            }
-        }
+        let failures = failures(&cases, |case| {
+            GpuPlan::new(&ctx, &case.graph, case.input.shape().n)?.run_blocking(&ctx, &case.input)
+        });
         assert!(
             failures.is_empty(),
             "{} of {} cases fail on {} (input stage: {}):\n{}",
@@ -55,20 +48,12 @@ fn every_case_agrees_with_the_reference_on_the_cpu_backend() {
             ..Default::default()
         })
         .expect("CPU context");
-        let mut failures = Vec::new();
-        for case in &cases {
+        let failures = failures(&cases, |case| {
             // Twice on one plan: a run must not depend on what the previous one left in memory.
-            let outcome = CpuPlan::new(&ctx, &case.graph, case.input.shape().n)
-                .and_then(|mut plan| {
-                    plan.run(&ctx, &case.input)?;
-                    plan.run(&ctx, &case.input)
-                })
-                .map_err(|e| format!("{}: {e}", case.name))
-                .and_then(|got| case.check(&got));
-            if let Err(failure) = outcome {
-                failures.push(failure);
-            }
-        }
+            let mut plan = CpuPlan::new(&ctx, &case.graph, case.input.shape().n)?;
+            plan.run(&ctx, &case.input)?;
+            plan.run(&ctx, &case.input)
+        });
         assert!(
             failures.is_empty(),
             "{} of {} cases fail on {}:\n{}",

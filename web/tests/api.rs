@@ -562,16 +562,9 @@ async fn the_conformance_cases_agree_with_the_reference_on_the_cpu_backend_in_wa
     // The same cases as on WebGPU below, through the CPU backend's kernels compiled to wasm SIMD.
     let ctx = pwlu::cpu::CpuContext::new(&Default::default()).expect("CPU context");
     let cases = pwlu::conformance::cases();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let outcome = pwlu::cpu::CpuPlan::new(&ctx, &case.graph, case.input.shape().n)
-            .and_then(|mut plan| plan.run(&ctx, &case.input))
-            .map_err(|e| format!("{}: {e}", case.name))
-            .and_then(|got| case.check(&got));
-        if let Err(failure) = outcome {
-            failures.push(failure);
-        }
-    }
+    let failures = pwlu::conformance::failures(&cases, |case| {
+        pwlu::cpu::CpuPlan::new(&ctx, &case.graph, case.input.shape().n)?.run(&ctx, &case.input)
+    });
     assert!(
         failures.is_empty(),
         "{} of {} cases fail on {}:\n{}",

@@ -97,6 +97,7 @@ pub fn cases() -> Vec<Case> {
     }
     cases.push(wide_depthwise(&mut rng));
     cases.push(wide_late_layer(&mut rng));
+    cases.push(pointwise(&mut rng));
     for i in 0..4 {
         cases.push(residual_block(&mut rng, i));
     }
@@ -190,6 +191,15 @@ fn wide_depthwise(rng: &mut Rng) -> Case {
     };
     let input = Shape::new(2, channels, 9, 8);
     let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
+    conv_case(rng, conv, input, activation)
+}
+
+/// A 1x1 convolution as in an inverted residual block's expansion: few input channels, output channels that
+/// are not a multiple of a vector, and pixels that are not a multiple of a register tile.
+fn pointwise(rng: &mut Rng) -> Case {
+    let conv = Conv2d::new(37, 83, [1, 1]);
+    let input = Shape::new(2, 37, 5, 7);
+    let activation = Activation::Pwlu(random_pwlu(rng, 83, 12));
     conv_case(rng, conv, input, activation)
 }
 

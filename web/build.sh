@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser package and the demo page into web/dist:
-#   pkg/       the wasm module, its JavaScript bindings and TypeScript types (wasm-bindgen --target web)
+#   pkg/       the npm package: the wasm module, its JavaScript bindings and TypeScript types (wasm-bindgen
+#              --target web), package.json and README.md from web/npm/
+#   pwlu-web-VERSION.tgz  the package as `npm pack` makes it
 #   models/    the bundled models and sample photos found in models/ (scripts/zoo.sh makes them)
 #   *.html ... the demo page
 # Installs the wasm32 target and wasm-bindgen-cli at the version Cargo.lock pins when they are missing.
@@ -21,6 +23,11 @@ rm -rf web/dist
 mkdir -p web/dist/models/photos
 wasm-bindgen --target web --out-dir web/dist/pkg \
   target/wasm32-unknown-unknown/wasm-release/pwlu_web.wasm
+rm -f web/dist/pkg/.gitignore
+crate_version=$(awk -F'"' '/^version = / { print $2; exit }' web/Cargo.toml)
+sed "s/\"version\": \"0.0.0\"/\"version\": \"$crate_version\"/" web/npm/package.json > web/dist/pkg/package.json
+cp web/npm/README.md web/dist/pkg/
+(cd web/dist/pkg && npm pack --silent --pack-destination .. >/dev/null)
 cp web/www/* web/dist/
 
 # The bundled models: every one of these that scripts/zoo.sh has exported.

@@ -3,7 +3,9 @@
 #   1. wasm-bindgen-test: the JavaScript API (web/tests/api.rs) on both backends, including its failures;
 #   2. end to end: the demo page served from web/dist classifies the coffee photo with EfficientNet-Lite0 and
 #      must match the native engine's logits, once with WebGPU and once with WebGPU taken away
-#      (web/e2e/demo.test.mjs).
+#      (web/e2e/demo.test.mjs);
+#   3. the npm package: the tarball web/build.sh packs, installed into an app built with Vite, classifies the
+#      photo on each backend (web/e2e/package.test.mjs).
 # Needs chromium and chromium-driver (scripts/setup.sh installs them) and models/ (scripts/zoo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -58,7 +58,7 @@ pub mod reference;
 pub use device::Device;
 pub use error::{Error, Result};
 pub use model::{Class, Model};
-pub use tensor::{Shape, Tensor};
+pub use tensor::{Shape, Tensor, TensorView};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -67,28 +67,91 @@ pub struct Tensor {
     data: Vec<f32>,
 }
 
+/// Whether `dims` (rank 1 to 4) describe `len` values.
+fn check_dims(dims: &[usize], len: usize) -> Result<()> {
+    if dims.is_empty() || dims.len() > 4 {
+        return Err(Error::invalid_op(
+            "tensor",
+            format!("rank must be 1 to 4, got dims {dims:?}"),
+        ));
+    }
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid_op("tensor", format!("dims {dims:?} overflow")))?;
+    if expected != len {
+        return Err(Error::ShapeMismatch {
+            dims: dims.to_vec(),
+            expected,
+            actual: len,
+        });
+    }
+    Ok(())
+}
+
+/// The NCHW shape of rank-1 to rank-4 dims (see [`Tensor::shape`]).
+fn nchw(dims: &[usize]) -> Shape {
+    match *dims {
+        [f] => Shape::new(1, f, 1, 1),
+        [n, f] => Shape::new(n, f, 1, 1),
+        [c, h, w] => Shape::new(1, c, h, w),
+        [n, c, h, w] => Shape::new(n, c, h, w),
+        // Construction rejects every other rank.
+        _ => Shape::new(0, 0, 0, 0),
+    }
+}
+
+/// A tensor whose values live elsewhere (a caller's buffer, a NumPy array): what runs read their input from,
+/// so that it need not be copied into a [`Tensor`] first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorView<'a> {
+    dims: &'a [usize],
+    data: &'a [f32],
+}
+
+impl<'a> TensorView<'a> {
+    /// A view of `data` as `dims`; fails if they disagree or the rank is not 1 to 4.
+    pub fn new(dims: &'a [usize], data: &'a [f32]) -> Result<Self> {
+        check_dims(dims, data.len())?;
+        Ok(TensorView { dims, data })
+    }
+
+    /// The dimensions as given.
+    pub fn dims(&self) -> &'a [usize] {
+        self.dims
+    }
+
+    /// The data in row-major order.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// The NCHW view of the dims, as [`Tensor::shape`].
+    pub fn shape(&self) -> Shape {
+        nchw(self.dims)
+    }
+}
+
+impl<'a> From<&'a Tensor> for TensorView<'a> {
+    fn from(tensor: &'a Tensor) -> Self {
+        TensorView {
+            dims: &tensor.dims,
+            data: &tensor.data,
+        }
+    }
+}
+
 impl Tensor {
     /// A tensor from its dimensions and data; fails if they disagree or the rank is not 1 to 4.
     pub fn new(dims: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
         let dims = dims.into();
-        if dims.is_empty() || dims.len() > 4 {
-            return Err(Error::invalid_op(
-                "tensor",
-                format!("rank must be 1 to 4, got dims {dims:?}"),
-            ));
-        }
-        let expected = dims
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::invalid_op("tensor", format!("dims {dims:?} overflow")))?;
-        if expected != data.len() {
-            return Err(Error::ShapeMismatch {
-                dims,
-                expected,
-                actual: data.len(),
-            });
-        }
+        check_dims(&dims, data.len())?;
         Ok(Tensor { dims, data })
+    }
+
+    /// The tensor as a view.
+    pub fn view(&self) -> TensorView<'_> {
+        self.into()
     }
 
     /// A zero-filled tensor of a 4-D shape.
@@ -127,14 +190,7 @@ impl Tensor {
     /// The NCHW view of the dims: rank 4 as is, rank 2 `[N, F]` as `[N, F, 1, 1]`, rank 1 `[F]` as
     /// `[1, F, 1, 1]`, rank 3 `[C, H, W]` as `[1, C, H, W]`.
     pub fn shape(&self) -> Shape {
-        match *self.dims.as_slice() {
-            [f] => Shape::new(1, f, 1, 1),
-            [n, f] => Shape::new(n, f, 1, 1),
-            [c, h, w] => Shape::new(1, c, h, w),
-            [n, c, h, w] => Shape::new(n, c, h, w),
-            // `new` rejects every other rank.
-            _ => Shape::new(0, 0, 0, 0),
-        }
+        nchw(&self.dims)
     }
 
     /// The same data under other dims with the same element count.

@@ -1,5 +1,6 @@
 """pwlu_torch: Piecewise Linear Units for PyTorch, and export of PWLU classifiers to the pwlu engine."""
 
+from .check import CheckResult, check
 from .convert import SiteReport, convert, trace
 from .export import FORMAT_VERSION, ExportError, export
 from .pwlu import PWLU, NonUniformPWLU
@@ -13,4 +14,6 @@ __all__ = [
     "export",
     "ExportError",
     "FORMAT_VERSION",
+    "check",
+    "CheckResult",
 ]

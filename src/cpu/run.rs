@@ -7,19 +7,28 @@ use super::backend::{CpuStep, StepKernel};
 use super::CpuContext;
 use crate::error::{Error, Result};
 use crate::plan::{LayerTime, Plan, Timing};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorView};
 
 impl Plan<CpuContext> {
     /// Runs `input` (`[batch, C, H, W]`, NCHW) and returns the output. `&mut`: a plan's memory serves one
     /// run at a time.
-    pub fn run(&mut self, ctx: &CpuContext, input: &Tensor) -> Result<Tensor> {
-        self.run_timed(ctx, input, false).map(|(output, _)| output)
+    pub fn run<'a>(
+        &mut self,
+        ctx: &CpuContext,
+        input: impl Into<TensorView<'a>>,
+    ) -> Result<Tensor> {
+        self.run_timed(ctx, input.into(), false)
+            .map(|(output, _)| output)
     }
 
     /// Runs `input` and times each step with the wall clock (the steps run one after the other on all
     /// threads, so the times add up to the run).
-    pub fn profile(&mut self, ctx: &CpuContext, input: &Tensor) -> Result<Vec<LayerTime>> {
-        let (_, times) = self.run_timed(ctx, input, true)?;
+    pub fn profile<'a>(
+        &mut self,
+        ctx: &CpuContext,
+        input: impl Into<TensorView<'a>>,
+    ) -> Result<Vec<LayerTime>> {
+        let (_, times) = self.run_timed(ctx, input.into(), true)?;
         Ok(self
             .steps
             .iter()
@@ -37,7 +46,7 @@ impl Plan<CpuContext> {
     fn run_timed(
         &mut self,
         ctx: &CpuContext,
-        input: &Tensor,
+        input: TensorView<'_>,
         timed: bool,
     ) -> Result<(Tensor, Vec<f64>)> {
         let x = self.input.shape;

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::plan::{LayerTime, Plan, Timing};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorView};
 
 use super::context::GpuContext;
 use super::dispatch::Dispatch;
@@ -59,7 +59,11 @@ impl Plan<GpuContext> {
 
     /// Runs `input` and waits for the output (native only).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run_blocking(&self, ctx: &GpuContext, input: &Tensor) -> Result<Tensor> {
+    pub fn run_blocking<'a>(
+        &self,
+        ctx: &GpuContext,
+        input: impl Into<TensorView<'a>>,
+    ) -> Result<Tensor> {
         pollster::block_on(self.submit(ctx, input)?.read(ctx))
     }
 
@@ -79,7 +83,12 @@ impl Plan<GpuContext> {
 
     /// Writes `input` (`[batch, C, H, W]`, NCHW), submits every dispatch and a copy of the output in one
     /// command buffer. The plan's buffers are free for the next run as soon as this returns.
-    pub fn submit(&self, ctx: &GpuContext, input: &Tensor) -> Result<PendingOutput> {
+    pub fn submit<'a>(
+        &self,
+        ctx: &GpuContext,
+        input: impl Into<TensorView<'a>>,
+    ) -> Result<PendingOutput> {
+        let input = input.into();
         if input.shape() != self.input.shape() {
             return Err(Error::invalid_op(
                 "model input",

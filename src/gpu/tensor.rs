@@ -7,7 +7,7 @@
 use super::context::GpuContext;
 use super::dispatch::Resource;
 use crate::error::{Error, Result};
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{Shape, Tensor, TensorView};
 
 /// A tensor in a GPU storage buffer, NHWC4 layout: the whole buffer, or a range of it (a plan places its
 /// activations at offsets in one arena).
@@ -35,7 +35,8 @@ pub fn nhwc4_len(shape: Shape) -> Option<usize> {
 }
 
 /// NCHW data to NHWC4.
-pub fn to_nhwc4(tensor: &Tensor) -> Vec<f32> {
+pub fn to_nhwc4<'a>(tensor: impl Into<TensorView<'a>>) -> Vec<f32> {
+    let tensor = tensor.into();
     let s = tensor.shape();
     let c4 = channel_vec4s(s.c) * 4;
     let mut out = vec![0.0; s.n * s.h * s.w * c4];

@@ -17,7 +17,7 @@ use crate::ops::Activation;
 use crate::plan::MemoryReport;
 use crate::plan::{LayerTime, Plan, Timing};
 use crate::preprocess::Preprocess;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{Shape, Tensor, TensorView};
 use build::TensorStore;
 
 pub use format::FORMAT_VERSION;
@@ -334,7 +334,8 @@ impl Model {
     }
 
     /// Runs the model on an NCHW tensor `[N, C, H, W]`; returns its output (`[N, classes]` for a classifier).
-    pub async fn run(&self, input: &Tensor) -> Result<Tensor> {
+    pub async fn run<'a>(&self, input: impl Into<TensorView<'a>>) -> Result<Tensor> {
+        let input = input.into();
         let shape = input.shape();
         if shape.with_batch(1) != self.checked.graph.input || input.dims().len() != 4 {
             return Err(Error::invalid_op(
@@ -422,7 +423,7 @@ impl Model {
     /// # }
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run_blocking(&self, input: &Tensor) -> Result<Tensor> {
+    pub fn run_blocking<'a>(&self, input: impl Into<TensorView<'a>>) -> Result<Tensor> {
         pollster::block_on(self.run(input))
     }
 

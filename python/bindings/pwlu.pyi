@@ -1,0 +1,81 @@
+"""pwlu: image classifiers with Piecewise Linear Unit activations, run by pwlu's engine (a GPU through wgpu, or
+its CPU backend) from Python."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Literal, Sequence, TypedDict, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class PwluError(Exception):
+    """A failure of the engine, with its message."""
+
+    kind: Literal["model", "input", "adapter", "limit", "gpu", "cpu", "device-lost", "io"]
+
+class Class:
+    """One class of a classification."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def prob(self) -> float: ...
+
+class ModelInfo(TypedDict):
+    name: str
+    input: list[int]
+    classes: int
+    parameters: int
+    flops: int
+    pwlu_sites: int
+    preprocess: str | None
+    backend: Literal["gpu", "cpu"]
+    device: str
+    reason: str
+
+ImageInput = Union[str, os.PathLike[str], bytes, "npt.NDArray[np.uint8]", Any]
+"""A file path, the bytes of an encoded image, a PIL image, or a uint8 array [height, width, 3]."""
+
+class Model:
+    """A model loaded on its device. Safe to share between threads: the engine runs without the GIL."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        backend: Literal["auto", "cpu", "vulkan", "metal", "dx12", "gl"] = "auto",
+        adapter: int | None = None,
+        threads: int | None = None,
+    ) -> None: ...
+    def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The outputs [N, classes] of x, float32 [N, C, H, W]; C-contiguous arrays are read in place."""
+    @overload
+    def classify(self, images: ImageInput, top: int = 5) -> list[Class]: ...
+    @overload
+    def classify(self, images: Sequence[ImageInput] | Iterable[ImageInput], top: int = 5) -> list[list[Class]]: ...
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def info(self) -> ModelInfo: ...
+
+class Adapter(TypedDict):
+    index: int
+    name: str
+    backend: str
+    device_type: str
+
+class RunsOn(TypedDict):
+    backend: Literal["gpu", "cpu"]
+    device: str
+    reason: str
+
+class Devices(TypedDict):
+    adapters: list[Adapter]
+    models_run_on: RunsOn
+
+def devices() -> Devices:
+    """The GPU adapters wgpu finds, and where models run by default and why."""

@@ -62,11 +62,21 @@ class Model:
     @property
     def info(self) -> ModelInfo: ...
 
+class Preprocess:
+    """A model file's preprocessing alone (no weights packed): for data pipelines that preprocess apart from
+    where the model runs."""
+
+    @staticmethod
+    def of_model(path: str | os.PathLike[str]) -> Preprocess: ...
+    def __call__(self, image: ImageInput) -> npt.NDArray[np.float32]:
+        """The model's input [1, C, H, W] for one image."""
+
 class Adapter(TypedDict):
     index: int
     name: str
     backend: str
     device_type: str
+    pci_bus_id: str
 
 class RunsOn(TypedDict):
     backend: Literal["gpu", "cpu"]

@@ -143,6 +143,62 @@ impl Class {
     }
 }
 
+/// A model file's preprocessing on its own (its metadata, no weights packed), for decoding and preprocessing
+/// images apart from where the model runs, e.g. in the CPU tasks of a data pipeline.
+#[pyclass(frozen, name = "Preprocess", module = "pwlu")]
+struct Preprocess {
+    preprocess: engine::preprocess::Preprocess,
+    input: engine::Shape,
+}
+
+#[pymethods]
+impl Preprocess {
+    /// The preprocessing the model file at `path` asks for.
+    #[staticmethod]
+    fn of_model(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            let checked = engine::model::CheckedModel::load(&path)?;
+            let preprocess = checked.preprocess.ok_or_else(|| {
+                engine::Error::Model(format!(
+                    "{} has no preprocessing metadata; run it on tensors",
+                    path.display()
+                ))
+            })?;
+            Ok(Preprocess {
+                preprocess,
+                input: checked.graph.input,
+            })
+        })
+        .map_err(to_py)
+    }
+
+    /// The model's input `[1, C, H, W]` (float32) for one image: a file path, encoded bytes, a PIL image or a
+    /// uint8 array `[height, width, 3]`. `Model.run` on a stack of these gives what `Model.classify` would.
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        image: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, numpy::PyArray4<f32>>> {
+        let image = Image::from_python(image)?;
+        let tensor = py
+            .detach(|| self.preprocess.apply(&image.decode()?))
+            .map_err(to_py)?;
+        let s = tensor.shape();
+        if s.with_batch(1) != self.input {
+            return Err(to_py(engine::Error::Model(format!(
+                "the preprocessing makes {s}, the model takes {}",
+                self.input
+            ))));
+        }
+        let flat = numpy::PyArray1::from_vec(py, tensor.into_data());
+        flat.reshape([1, s.c, s.h, s.w])
+    }
+
+    fn __repr__(&self) -> String {
+        format!("pwlu.Preprocess({})", self.preprocess)
+    }
+}
+
 #[pymethods]
 impl Model {
     /// Loads a `.safetensors` model file. `backend`: "auto" (a hardware GPU if there is one, else the CPU
@@ -343,6 +399,8 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         entry.set_item("name", &info.name)?;
         entry.set_item("backend", format!("{:?}", info.backend))?;
         entry.set_item("device_type", format!("{:?}", info.device_type))?;
+        // e.g. "0000:3b:00.0": how a GPU that a scheduler assigned by CUDA index is found among the adapters.
+        entry.set_item("pci_bus_id", &info.device_pci_bus_id)?;
         list.append(entry)?;
     }
     let result = PyDict::new(py);
@@ -359,6 +417,7 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn pwlu(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_class::<Class>()?;
+    m.add_class::<Preprocess>()?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add("PwluError", m.py().get_type::<PwluError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -104,7 +104,7 @@ impl Image {
             ));
         }
         // Any strides: the pixels are copied in row order.
-        let values: Vec<u8> = pixels.readonly().as_array().iter().copied().collect();
+        let values: Vec<u8> = borrowed(pixels)?.as_array().iter().copied().collect();
         let rgb = image::RgbImage::from_raw(shape[1] as u32, shape[0] as u32, values)
             .ok_or_else(|| error_of_kind("input", format!("{shape:?} is too large an image")))?;
         Ok(Image::Rgb(rgb))
@@ -123,6 +123,15 @@ impl Image {
             Image::Rgb(rgb) => Ok(image::DynamicImage::ImageRgb8(rgb)),
         }
     }
+}
+
+/// A read-only borrow of `array`, or an input error where Rust code elsewhere holds it mutably.
+fn borrowed<'py, T: numpy::Element>(
+    array: &Bound<'py, PyArrayDyn<T>>,
+) -> PyResult<numpy::PyReadonlyArrayDyn<'py, T>> {
+    array
+        .try_readonly()
+        .map_err(|e| error_of_kind("input", format!("the array cannot be read now: {e}")))
 }
 
 /// One class of a classification.
@@ -271,7 +280,7 @@ impl Model {
                 ),
             ));
         }
-        let readonly = array.readonly();
+        let readonly = borrowed(array)?;
         let owned;
         let values: &[f32] = match readonly.as_slice() {
             Ok(values) if array.is_c_contiguous() => values,

@@ -88,4 +88,7 @@ class Devices(TypedDict):
     models_run_on: RunsOn
 
 def devices() -> Devices:
-    """The GPU adapters wgpu finds, and where models run by default and why."""
+    """The GPU adapters of Vulkan, Metal and DX12 (what `auto` picks from; `adapter=` indexes this list), and where
+    models run by default and why. OpenGL adapters are not listed: starting OpenGL loads the GL driver into the
+    process (Mesa's llvmpipe on Linux without a GPU), whose LLVM crashes a later import of PyTorch's Triton.
+    `Model(path, backend="gl")` still runs there."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -90,6 +91,17 @@ def test_info_labels_and_devices_describe_the_model(lite0):
     devices = pwlu.devices()
     assert devices["models_run_on"]["backend"] in ("gpu", "cpu")
     assert all({"index", "name", "backend", "device_type"} <= set(a) for a in devices["adapters"])
+
+
+def test_pwlu_then_pytorchs_triton_in_one_process():
+    # Mesa's GL driver (llvmpipe) brings its own LLVM, and importing Triton (torch._dynamo) after it crashed the
+    # process: `auto` and `devices()` must not start OpenGL.
+    code = (
+        "import pwlu; pwlu.devices(); pwlu.Model(%r).run(__import__('numpy').zeros((1, 3, 224, 224), 'float32'));"
+        " import torch._dynamo; print('ok')" % str(LITE0)
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def kind_of(excinfo) -> str:

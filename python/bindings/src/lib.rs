@@ -222,11 +222,18 @@ impl Model {
         adapter: Option<usize>,
         threads: Option<usize>,
     ) -> PyResult<Self> {
-        let backend: Backend = backend.parse().map_err(to_py)?;
+        let mut backend: Backend = backend.parse().map_err(to_py)?;
+        let mut adapter_index = adapter;
+        if let (Backend::Auto, Some(index)) = (backend.resolve().map_err(to_py)?, adapter) {
+            // `devices()` numbers the adapters of the primary APIs: find that one's API and its place there.
+            let (api, within) = py.detach(|| primary_adapter(index)).map_err(to_py)?;
+            backend = api;
+            adapter_index = Some(within);
+        }
         let options = DeviceOptions {
             gpu: GpuOptions {
                 backend,
-                adapter_index: adapter,
+                adapter_index,
                 ..Default::default()
             },
             cpu: CpuOptions {
@@ -390,13 +397,48 @@ impl Model {
     }
 }
 
-/// The GPU adapters wgpu finds (index, name, backend, device_type) and where models would run by default.
+/// The graphics APIs `auto` takes adapters from, in `devices()` order. OpenGL is left out: starting it loads the
+/// GL driver into the process (on Linux without a GPU, Mesa's llvmpipe and its LLVM), and a process that then
+/// imports PyTorch's Triton crashes on the second LLVM. `Model(path, backend="gl")` still runs on it.
+const PRIMARY_APIS: [Backend; 3] = [Backend::Vulkan, Backend::Metal, Backend::Dx12];
+
+/// The adapters of the primary APIs, in `devices()` order, with their API.
+fn primary_adapters() -> engine::Result<Vec<(Backend, wgpu::AdapterInfo)>> {
+    let mut all = Vec::new();
+    for api in PRIMARY_APIS {
+        for adapter in pollster::block_on(engine::gpu::list_adapters(api))? {
+            all.push((api, adapter.get_info()));
+        }
+    }
+    Ok(all)
+}
+
+/// The API of adapter `index` of `devices()`, and its index among that API's adapters.
+fn primary_adapter(index: usize) -> engine::Result<(Backend, usize)> {
+    let all = primary_adapters()?;
+    let Some((api, _)) = all.get(index) else {
+        return Err(engine::Error::NoAdapter {
+            backend: "auto".into(),
+            hint: format!(
+                "adapter {index} asked for, {} found (pwlu.devices() lists them)",
+                all.len()
+            ),
+        });
+    };
+    let within = all[..index].iter().filter(|(a, _)| a == api).count();
+    Ok((*api, within))
+}
+
+/// The GPU adapters of the primary APIs (index, name, backend, device_type, pci_bus_id) and where models would
+/// run by default.
 #[pyfunction]
 fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let (adapters, selected) = py
         .detach(|| {
-            let adapters = pollster::block_on(engine::gpu::list_adapters(Backend::Auto))?;
-            let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
+            let infos: Vec<_> = primary_adapters()?
+                .into_iter()
+                .map(|(_, info)| info)
+                .collect();
             let selected = engine::device::select_blocking(&DeviceOptions::default())?;
             Ok((infos, selected))
         })

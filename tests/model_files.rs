@@ -124,8 +124,11 @@ fn malformed_files_are_refused_with_a_reason() {
     p.metadata.remove("format");
     refuse(&p, "not a pwlu model");
     let mut p = base.clone();
-    p.metadata.insert("format_version".into(), "2".into());
-    refuse(&p, "format version 2");
+    p.metadata.insert("format_version".into(), "3".into());
+    refuse(&p, "format version 3");
+    let mut p = base.clone();
+    p.metadata.insert("format_version".into(), "0".into());
+    refuse(&p, "format version 0");
     let mut p = base.clone();
     p.metadata
         .insert("labels".into(), "[\"too\", \"few\"]".into());

@@ -5,7 +5,8 @@
 //!
 //! The cases cover what the references must pin down: odd sizes, asymmetric padding, stride, dilation, groups
 //! (dense, depthwise, grouped), every activation in every producing kernel, PWLU at its exact breakpoints and
-//! bounds, and NaN and infinities.
+//! bounds, NaN and infinities, and the channel ops (concatenation off the vec4 lanes, shuffles, layer norm,
+//! adaptive pooling).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::ops::{
 };
 use crate::tensor::{Shape, Tensor};
 
+mod channels;
 mod random;
 
 use random::{random_non_uniform_pwlu, random_pwlu, Rng};
@@ -121,6 +123,7 @@ pub fn cases() -> Vec<Case> {
         ));
     }
     cases.push(classifier_head(&mut rng));
+    cases.extend(channels::cases(&mut rng));
     cases
 }
 
@@ -423,7 +426,7 @@ fn classifier_head(rng: &mut Rng) -> Case {
 }
 
 /// A case of `nodes` (op and inputs, in order; the last is the output) over an `input`-shaped input.
-fn case(name: String, input: Shape, nodes: &[(Op, Vec<Value>)], x: Tensor) -> Case {
+pub(crate) fn case(name: String, input: Shape, nodes: &[(Op, Vec<Value>)], x: Tensor) -> Case {
     let mut graph = Graph {
         input: input.with_batch(1),
         nodes: Vec::with_capacity(nodes.len()),

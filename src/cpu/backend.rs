@@ -9,7 +9,7 @@ use super::kernels::activation::RowActivation;
 use super::kernels::conv::{pack_weights, ConvKernel};
 use super::CpuContext;
 use crate::error::{Error, Result};
-use crate::ops::{BinaryOp, Conv2d, Pool2d};
+use crate::ops::{BinaryOp, Conv2d, LayerNorm, Pool2d};
 use crate::plan::{Backend, HeldBytes, Kernel};
 use crate::tensor::Shape;
 
@@ -26,6 +26,12 @@ pub(crate) enum StepKernel {
     Pool(Pool2d),
     GlobalAvgPool,
     Flatten,
+    AdaptiveAvgPool,
+    CopyChannels {
+        offset: usize,
+    },
+    SelectChannels(Arc<[usize]>),
+    LayerNorm(LayerNorm),
 }
 
 /// A kernel bound to its operands.
@@ -51,6 +57,10 @@ impl CpuStep {
             StepKernel::Pool(_) => "cpu pool2d",
             StepKernel::GlobalAvgPool => "cpu global_avg_pool",
             StepKernel::Flatten => "cpu flatten",
+            StepKernel::AdaptiveAvgPool => "cpu adaptive_avg_pool2d",
+            StepKernel::CopyChannels { .. } => "cpu concat",
+            StepKernel::SelectChannels(_) => "cpu select_channels",
+            StepKernel::LayerNorm(_) => "cpu layer_norm",
         }
     }
 
@@ -272,6 +282,54 @@ impl Backend for CpuContext {
                     ));
                 }
                 StepKernel::Flatten
+            }
+            Kernel::AdaptiveAvgPool([oh, ow]) => {
+                expect_inputs(1)?;
+                if y != Shape::new(x.n, x.c, *oh, *ow) || x.h * x.w == 0 {
+                    return Err(Error::invalid_op(
+                        "adaptive_avg_pool2d",
+                        format!("{x} does not pool to {y}"),
+                    ));
+                }
+                StepKernel::AdaptiveAvgPool
+            }
+            Kernel::Concat => {
+                return Err(Error::invalid_op(
+                    "concat",
+                    "lowering binds a concatenation as one copy per operand",
+                ))
+            }
+            Kernel::CopyChannels { offset } => {
+                expect_inputs(1)?;
+                if (x.n, x.h, x.w) != (y.n, y.h, y.w) || offset + x.c > y.c {
+                    return Err(Error::invalid_op(
+                        "concat",
+                        format!("{x} does not fit {y} at channel {offset}"),
+                    ));
+                }
+                StepKernel::CopyChannels { offset: *offset }
+            }
+            Kernel::SelectChannels(selection) => {
+                expect_inputs(1)?;
+                selection.check(x.c)?;
+                if y != Shape::new(x.n, selection.output_channels(), x.h, x.w) {
+                    return Err(Error::invalid_op(
+                        "select_channels",
+                        format!("a selection does not take {x} to {y}"),
+                    ));
+                }
+                StepKernel::SelectChannels(Arc::clone(&selection.indices))
+            }
+            Kernel::LayerNorm(norm) => {
+                expect_inputs(1)?;
+                same_shape(x, y)?;
+                if norm.channels() != x.c {
+                    return Err(Error::invalid_op(
+                        "layer_norm",
+                        format!("{} channels, input has {}", norm.channels(), x.c),
+                    ));
+                }
+                StepKernel::LayerNorm((*norm).clone())
             }
         };
         Ok(CpuStep {

@@ -86,7 +86,8 @@ unsafe fn run_step(step: &CpuStep) {
     let input = step.inputs[0].slice();
     let second = step.inputs.get(1).map(|v| v.slice());
     let x = step.inputs[0].shape;
-    use super::kernels::{elementwise, pool};
+    use super::kernels::{channels, elementwise, pool};
+    let y = step.output.shape;
     match &step.kernel {
         StepKernel::Conv(conv) => conv.run(input, second, output),
         StepKernel::ScaleShift {
@@ -105,6 +106,12 @@ unsafe fn run_step(step: &CpuStep) {
         StepKernel::Pool(p) => pool::pool2d(p, x, step.output.shape, input, output),
         StepKernel::GlobalAvgPool => pool::global_avg_pool(x, input, output),
         StepKernel::Flatten => elementwise::flatten(x, input, output),
+        StepKernel::AdaptiveAvgPool => channels::adaptive_avg_pool(x, y, input, output),
+        StepKernel::CopyChannels { offset } => {
+            channels::copy_channels(x, *offset, y.c, input, output)
+        }
+        StepKernel::SelectChannels(indices) => channels::select_channels(x, indices, input, output),
+        StepKernel::LayerNorm(norm) => channels::layer_norm(norm, x, input, output),
     }
 }
 

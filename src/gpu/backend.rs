@@ -8,7 +8,8 @@ use crate::tensor::Shape;
 use super::context::GpuContext;
 use super::dispatch::Dispatch;
 use super::kernels::{
-    BinaryKernel, Conv2dKernel, ConvVariant, FlattenKernel, GlobalAvgPoolKernel, Pool2dKernel,
+    AdaptiveAvgPoolKernel, BinaryKernel, Conv2dKernel, ConvVariant, CopyChannelsKernel,
+    FlattenKernel, GlobalAvgPoolKernel, LayerNormKernel, Pool2dKernel, SelectChannelsKernel,
     SharedUploads, UnaryKernel,
 };
 use super::tensor::{nhwc4_len, GpuTensor};
@@ -116,6 +117,23 @@ impl Backend for GpuContext {
                 GlobalAvgPoolKernel::new(self, in_shape)?.bind(self, first, output)
             }
             Kernel::Flatten => FlattenKernel::new(self, in_shape)?.bind(self, first, output),
+            Kernel::AdaptiveAvgPool(size) => {
+                AdaptiveAvgPoolKernel::new(self, *size, in_shape)?.bind(self, first, output)
+            }
+            Kernel::Concat => Err(crate::Error::invalid_op(
+                "concat",
+                "lowering binds a concatenation as one copy per operand",
+            )),
+            Kernel::CopyChannels { offset } => {
+                CopyChannelsKernel::new(self, in_shape, output.shape(), *offset)?
+                    .bind(self, first, output)
+            }
+            Kernel::SelectChannels(selection) => {
+                SelectChannelsKernel::new(self, selection, in_shape)?.bind(self, first, output)
+            }
+            Kernel::LayerNorm(norm) => {
+                LayerNormKernel::new(self, norm, in_shape)?.bind(self, first, output)
+            }
         }
     }
 

@@ -204,6 +204,25 @@ pub const FLATTEN: Shader = shader!("flatten.wgsl", &[(0, ReadWrite), (4, ReadWr
 /// Softmax over channels.
 pub const SOFTMAX: Shader = shader!("softmax.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
 
+/// Adaptive average pooling over non-uniform windows.
+pub const ADAPTIVE_AVG_POOL: Shader =
+    shader!("adaptive_avg_pool.wgsl", &[(0, ReadWrite), (4, ReadWrite)]);
+/// One operand of a concatenation into its channels of the output; sizes in a uniform.
+pub const COPY_CHANNELS: Shader = shader!(
+    "copy_channels.wgsl",
+    &[(0, ReadWrite), (4, ReadWrite), (5, Uniform)]
+);
+/// Channels picked by index; sizes in a uniform.
+pub const SELECT_CHANNELS: Shader = shader!(
+    "select_channels.wgsl",
+    &[(0, ReadWrite), (1, Read), (4, ReadWrite), (5, Uniform)]
+);
+/// Layer normalisation over channels.
+pub const LAYER_NORM: Shader = shader!(
+    "layer_norm.wgsl",
+    &[(0, ReadWrite), (1, Read), (4, ReadWrite)]
+);
+
 /// Matrix multiply: the GEMM yardstick of `pwlu bench`.
 pub const MATMUL: Shader = shader!(
     "matmul.wgsl",
@@ -229,6 +248,10 @@ pub const ALL: &[Shader] = &[
     FLATTEN,
     SOFTMAX,
     MATMUL,
+    ADAPTIVE_AVG_POOL,
+    COPY_CHANNELS,
+    SELECT_CHANNELS,
+    LAYER_NORM,
 ];
 
 /// Every kernel in every variant a context may create: [`ALL`], and for each that reads its input through the

@@ -7,7 +7,10 @@
 pub mod passes;
 
 use crate::error::{Error, Result};
-use crate::ops::{Activation, BatchNorm, BinaryOp, Conv2dLayer, Linear, Padding, Pool2d};
+use crate::ops::{
+    Activation, BatchNorm, BinaryOp, ChannelSelection, Conv2dLayer, LayerNorm, Linear, Padding,
+    Pool2d,
+};
 use crate::tensor::Shape;
 
 /// A value in the graph: the input, or the output of a node.
@@ -40,6 +43,15 @@ pub enum Op {
     Linear(Linear),
     /// Zero padding (folded into the next convolution by the optimiser).
     Pad(Padding),
+    /// Average pooling to `[OH, OW]` with PyTorch's adaptive windows (the optimiser turns it into a plain
+    /// pooling where the windows are uniform).
+    AdaptiveAvgPool([usize; 2]),
+    /// The inputs one after the other along the channels.
+    Concat,
+    /// Channels picked from the input by index (a shuffle or a slice).
+    SelectChannels(ChannelSelection),
+    /// Layer normalisation over the channels of each pixel.
+    LayerNorm(LayerNorm),
 }
 
 impl Op {
@@ -56,6 +68,10 @@ impl Op {
             Op::Flatten => "flatten",
             Op::Linear(_) => "linear",
             Op::Pad(_) => "pad",
+            Op::AdaptiveAvgPool(_) => "adaptive_avg_pool2d",
+            Op::Concat => "concat",
+            Op::SelectChannels(_) => "select_channels",
+            Op::LayerNorm(_) => "layer_norm",
         }
     }
 
@@ -65,7 +81,14 @@ impl Op {
             Op::Conv(layer) => Some(&layer.epilogue.activation),
             Op::Linear(linear) => Some(&linear.activation),
             Op::BatchNorm(_, act) | Op::Activation(act) | Op::Binary(_, act) => Some(act),
-            Op::Pool(_) | Op::GlobalAvgPool | Op::Flatten | Op::Pad(_) => None,
+            Op::Pool(_)
+            | Op::GlobalAvgPool
+            | Op::Flatten
+            | Op::Pad(_)
+            | Op::AdaptiveAvgPool(_)
+            | Op::Concat
+            | Op::SelectChannels(_)
+            | Op::LayerNorm(_) => None,
         }
     }
 
@@ -171,6 +194,46 @@ impl Op {
                     first.w + p.left + p.right,
                 ))
             }
+            Op::AdaptiveAvgPool([oh, ow]) => {
+                want_inputs(1)?;
+                if *oh == 0 || *ow == 0 {
+                    return Err(Error::invalid_op(
+                        self.name(),
+                        "output size must be positive",
+                    ));
+                }
+                Ok(Shape::new(first.n, first.c, *oh, *ow))
+            }
+            Op::Concat => {
+                let mut channels = 0usize;
+                for s in inputs {
+                    if (s.n, s.h, s.w) != (first.n, first.h, first.w) {
+                        return Err(Error::invalid_op(
+                            self.name(),
+                            format!("{s} and {first} differ in more than their channels"),
+                        ));
+                    }
+                    channels = channels.checked_add(s.c).ok_or_else(|| {
+                        Error::invalid_op(self.name(), "the channel count overflows")
+                    })?;
+                }
+                Ok(Shape::new(first.n, channels, first.h, first.w))
+            }
+            Op::SelectChannels(selection) => {
+                want_inputs(1)?;
+                selection.check(first.c)?;
+                Ok(Shape::new(
+                    first.n,
+                    selection.output_channels(),
+                    first.h,
+                    first.w,
+                ))
+            }
+            Op::LayerNorm(norm) => {
+                want_inputs(1)?;
+                need_channels(norm.channels())?;
+                Ok(first)
+            }
         }
     }
 }
@@ -226,9 +289,15 @@ impl Graph {
         }
     }
 
-    /// The kernels a run dispatches: one per node that is not an alias.
+    /// The kernels a run dispatches: one per node that is not an alias, one per operand of a concatenation.
     pub fn kernel_count(&self) -> usize {
-        (0..self.nodes.len()).filter(|&i| !self.is_alias(i)).count()
+        (0..self.nodes.len())
+            .filter(|&i| !self.is_alias(i))
+            .map(|i| match self.nodes[i].op {
+                Op::Concat => self.nodes[i].inputs.len(),
+                _ => 1,
+            })
+            .sum()
     }
 
     /// Shape of `value` at batch size 1.

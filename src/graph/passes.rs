@@ -1,5 +1,5 @@
-//! Graph optimisation: fold zero padding and batch norm into convolutions, fuse residual adds and activations
-//! into their producers' epilogues. Each pass preserves the graph's meaning exactly up to float rounding; the
+//! Graph optimisation: turn adaptive poolings with uniform windows into plain ones, fold zero padding and
+//! batch norm into convolutions, fuse residual adds and activations into their producers' epilogues. Each pass preserves the graph's meaning exactly up to float rounding; the
 //! result is what the planner turns into dispatches.
 
 use std::collections::HashSet;
@@ -7,16 +7,39 @@ use std::sync::Arc;
 
 use super::{Graph, Node, Op, Value};
 use crate::error::Result;
-use crate::ops::{Activation, ResidualAdd};
+use crate::ops::{Activation, Pool2d, PoolKind, ResidualAdd};
 
 /// Runs every pass, in order, and validates the result.
 pub fn optimize(graph: Graph) -> Result<Graph> {
+    let graph = uniform_adaptive_pools(graph);
     let graph = fold_padding(graph);
     let graph = fold_batch_norm(graph)?;
     let graph = fuse_residual_add(graph);
     let graph = fuse_activation(graph);
     graph.validate()?;
     Ok(graph)
+}
+
+/// Adaptive average pooling whose output divides its input pools uniform windows: the same as a plain average
+/// pooling with kernel and stride `input / output` (a copy where the sizes match), which every backend runs
+/// faster than the general windows.
+pub fn uniform_adaptive_pools(mut graph: Graph) -> Graph {
+    for i in 0..graph.nodes.len() {
+        let Op::AdaptiveAvgPool([oh, ow]) = graph.nodes[i].op else {
+            continue;
+        };
+        let input = graph.shape(graph.nodes[i].inputs[0]);
+        if input.h.is_multiple_of(oh) && input.w.is_multiple_of(ow) {
+            let kernel = [input.h / oh, input.w / ow];
+            graph.nodes[i].op = Op::Pool(Pool2d::new(
+                PoolKind::Average {
+                    count_include_pad: true,
+                },
+                kernel,
+            ));
+        }
+    }
+    graph
 }
 
 /// What a rule makes of a (producer, consumer) pair: the merged op, its operands, and whose name it keeps.

@@ -10,8 +10,8 @@ use super::format::{GraphSpec, NodeSpec, StoredTensor};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op, Value};
 use crate::ops::{
-    Activation, BatchNorm, BinaryOp, Conv2d, Conv2dLayer, Epilogue, Linear, Padding, Pool2d,
-    PoolKind, Pwlu,
+    Activation, BatchNorm, BinaryOp, ChannelSelection, Conv2d, Conv2dLayer, Epilogue, LayerNorm,
+    Linear, Padding, Pool2d, PoolKind, Pwlu,
 };
 use crate::tensor::Shape;
 
@@ -160,6 +160,25 @@ struct LinearAttrs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ShuffleAttrs {
+    groups: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SliceAttrs {
+    start: usize,
+    end: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptivePoolAttrs {
+    output_size: [usize; 2],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PadOnlyAttrs {
     padding: PadAttr,
 }
@@ -222,6 +241,14 @@ impl NodeBuilder<'_> {
     fn required(&mut self, role: &str, dims: &[usize]) -> Result<Arc<[f32]>> {
         self.param(role, dims)?
             .ok_or_else(|| self.err(format!("missing parameter '{role}'")))
+    }
+
+    /// Channels of the first operand (the op's own shape inference reports a missing one).
+    fn input_channels(&self) -> Result<usize> {
+        self.input_shapes
+            .first()
+            .map(|s| s.c)
+            .ok_or_else(|| self.err("no input"))
     }
 
     fn dims_ok(&self, values: &[usize]) -> Result<()> {
@@ -425,6 +452,41 @@ impl NodeBuilder<'_> {
                 let p: Padding = a.padding.into();
                 self.dims_ok(&[p.top, p.left, p.bottom, p.right])?;
                 Op::Pad(p)
+            }
+            "concat" => {
+                self.check_params(&[], &[])?;
+                self.no_attrs()?;
+                Op::Concat
+            }
+            "channel_shuffle" => {
+                self.check_params(&[], &[])?;
+                let a: ShuffleAttrs = self.attrs()?;
+                let channels = self.input_channels()?;
+                Op::SelectChannels(
+                    ChannelSelection::shuffle(channels, a.groups).map_err(|e| self.err(e))?,
+                )
+            }
+            "slice_channels" => {
+                self.check_params(&[], &[])?;
+                let a: SliceAttrs = self.attrs()?;
+                let channels = self.input_channels()?;
+                Op::SelectChannels(
+                    ChannelSelection::slice(channels, a.start, a.end).map_err(|e| self.err(e))?,
+                )
+            }
+            "adaptive_avg_pool2d" => {
+                self.check_params(&[], &[])?;
+                let a: AdaptivePoolAttrs = self.attrs()?;
+                self.dims_ok(&a.output_size)?;
+                Op::AdaptiveAvgPool(a.output_size)
+            }
+            "layer_norm" => {
+                self.check_params(&["weight", "bias"], &[])?;
+                let a: EpsAttrs = self.attrs()?;
+                let c = self.input_channels()?;
+                let weight = self.required("weight", &[c])?;
+                let bias = self.required("bias", &[c])?;
+                Op::LayerNorm(LayerNorm::new(weight, bias, a.eps).map_err(|e| self.err(e))?)
             }
             other => return Err(self.err(format!("unknown op '{other}'"))),
         };

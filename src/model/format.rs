@@ -61,10 +61,17 @@ pub struct StoredTensor {
     pub data: Arc<[f32]>,
 }
 
-/// The names of the tensors a PWLU node reads, and how it reads them: nodes that agree on all of it share one
-/// unit (and so one table on the GPU).
-/// The format version this engine reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this engine reads (it reads every version from 1 up to it).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Ops that version 2 added: a version-1 file that uses one is refused rather than guessed at.
+const VERSION_2_OPS: &[&str] = &[
+    "concat",
+    "channel_shuffle",
+    "slice_channels",
+    "adaptive_avg_pool2d",
+    "layer_norm",
+];
 
 /// A parsed, not yet built, model file.
 #[derive(Clone, Debug)]
@@ -119,13 +126,25 @@ pub fn parse(bytes: &[u8]) -> Result<ModelFile> {
         .ok_or_else(|| Error::Model("no 'format_version' in the metadata".into()))?
         .parse()
         .map_err(|_| Error::Model("'format_version' is not a number".into()))?;
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(Error::Model(format!(
-            "format version {version} is not supported (this engine reads version {FORMAT_VERSION})"
+            "format version {version} is not supported (this engine reads versions 1 to {FORMAT_VERSION})"
         )));
     }
     let graph: GraphSpec = meta_json(metadata, "graph")?
         .ok_or_else(|| Error::Model("no 'graph' in the metadata".into()))?;
+    if version < 2 {
+        if let Some(node) = graph
+            .nodes
+            .iter()
+            .find(|n| VERSION_2_OPS.contains(&n.op.as_str()))
+        {
+            return Err(Error::Model(format!(
+                "node '{}': op '{}' needs format version 2, the file says version {version}",
+                node.name, node.op
+            )));
+        }
+    }
     let preprocess: Option<Preprocess> = meta_json(metadata, "preprocess")?;
     if let Some(p) = &preprocess {
         p.validate()?;

@@ -2,11 +2,13 @@
 //! `cpu` evaluates them plainly; `gpu` runs them as WGSL kernels.
 
 pub mod activation;
+pub mod channels;
 pub mod conv;
 pub mod pool;
 pub mod pwlu;
 
 pub use activation::Activation;
+pub use channels::{adaptive_window, ChannelSelection, LayerNorm};
 pub use conv::{BatchNorm, Conv2d, Conv2dLayer, Epilogue, Padding, ResidualAdd};
 pub use pool::{Pool2d, PoolKind};
 pub use pwlu::{Grid, Pwlu, PwluTable};

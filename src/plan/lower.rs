@@ -11,7 +11,9 @@ use super::memory::{plan_memory, MemoryReport};
 use super::Plan;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op, Value};
-use crate::ops::{Activation, BatchNorm, BinaryOp, Conv2dLayer, Pool2d};
+use crate::ops::{
+    Activation, BatchNorm, BinaryOp, ChannelSelection, Conv2dLayer, LayerNorm, Pool2d,
+};
 use crate::tensor::Shape;
 
 /// A kernel a backend runs: what lowering asks for, independent of how the backend computes it.
@@ -32,6 +34,21 @@ pub enum Kernel<'a> {
     GlobalAvgPool,
     /// `[N, C, H, W] -> [N, C * H * W, 1, 1]` where the layout must change.
     Flatten,
+    /// Average pooling to `[OH, OW]` over PyTorch's adaptive windows.
+    AdaptiveAvgPool([usize; 2]),
+    /// A concatenation along the channels; lowering binds it as one [`Kernel::CopyChannels`] per input, so a
+    /// backend never binds this one.
+    Concat,
+    /// The input written into channels `offset..offset + C` of the output (one input of a concatenation); the
+    /// kernel that writes the output's last channel also clears its padding, where a layout has any.
+    CopyChannels {
+        /// The first output channel written.
+        offset: usize,
+    },
+    /// `output[c] = input[indices[c]]`.
+    SelectChannels(&'a ChannelSelection),
+    /// Layer normalisation over the channels of each pixel.
+    LayerNorm(&'a LayerNorm),
 }
 
 impl<'a> Kernel<'a> {
@@ -50,6 +67,10 @@ impl<'a> Kernel<'a> {
             Op::Pool(pool) => Kernel::Pool(pool),
             Op::GlobalAvgPool => Kernel::GlobalAvgPool,
             Op::Flatten => Kernel::Flatten,
+            Op::AdaptiveAvgPool(size) => Kernel::AdaptiveAvgPool(*size),
+            Op::Concat => Kernel::Concat,
+            Op::SelectChannels(selection) => Kernel::SelectChannels(selection),
+            Op::LayerNorm(norm) => Kernel::LayerNorm(norm),
             Op::Pad(_) => {
                 return Err(Error::invalid_op(
                     "pad",
@@ -209,12 +230,24 @@ pub(crate) fn lower<B: Backend>(backend: &B, graph: &Graph, batch: usize) -> Res
             .iter()
             .map(|&v| value_of(v))
             .collect::<Result<_>>()?;
-        steps.push(
-            backend
-                .bind(kernel, &inputs, &output, &mut uploads)
-                .map_err(context)?,
-        );
-        nodes.push(node.name.clone());
+        if let Kernel::Concat = kernel {
+            // One copy per operand into its channels of the output, in order.
+            let mut offset = 0;
+            for input in &inputs {
+                let copy = Kernel::CopyChannels { offset };
+                let step = backend.bind(&copy, std::slice::from_ref(input), &output, &mut uploads);
+                steps.push(step.map_err(context)?);
+                nodes.push(node.name.clone());
+                offset += B::shape(input).c;
+            }
+        } else {
+            steps.push(
+                backend
+                    .bind(kernel, &inputs, &output, &mut uploads)
+                    .map_err(context)?,
+            );
+            nodes.push(node.name.clone());
+        }
         values[j] = Some(output);
     }
     let output = match memory.output {

@@ -54,6 +54,14 @@ impl Graph {
                     ])?
                 }
                 Op::Pad(p) => pad(&a, *p)?,
+                Op::AdaptiveAvgPool(size) => reference::adaptive_avg_pool2d(*size, &a)?,
+                Op::Concat => {
+                    let inputs: Vec<Tensor> =
+                        node.inputs.iter().map(|&v| get(&values, v)).collect();
+                    reference::concat(&inputs.iter().collect::<Vec<_>>())?
+                }
+                Op::SelectChannels(selection) => reference::select_channels(selection, &a)?,
+                Op::LayerNorm(norm) => reference::layer_norm(norm, &a)?,
             };
             values.push(out);
         }

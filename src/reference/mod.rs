@@ -3,6 +3,7 @@
 //! against; they favour clarity (NCHW loops, f64 accumulation) over speed.
 
 pub mod activation;
+pub mod channels;
 pub mod conv;
 pub mod elementwise;
 mod graph;
@@ -10,6 +11,7 @@ pub mod matmul;
 pub mod pool;
 
 pub use activation::{pwlu_lookup, ActivationFn};
+pub use channels::{adaptive_avg_pool2d, concat, layer_norm, select_channels};
 pub use conv::conv2d;
 pub use elementwise::{activation, batch_norm, binary, flatten, linear, softmax};
 pub use matmul::matmul;

@@ -1,8 +1,9 @@
 //! The CPU kernels, on NHWC activations: convolution (GEMM, im2col + GEMM, depthwise), pooling, the
-//! element-wise kernels and the epilogue every producing kernel ends with. Each is checked against the
+//! channel ops (concatenation, selection, layer norm), the element-wise kernels and the epilogue every producing kernel ends with. Each is checked against the
 //! plain-Rust reference in `src/reference/` by the conformance suite.
 
 pub(crate) mod activation;
+pub(crate) mod channels;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod pool;

@@ -2,12 +2,16 @@
 //! binds tensors into a [`crate::gpu::Dispatch`].
 
 mod activation;
+pub mod channels;
 pub mod conv;
 pub mod elementwise;
 pub mod matmul;
 pub mod pool;
 mod uploads;
 
+pub use channels::{
+    AdaptiveAvgPoolKernel, CopyChannelsKernel, LayerNormKernel, SelectChannelsKernel,
+};
 pub use conv::{Conv2dKernel, ConvShape, ConvVariant};
 pub use elementwise::{BinaryKernel, FlattenKernel, SoftmaxKernel, UnaryKernel};
 pub use matmul::{BoundMatmul, MatmulKernel};

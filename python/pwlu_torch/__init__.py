@@ -1,7 +1,7 @@
 """pwlu_torch: Piecewise Linear Units for PyTorch, and export of PWLU classifiers to the pwlu engine."""
 
 from .check import CheckResult, check
-from .convert import SiteReport, convert, trace
+from .convert import SiteReport, TraceFailure, convert, summarize, trace
 from .export import FORMAT_VERSION, ExportError, export
 from .pwlu import PWLU, NonUniformPWLU
 
@@ -10,6 +10,8 @@ __all__ = [
     "NonUniformPWLU",
     "convert",
     "trace",
+    "summarize",
+    "TraceFailure",
     "SiteReport",
     "export",
     "ExportError",

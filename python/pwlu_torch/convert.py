@@ -12,7 +12,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from .pwlu import PWLU, NonUniformPWLU
 
-__all__ = ["convert", "SiteReport", "PwluTracer", "trace"]
+__all__ = ["convert", "SiteReport", "PwluTracer", "trace", "summarize", "TraceFailure"]
 
 
 class PwluTracer(fx.Tracer):
@@ -22,12 +22,127 @@ class PwluTracer(fx.Tracer):
         return isinstance(m, (PWLU, NonUniformPWLU)) or super().is_leaf_module(m, qualname)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """Symbolically traces `model` (in eval mode) with PWLU units as leaves."""
+class TraceFailure(ValueError):
+    """The model's forward cannot become a static graph: it branches on the values in a tensor."""
+
+
+class _ConcreteProxy(fx.Proxy):
+    """A proxy that answers shape questions with the example's shape, so that Python code computing padding or
+    reshapes from `x.shape` runs on plain ints (and the graph records the results as constants)."""
+
+    def _concrete(self) -> torch.Tensor:
+        return self.node.meta["concrete"]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._concrete().shape
+
+    @property
+    def ndim(self) -> int:
+        return self._concrete().dim()
+
+    def size(self, dim: int | None = None):
+        value = self._concrete()
+        return value.size() if dim is None else value.size(dim)
+
+    def dim(self) -> int:
+        return self._concrete().dim()
+
+    def numel(self) -> int:
+        return self._concrete().numel()
+
+
+class _ConcreteTracer(PwluTracer):
+    """Traces `model` while running it on `example`: every node also computes its real value, and proxies answer
+    `shape`, `size()` and `dim()` with real numbers. What depends on the input's shape is specialised to the
+    example's; what depends on the values in a tensor still fails (no static graph can hold it)."""
+
+    def __init__(self, example: torch.Tensor) -> None:
+        super().__init__()
+        self.example = example
+        # While a node's real value is computed, the tracer's patches of Module.__call__ and __getattr__ must
+        # run modules plainly instead of recording them.
+        self._computing = False
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self._computing:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def call_module(self, m, forward, args, kwargs):
+        if self._computing:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest, **more):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest, **more)
+        node = proxy.node
+        concrete = lambda v: fx.node.map_arg(v, self._concrete)  # noqa: E731
+        cargs, ckwargs = concrete(node.args), concrete(node.kwargs)
+        self._computing = True
+        try:
+            value = self._compute(kind, target, cargs, ckwargs)
+        finally:
+            self._computing = False
+        node.meta["concrete"] = value
+        return proxy
+
+    @torch.no_grad()
+    def _compute(self, kind, target, cargs, ckwargs):
+        if kind == "placeholder":
+            return self.example
+        if kind == "get_attr":
+            return self._attribute(target)
+        if kind == "call_module":
+            return self.root.get_submodule(target)(*cargs, **ckwargs)
+        if kind == "call_function":
+            return target(*cargs, **ckwargs)
+        if kind == "call_method":
+            return getattr(cargs[0], target)(*cargs[1:], **ckwargs)
+        return None
+
+    def _attribute(self, target: str):
+        value = self.root
+        for part in str(target).split("."):
+            value = getattr(value, part)
+        return value
+
+    def _concrete(self, node: fx.Node):
+        # Constants the tracer adds itself (tensors passed as arguments) are get_attr nodes without a proxy.
+        if "concrete" not in node.meta and node.op == "get_attr":
+            node.meta["concrete"] = self._attribute(node.target)
+        return node.meta["concrete"]
+
+
+def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModule:
+    """Traces `model` (in eval mode) with PWLU units as leaves.
+
+    Symbolic tracing first, which keeps the graph free of any input size. Where the forward computes with the
+    input's shape (TensorFlow "SAME" padding from `x.shape`, Python `if`s on sizes) symbolic tracing fails, and
+    with an `example` the model is traced again on it, its shapes specialised to the example's: the exported
+    graph is fixed to that input size (as every exported classifier is) and the returned module runs at that
+    size only. A forward that branches on the values in a tensor raises `TraceFailure`.
+    """
     if isinstance(model, fx.GraphModule):
         return model
     model.eval()
-    graph = PwluTracer().trace(model)
+    try:
+        graph = PwluTracer().trace(model)
+    except Exception as symbolic_error:  # fx raises TraceError, TypeError or others from user code
+        if example is None:
+            raise
+        try:
+            graph = _ConcreteTracer(example).trace(model)
+        except fx.proxy.TraceError as e:
+            raise TraceFailure(
+                f"{type(model).__name__}.forward branches on the values in a tensor (data-dependent control "
+                f"flow), which no static graph can express: {e}"
+            ) from symbolic_error
+        for node in graph.nodes:
+            node.meta.pop("concrete", None)
     return fx.GraphModule(model, graph, model.__class__.__name__)
 
 
@@ -41,6 +156,37 @@ _FUNCTION_KINDS = {
     F.gelu: "gelu",
 }
 _METHOD_KINDS = {"relu": "relu"}
+
+_LAYOUT_PRESERVING_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, PWLU, NonUniformPWLU, *_MODULE_KINDS)
+_LAYOUT_PRESERVING_FUNCTIONS = (F.layer_norm, F.linear, F.dropout, *_FUNCTION_KINDS)
+
+
+def permute_dims(node: fx.Node) -> tuple[int, ...] | None:
+    """The dims of a `permute` node (function or method), else None."""
+    if node.op == "call_function" and node.target is torch.permute:
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dims")
+    elif node.op == "call_method" and node.target == "permute":
+        dims = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (list, tuple)) else node.args[1:]
+    else:
+        return None
+    return tuple(int(d) for d in dims)
+
+
+def _channels_last(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether `node`'s value is an NCHW tensor permuted to NHWC (ConvNeXt's MLP between its two `permute`s),
+    following layers that keep the layout."""
+    for _ in range(256):
+        dims = permute_dims(node)
+        if dims is not None:
+            return dims == (0, 2, 3, 1)
+        keeps = (node.op == "call_module" and isinstance(gm.get_submodule(node.target), _LAYOUT_PRESERVING_MODULES)) or (
+            node.op == "call_function" and node.target in _LAYOUT_PRESERVING_FUNCTIONS
+        )
+        if not keeps or not node.args or not isinstance(node.args[0], fx.Node):
+            return False
+        node = node.args[0]
+    return False
+
 
 _REFERENCE = {
     "relu": torch.relu,
@@ -130,7 +276,7 @@ def convert(
 
     Returns the converted GraphModule and one report per site.
     """
-    gm = trace(model)
+    gm = trace(model, example_input)
     ShapeProp(gm).propagate(example_input)
     reports: list[SiteReport] = []
     for node in list(gm.graph.nodes):
@@ -138,7 +284,10 @@ def convert(
         if kind is None:
             continue
         shape = node.meta["tensor_meta"].shape
-        channels = int(shape[1]) if len(shape) >= 2 else 1
+        # A channels-last site gets its unit between two permutes, so that the unit's channels are the
+        # tensor's channels (PWLU units index dim 1).
+        channels_last = len(shape) == 4 and _channels_last(gm, node.args[0])
+        channels = int(shape[-1] if channels_last else shape[1]) if len(shape) >= 2 else 1
         site = "pwlu_" + node.name
         if kind == "relu6":
             unit = PWLU(channels if channel_wise else None, intervals=16, bound=2.0, realign=realign)
@@ -151,8 +300,14 @@ def convert(
         exact = kind in ("relu", "relu6")
         max_err, rms = (0.0, 0.0) if exact else _fit(unit, kind)
         gm.add_submodule(site, unit)
-        with gm.graph.inserting_after(node):
-            replacement = gm.graph.call_module(site, (node.args[0],))
+        if channels_last:
+            with gm.graph.inserting_before(node):
+                first = gm.graph.call_function(torch.permute, (node.args[0], (0, 3, 1, 2)))
+                applied = gm.graph.call_module(site, (first,))
+                replacement = gm.graph.call_function(torch.permute, (applied, (0, 2, 3, 1)))
+        else:
+            with gm.graph.inserting_after(node):
+                replacement = gm.graph.call_module(site, (node.args[0],))
         node.replace_all_uses_with(replacement)
         gm.graph.erase_node(node)
         reports.append(SiteReport(site, kind, channels, exact, max_err, rms, tuple(unit.bounds[0].tolist())))
@@ -162,3 +317,18 @@ def convert(
     if any(not math.isfinite(r.max_abs_error) for r in reports):
         raise ValueError("a least-squares fit diverged")
     return gm, reports
+
+
+def summarize(reports: list[SiteReport]) -> str:
+    """One line per activation kind: how many sites became PWLU, and how exactly (`convert`'s reports)."""
+    lines = []
+    for kind in sorted({r.kind for r in reports}):
+        sites = [r for r in reports if r.kind == kind]
+        if all(r.exact for r in sites):
+            how = "exact"
+        else:
+            worst = max(r.max_abs_error for r in sites)
+            rms = max(r.rms_error for r in sites)
+            how = f"fitted, max |error| {worst:.2g}, rms {rms:.2g} over the fitted range"
+        lines.append(f"{kind}: {len(sites)} site(s), {how}")
+    return "\n".join(lines) if lines else "no activation sites"

@@ -114,9 +114,11 @@ impl LayerNorm {
 /// Rows of input covered by output row `index` of an adaptive pooling from `input` to `output` rows:
 /// `floor(index * input / output) .. ceil((index + 1) * input / output)`, PyTorch's windows.
 pub fn adaptive_window(index: usize, input: usize, output: usize) -> (usize, usize) {
+    // In u64: the products overflow a 32-bit usize (wasm32) for sizes a file may name.
+    let (index, input, output) = (index as u64, input as u64, output.max(1) as u64);
     let start = index * input / output;
     let end = ((index + 1) * input).div_ceil(output);
-    (start, end)
+    (start as usize, end as usize)
 }
 
 #[cfg(test)]

@@ -239,6 +239,15 @@ impl AdaptiveAvgPoolKernel {
                 "output size must be positive",
             ));
         }
+        // The shader computes window bounds as (o + 1) * input in u32.
+        if (oh as u64 + 1) * x.h as u64 > u64::from(u32::MAX)
+            || (ow as u64 + 1) * x.w as u64 > u64::from(u32::MAX)
+        {
+            return Err(Error::invalid_op(
+                "adaptive_avg_pool2d",
+                format!("pooling {x} to {oh} x {ow} exceeds the kernel's 32-bit window arithmetic"),
+            ));
+        }
         let c4 = channel_vec4s(x.c);
         let invocations = (x.n * oh * ow * c4) as u64;
         check_invocations("adaptive_avg_pool2d", invocations)?;

@@ -25,6 +25,8 @@ const MODELS: &[&str] = &[
     "mobilenet_v2",
     "mobilenet_v3_large",
     "efficientnet_b0",
+    "shufflenet_v2_x1_0",
+    "densenet121",
     "digits",
     "digits_non_uniform",
     "digits_layer_wise",

@@ -31,7 +31,8 @@ cp web/npm/README.md web/dist/pkg/
 cp web/www/* web/dist/
 
 # The bundled models: every one of these that scripts/zoo.sh has exported.
-bundled=(digits:"Digits (8x8 handwritten, PWLU)" efficientnet_lite0:"EfficientNet-Lite0 (ImageNet)")
+bundled=(digits:"Digits (8x8 handwritten, PWLU)" efficientnet_lite0:"EfficientNet-Lite0 (ImageNet)"
+  shufflenet_v2_x1_0:"ShuffleNet v2 (PWLU, random weights; concat, shuffle)")
 # Hard links where the file system allows: the models are tens of megabytes.
 place() { ln -f "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
 entries=()

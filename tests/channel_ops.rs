@@ -114,3 +114,21 @@ fn malformed_channel_ops_are_refused_by_node() {
     p.node("adaptive")["op"] = json!("adaptive_max_pool2d");
     refuse(&p, "unknown op 'adaptive_max_pool2d'");
 }
+
+#[test]
+fn the_graph_fuzzers_channel_op_seeds_are_valid_models() {
+    // Seeds the fuzzer mutates from (concat, shuffle, slices, adaptive pooling up and down): they must load,
+    // or it would only explore the errors.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/graph_json");
+    for seed in [
+        "3954f73b8c14fe73dc1d799996f50fc1f337dd9b",
+        "6eed35826567bb092d93d2df78cc7b231d9ae63a",
+    ] {
+        let graph = std::fs::read(dir.join(seed)).expect("seed");
+        let mut parts = common::model_file::small_classifier();
+        parts.graph = serde_json::from_slice(&graph).expect("json");
+        if let Err(e) = pwlu::model::CheckedModel::from_bytes(&parts.bytes()) {
+            panic!("seed {seed} does not load: {e}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
+from safetensors import safe_open
 from torch import nn
 
 from pwlu_torch import ExportError, TraceFailure, convert, export, summarize
@@ -80,7 +81,12 @@ def test_torchvision_classifier_exports_and_matches(name, tmp_path):
     assert reports, "every family has activations to convert"
     assert "site(s)" in summarize(reports)
     path = str(tmp_path / f"{name}.safetensors")
-    export(converted, path, example[:1], name=name)
+    graph = export(converted, path, example[:1], name=name)
+    # The lowest format version that expresses the graph: engines that read version 1 only still load the rest.
+    new_ops = {n["op"] for n in graph["nodes"]} & {"concat", "channel_shuffle", "slice_channels", "layer_norm",
+                                                   "adaptive_avg_pool2d"}
+    with safe_open(path, "pt") as f:
+        assert f.metadata()["format_version"] == ("2" if new_ops else "1")
     compare(converted, path, example, "cpu")
     if name in ON_THE_GPU:
         compare(converted, path, example, "vulkan")

@@ -137,7 +137,7 @@ pub fn small_model() -> FileParts {
     });
     let metadata = HashMap::from([
         ("format".to_string(), "pwlu".to_string()),
-        ("format_version".to_string(), "1".to_string()),
+        ("format_version".to_string(), "2".to_string()),
         (
             "labels".to_string(),
             json!(["a", "b", "c", "d"]).to_string(),
@@ -209,7 +209,7 @@ pub fn shared_weight_file(channels: usize, nodes: usize) -> FileParts {
         tensors,
         metadata: [
             ("format".to_string(), "pwlu".to_string()),
-            ("format_version".to_string(), "1".to_string()),
+            ("format_version".to_string(), "2".to_string()),
         ]
         .into(),
         graph: json!({

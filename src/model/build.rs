@@ -4,8 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
+use super::attrs::{
+    ActivationAttrs, AdaptivePoolAttrs, ConvAttrs, EpsAttrs, LinearAttrs, PadOnlyAttrs, PoolAttrs,
+    PwluAttrs, ShuffleAttrs, SliceAttrs,
+};
 use super::format::{GraphSpec, NodeSpec, StoredTensor};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op, Value};
@@ -84,104 +86,6 @@ impl TensorStore {
 const MAX_DIM: usize = 1 << 20;
 /// The most elements one tensor may have (u64, so that 32-bit targets can state it).
 const MAX_ELEMENTS: u64 = 1 << 40;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PadAttr {
-    top: usize,
-    left: usize,
-    bottom: usize,
-    right: usize,
-}
-
-impl From<PadAttr> for Padding {
-    fn from(p: PadAttr) -> Self {
-        Padding {
-            top: p.top,
-            left: p.left,
-            bottom: p.bottom,
-            right: p.right,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConvAttrs {
-    in_channels: usize,
-    out_channels: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    padding: PadAttr,
-    groups: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EpsAttrs {
-    eps: f32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActivationAttrs {
-    kind: String,
-    #[serde(default)]
-    negative_slope: Option<f32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PwluAttrs {
-    intervals: usize,
-    granularity: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PoolAttrs {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: PadAttr,
-    #[serde(default)]
-    dilation: Option<[usize; 2]>,
-    ceil_mode: bool,
-    #[serde(default)]
-    count_include_pad: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LinearAttrs {
-    in_features: usize,
-    out_features: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShuffleAttrs {
-    groups: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SliceAttrs {
-    start: usize,
-    end: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AdaptivePoolAttrs {
-    output_size: [usize; 2],
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PadOnlyAttrs {
-    padding: PadAttr,
-}
 
 struct NodeBuilder<'a> {
     spec: &'a NodeSpec,

@@ -1,6 +1,7 @@
 //! Loading and running models: file -> validated graph -> optimised graph -> a plan per batch size.
 
 #[doc(hidden)]
+mod attrs;
 pub mod build;
 pub mod format;
 

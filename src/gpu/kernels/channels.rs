@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{bind_input_output, check_input, check_invocations, uniform_words};
+use super::{bind_input_output, bind_with, check_invocations, uniform_words};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -81,16 +81,13 @@ impl CopyChannelsKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("concat operand", input, self.input_shape)?;
-        check_input("concat output", output, self.output_shape)?;
-        Dispatch::new(
+        bind_with(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[
-                (0, input.resource()),
-                (4, output.resource()),
-                (5, (&self.sizes).into()),
-            ],
+            "concat",
+            &self.pipeline,
+            (input, self.input_shape),
+            (output, self.output_shape),
+            &[(5, (&self.sizes).into())],
             workgroups(&self.pipeline, self.invocations),
         )
     }
@@ -144,17 +141,13 @@ impl SelectChannelsKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("select_channels input", input, self.input_shape)?;
-        check_input("select_channels output", output, self.output_shape)?;
-        Dispatch::new(
+        bind_with(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[
-                (0, input.resource()),
-                (1, (&self.indices).into()),
-                (4, output.resource()),
-                (5, (&self.sizes).into()),
-            ],
+            "select_channels",
+            &self.pipeline,
+            (input, self.input_shape),
+            (output, self.output_shape),
+            &[(1, (&self.indices).into()), (5, (&self.sizes).into())],
             workgroups(&self.pipeline, self.invocations),
         )
     }
@@ -205,16 +198,13 @@ impl LayerNormKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("layer_norm input", input, self.shape)?;
-        check_input("layer_norm output", output, self.shape)?;
-        Dispatch::new(
+        bind_with(
             ctx,
-            Arc::clone(&self.pipeline),
-            &[
-                (0, input.resource()),
-                (1, (&self.affine).into()),
-                (4, output.resource()),
-            ],
+            "layer_norm",
+            &self.pipeline,
+            (input, self.shape),
+            (output, self.shape),
+            &[(1, (&self.affine).into())],
             workgroups(&self.pipeline, self.invocations),
         )
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::activation::ActivationBinding;
 use super::uploads::{SharedUploads, Source};
-use super::{bind_input_output, check_input, check_invocations, run_single, uniform_words};
+use super::{
+    bind_input_output, bind_with, check_input, check_invocations, run_single, uniform_words,
+};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -129,15 +131,14 @@ impl UnaryKernel {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<Dispatch> {
-        check_input("elementwise input", input, self.shape)?;
-        check_input("elementwise output", output, self.shape)?;
-        Dispatch::new(
+        bind_with(
             ctx,
-            Arc::clone(&self.pipeline),
+            "elementwise",
+            &self.pipeline,
+            (input, self.shape),
+            (output, self.shape),
             &[
-                (0, input.resource()),
                 (1, self.affine.as_ref().unwrap_or(ctx.placeholder()).into()),
-                (4, output.resource()),
                 (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
             groups(&self.pipeline, self.invocations),

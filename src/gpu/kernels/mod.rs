@@ -51,18 +51,29 @@ fn bind_input_output(
     ctx: &GpuContext,
     op: &'static str,
     pipeline: &std::sync::Arc<super::pipelines::Pipeline>,
+    input: (&GpuTensor, Shape),
+    output: (&GpuTensor, Shape),
+    workgroups: u64,
+) -> Result<Dispatch> {
+    bind_with(ctx, op, pipeline, input, output, &[], workgroups)
+}
+
+/// [`bind_input_output`] for a kernel with more bindings (`constants`: weights, indices, sizes).
+fn bind_with(
+    ctx: &GpuContext,
+    op: &'static str,
+    pipeline: &std::sync::Arc<super::pipelines::Pipeline>,
     (input, expected_input): (&GpuTensor, Shape),
     (output, expected_output): (&GpuTensor, Shape),
+    constants: &[(u32, super::dispatch::Resource<'_>)],
     workgroups: u64,
 ) -> Result<Dispatch> {
     check_input(op, input, expected_input)?;
     check_input(op, output, expected_output)?;
-    Dispatch::new(
-        ctx,
-        std::sync::Arc::clone(pipeline),
-        &[(0, input.resource()), (4, output.resource())],
-        workgroups,
-    )
+    let mut resources = vec![(0, input.resource()), (4, output.resource())];
+    resources.extend(constants.iter().cloned());
+    resources.sort_by_key(|&(binding, _)| binding);
+    Dispatch::new(ctx, std::sync::Arc::clone(pipeline), &resources, workgroups)
 }
 
 /// A kernel's sizes as the `u32` words of its uniform, or an error naming `op` where one does not fit.

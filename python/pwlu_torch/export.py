@@ -459,6 +459,8 @@ class _Builder:
 
     def mean(self, node: fx.Node, dims: Any, keepdim: bool) -> None:
         x = self.value(node.args[0], node)
+        if dims is None:
+            raise self.fail(node, "mean over every dimension (only over height and width)")
         dims = sorted(int(d) % 4 for d in ([dims] if isinstance(dims, int) else dims))
         if dims != [2, 3] or len(self.shape_of(node.args[0])) != 4:
             raise self.fail(node, f"mean over {dims} (only over height and width)")

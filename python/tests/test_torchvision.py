@@ -146,15 +146,24 @@ def test_data_dependent_control_flow_is_refused_by_name():
 
 
 class Unsupported(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, tail) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 1)
+        self.tail = tail
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return torch.cat([y, y], dim=2).flatten(1)
+        return self.tail(self.conv(x))
 
 
-def test_an_op_the_format_cannot_express_names_node_and_op(tmp_path):
-    with pytest.raises(ExportError, match=r"node 'cat'.*along dim 2"):
-        export(Unsupported().eval(), str(tmp_path / "x.safetensors"), torch.randn(1, 3, 4, 4))
+@pytest.mark.parametrize(
+    "tail, message",
+    [
+        (lambda y: torch.cat([y, y], dim=2).flatten(1), r"node 'cat'.*along dim 2"),
+        (lambda y: y.mean().reshape(1, 1), r"node 'mean'.*mean over every dimension"),
+        (lambda y: y.permute(0, 2, 1, 3).flatten(1), r"node 'permute'.*permute\(0, 2, 1, 3\)"),
+        (lambda y: y[:, :, 1:].flatten(1), r"node 'getitem'.*indexing"),
+    ],
+)
+def test_an_op_the_format_cannot_express_names_node_and_op(tmp_path, tail, message):
+    with pytest.raises(ExportError, match=message):
+        export(Unsupported(tail).eval(), str(tmp_path / "x.safetensors"), torch.randn(1, 3, 4, 4))

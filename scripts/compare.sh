@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side speed comparison, all in one session on this machine (docs/performance.md keeps the figures):
 #   natively:   pwlu on Vulkan and on its CPU backend (2 threads) against ONNX Runtime's CPU engine (PyPI
-#               onnxruntime, 2 threads) and wonnx 0.5.1 (crates.io), same ONNX/safetensors pair; pwlu's
+#               onnxruntime, 2 threads), tract 0.23.6 (crates.io, 2 threads) and wonnx 0.5.1 (crates.io), same
+#               ONNX/safetensors pair; pwlu's
 #               EfficientNet-Lite0 with PWLU against the same weights with ReLU6 (in alternation), on both;
 #   in Chromium: pwlu's bench page against ONNX Runtime Web 1.30 (npm), WebGPU and wasm execution providers,
 #                and TensorFlow.js 4.22 (npm), WebGPU backend.
@@ -64,6 +65,7 @@ record() { # model engine json
 }
 if [ $native = 1 ]; then
   (cd bench/wonnx && cargo build --release --quiet)
+  (cd bench/tract && cargo build --release --quiet)
   for name in "${names[@]}"; do
     echo "# native $name"
     record "$name" "pwlu (Vulkan)" \
@@ -72,6 +74,8 @@ if [ $native = 1 ]; then
       "$($pwlu --backend cpu bench "models/compare/$name.safetensors" --threads 2 --runs "$runs" --json 2>/dev/null)"
     record "$name" "ONNX Runtime CPU" \
       "$(python/.venv/bin/python -m pwlu_tools.ort_bench "models/compare/$name.onnx" --threads 2 --runs "$runs" || true)"
+    record "$name" "tract 0.23.6 (2 threads)" \
+      "$(bench/tract/target/release/tract-bench "models/compare/$name.onnx" "$runs" 2 2>/dev/null || true)"
     record "$name" "wonnx 0.5.1" "$(bench/wonnx/target/release/wonnx-bench "models/compare/$name.onnx" "$runs" 2>/dev/null || true)"
   done
   if [ -f models/efficientnet_lite0.safetensors ]; then

@@ -102,6 +102,7 @@ pub fn cases() -> Vec<Case> {
         cases.push(convolution(&mut rng, i));
     }
     cases.push(wide_depthwise(&mut rng));
+    cases.push(depthwise_5x5(&mut rng));
     cases.push(wide_late_layer(&mut rng));
     cases.push(pointwise(&mut rng));
     for i in 0..4 {
@@ -197,6 +198,25 @@ fn wide_depthwise(rng: &mut Rng) -> Case {
         ..Conv2d::new(channels, channels, [3, 3])
     };
     let input = Shape::new(2, channels, 9, 8);
+    let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
+    conv_case(rng, conv, input, activation)
+}
+
+/// A 5x5 depthwise convolution with stride 1 on a frame wide enough for the CPU kernel's unrolled path over
+/// runs of inner pixels (in fours, then one by one), odd channels (16 + 3 * 4 + 1) and asymmetric padding.
+fn depthwise_5x5(rng: &mut Rng) -> Case {
+    let channels = 29;
+    let conv = Conv2d {
+        padding: Padding {
+            top: 2,
+            left: 1,
+            bottom: 1,
+            right: 3,
+        },
+        groups: channels,
+        ..Conv2d::new(channels, channels, [5, 5])
+    };
+    let input = Shape::new(1, channels, 6, 13);
     let activation = Activation::Pwlu(random_pwlu(rng, channels, 16));
     conv_case(rng, conv, input, activation)
 }

@@ -66,12 +66,19 @@ impl UniformPwlu {
         }
     }
 
-    /// [`PwluTable::lookup`] on every channel of one pixel, NaN passed through and flat tails exact at infinity.
+    /// [`PwluTable::lookup`] on channels `first_channel..` of one pixel (`values`), NaN passed through and flat
+    /// tails exact at infinity.
     #[inline(always)]
-    fn apply<const FMA: bool>(&self, row: &mut [f32]) {
-        let c = row.len();
-        let (left, right, inv_d) = (&self.left[..c], &self.right[..c], &self.inv_d[..c]);
-        let first_segment = &self.first_segment[..c];
+    fn apply<const FMA: bool>(&self, values: &mut [f32], first_channel: usize) {
+        let c = values.len();
+        let row = values;
+        let channels = first_channel..first_channel + c;
+        let (left, right, inv_d) = (
+            &self.left[channels.clone()],
+            &self.right[channels.clone()],
+            &self.inv_d[channels.clone()],
+        );
+        let first_segment = &self.first_segment[channels];
         let last_interior = (self.intervals - 1) as f32;
         let right_tail = self.intervals as u32 + 1;
         for j in 0..c {
@@ -164,34 +171,47 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
     residual: Option<&[f32]>,
     mode: ResidualAdd,
 ) {
+    // A few pixels at a time, each block of channels across them: a wide layer's PWLU tables (18 segments of
+    // two floats per channel: 184 KiB for 1280 channels) do not fit in the L1 cache, a block's do, and the
+    // table lookups are gathers, each of whose 16 loads would otherwise miss it.
+    const PIXELS: usize = 16;
+    const CHANNELS: usize = 64;
     let c = act.channels.max(1);
     let residual = residual.filter(|_| mode != ResidualAdd::None);
-    for (p, row) in rows.chunks_exact_mut(c).enumerate() {
-        if let Some(bias) = bias {
-            for (v, b) in row.iter_mut().zip(&bias[..c]) {
-                *v += b;
-            }
-        }
-        let add = |row: &mut [f32]| {
-            if let Some(r) = residual {
-                for (v, r) in row.iter_mut().zip(&r[p * c..][..c]) {
-                    *v += r;
+    for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
+        for first in (0..c).step_by(CHANNELS) {
+            let width = CHANNELS.min(c - first);
+            for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
+                let values = &mut pixel[first..first + width];
+                if let Some(bias) = bias {
+                    for (v, b) in values.iter_mut().zip(&bias[first..first + width]) {
+                        *v += b;
+                    }
+                }
+                let add = |values: &mut [f32]| {
+                    if let Some(r) = residual {
+                        let at = (t * PIXELS + p) * c + first;
+                        for (v, r) in values.iter_mut().zip(&r[at..at + width]) {
+                            *v += r;
+                        }
+                    }
+                };
+                if mode == ResidualAdd::BeforeActivation {
+                    add(values);
+                }
+                apply_values::<FMA>(act, values, first);
+                if mode == ResidualAdd::AfterActivation {
+                    add(values);
                 }
             }
-        };
-        if mode == ResidualAdd::BeforeActivation {
-            add(row);
-        }
-        apply_row::<FMA>(act, row);
-        if mode == ResidualAdd::AfterActivation {
-            add(row);
         }
     }
 }
 
-/// The activation on one pixel's channels. The same functions as `reference::activation`, in f32.
+/// The activation on channels `first_channel..` of one pixel (`row`). The same functions as
+/// `reference::activation`, in f32.
 #[inline(always)]
-fn apply_row<const FMA: bool>(act: &RowActivation, row: &mut [f32]) {
+fn apply_values<const FMA: bool>(act: &RowActivation, row: &mut [f32], first_channel: usize) {
     #[inline(always)]
     fn each(row: &mut [f32], f: impl Fn(f32) -> f32) {
         for v in row {
@@ -232,10 +252,10 @@ fn apply_row<const FMA: bool>(act: &RowActivation, row: &mut [f32]) {
             })
         }
         Activation::Pwlu(_) => match &act.pwlu {
-            Some(PwluRows::Uniform(pwlu)) => pwlu.apply::<FMA>(row),
+            Some(PwluRows::Uniform(pwlu)) => pwlu.apply::<FMA>(row, first_channel),
             Some(PwluRows::NonUniform { pwlu, units }) => {
                 let table = pwlu.table();
-                for (v, &unit) in row.iter_mut().zip(units) {
+                for (v, &unit) in row.iter_mut().zip(&units[first_channel..]) {
                     *v = table.lookup(unit, *v);
                 }
             }

@@ -205,8 +205,10 @@ impl ConvKernel {
         let pixels = self.output.n * self.output.h * self.output.w;
         let (k, n) = (self.tile_row_len(), self.output.c);
         let threads = threads.max(1);
-        // A block's input rows and outputs fit in about 128 KiB of cache, and every thread gets a few blocks.
-        let by_cache = (32 * 1024 / (k + n)).max(1);
+        // A block's input rows and outputs fit in about 128 KiB of cache, but it has at least 128 rows (each
+        // block packs the weights again: with fewer, packing costs more than a tenth of the products), and
+        // every thread gets a few blocks.
+        let by_cache = (32 * 1024 / (k + n)).max(128);
         let by_threads = pixels.div_ceil(threads * 4);
         let rows = by_cache.min(by_threads).max(8);
         let weights_fit = k * n <= 128 * 1024;
@@ -352,22 +354,35 @@ impl ConvKernel {
         let icg = conv.in_channels / conv.groups;
         let [kh, kw] = conv.kernel;
         let k = kh * kw * icg;
+        // With no horizontal dilation a filter row's taps are neighbouring pixels, which lie side by side in
+        // NHWC: inside the image they are one copy of KW * ICg floats when the layer is not grouped.
+        let whole_rows = conv.dilation[1] == 1 && conv.groups == 1;
         for (r, row) in tile.chunks_exact_mut(k).enumerate() {
             let m = first + r;
             let ox = m % y.w;
             let oy = (m / y.w) % y.h;
             let n = m / (y.w * y.h);
+            let left = (ox * conv.stride[1]) as isize - conv.padding.left as isize;
             for ky in 0..kh {
                 let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as isize
                     - conv.padding.top as isize;
-                for kx in 0..kw {
-                    let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as isize
-                        - conv.padding.left as isize;
-                    let dst = &mut row[(ky * kw + kx) * icg..][..icg];
-                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                let filter_row = &mut row[ky * kw * icg..][..kw * icg];
+                if iy < 0 || iy >= x.h as isize {
+                    filter_row.fill(0.0);
+                    continue;
+                }
+                let input_row = (n * x.h + iy as usize) * x.w;
+                if whole_rows && left >= 0 && left as usize + kw <= x.w {
+                    let at = (input_row + left as usize) * x.c;
+                    filter_row.copy_from_slice(&input[at..at + kw * icg]);
+                    continue;
+                }
+                for (kx, dst) in filter_row.chunks_exact_mut(icg).enumerate() {
+                    let ix = left + (kx * conv.dilation[1]) as isize;
+                    if ix < 0 || ix >= x.w as isize {
                         dst.fill(0.0);
                     } else {
-                        let at = ((n * x.h + iy as usize) * x.w + ix as usize) * x.c + g * icg;
+                        let at = (input_row + ix as usize) * x.c + g * icg;
                         dst.copy_from_slice(&input[at..at + icg]);
                     }
                 }

@@ -131,7 +131,8 @@ fn gathered_block<const L: usize, const FMA: bool>(
 
 /// `pixels` neighbouring output pixels of one row whose undilated `K x K` receptive fields lie inside the
 /// image, the first one's starting at input column `ix`; `rows` are the (input row, filter row) pairs inside
-/// the image. Each block of channels runs along the whole run, so that its filter taps stay in registers.
+/// the image. Four pixels at a time, each block of channels across them: four independent chains of
+/// multiply-adds hide their latency, and each weight vector loaded serves four of them.
 #[inline(always)]
 fn interior_run<const K: usize, const FMA: bool>(
     kernel: &ConvKernel,
@@ -141,38 +142,12 @@ fn interior_run<const K: usize, const FMA: bool>(
     pixels: usize,
     out: &mut [f32],
 ) {
-    let c = kernel.output.c;
-    let mut ch = 0;
-    while ch + 16 <= c {
-        interior_block::<16, K, FMA>(kernel, input, rows, ix, pixels, out, ch);
-        ch += 16;
-    }
-    while ch + 4 <= c {
-        interior_block::<4, K, FMA>(kernel, input, rows, ix, pixels, out, ch);
-        ch += 4;
-    }
-    while ch < c {
-        interior_block::<1, K, FMA>(kernel, input, rows, ix, pixels, out, ch);
-        ch += 1;
-    }
-}
-
-/// Channels `ch..ch + L` of [`interior_run`]'s pixels.
-#[inline(always)]
-fn interior_block<const L: usize, const K: usize, const FMA: bool>(
-    kernel: &ConvKernel,
-    input: &[f32],
-    rows: &[(usize, usize)],
-    ix: usize,
-    pixels: usize,
-    out: &mut [f32],
-    ch: usize,
-) {
     let (x, c) = (kernel.input, kernel.output.c);
     let step = kernel.conv.stride[1] * c;
-    // The run's input, per filter row: K * C floats for the first pixel, then `step` more for each next one.
+    // The run's input, per filter row: K * C floats for the first pixel, then `step` more for each next one;
+    // and the filter row's K * C weights.
     let span = (pixels - 1) * step + K * c;
-    let inputs: [Option<(&[f32], &[f32])>; K] = std::array::from_fn(|i| {
+    let taps: [Option<(&[f32], &[f32])>; K] = std::array::from_fn(|i| {
         rows.get(i).map(|&(row, ky)| {
             let start = (row * x.w + ix) * c;
             (
@@ -181,16 +156,41 @@ fn interior_block<const L: usize, const K: usize, const FMA: bool>(
             )
         })
     });
-    // Four pixels at a time: four independent chains of multiply-adds hide their latency, and each weight
-    // vector loaded serves four of them.
     let mut p = 0;
-    while p + 4 <= pixels {
-        pixel_sums::<4, L, K, FMA>(&inputs, p * step + ch, step, ch, c, &mut out[p * c..]);
-        p += 4;
-    }
     while p < pixels {
-        pixel_sums::<1, L, K, FMA>(&inputs, p * step + ch, step, ch, c, &mut out[p * c..]);
-        p += 1;
+        let out = &mut out[p * c..];
+        let at = p * step;
+        if p + 4 <= pixels {
+            channel_blocks::<4, K, FMA>(&taps, at, step, c, out);
+            p += 4;
+        } else {
+            channel_blocks::<1, K, FMA>(&taps, at, step, c, out);
+            p += 1;
+        }
+    }
+}
+
+/// [`pixel_sums`] of `P` pixels over all `c` channels, in blocks of 16, 4 and 1.
+#[inline(always)]
+fn channel_blocks<const P: usize, const K: usize, const FMA: bool>(
+    taps: &[Option<(&[f32], &[f32])>; K],
+    at: usize,
+    step: usize,
+    c: usize,
+    out: &mut [f32],
+) {
+    let mut ch = 0;
+    while ch + 16 <= c {
+        pixel_sums::<P, 16, K, FMA>(taps, at + ch, step, ch, c, out);
+        ch += 16;
+    }
+    while ch + 4 <= c {
+        pixel_sums::<P, 4, K, FMA>(taps, at + ch, step, ch, c, out);
+        ch += 4;
+    }
+    while ch < c {
+        pixel_sums::<P, 1, K, FMA>(taps, at + ch, step, ch, c, out);
+        ch += 1;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{bind_input_output, bind_with, check_invocations, uniform_words};
+use super::{bind_input_output, bind_with, check_invocations, uniform_words, workgroups};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::dispatch::Dispatch;
@@ -11,10 +11,6 @@ use crate::gpu::shaders;
 use crate::gpu::tensor::{channel_vec4s, GpuTensor};
 use crate::ops::{ChannelSelection, LayerNorm};
 use crate::tensor::Shape;
-
-fn workgroups(pipeline: &Pipeline, invocations: u64) -> u64 {
-    invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
-}
 
 /// One operand of a concatenation, written into channels `offset..` of the output.
 #[derive(Debug)]

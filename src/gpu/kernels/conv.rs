@@ -332,8 +332,7 @@ impl Conv2dKernel {
             ctx,
             pipeline,
             &resources,
-            self.invocations
-                .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
+            super::workgroups(&self.pipeline, self.invocations),
         )
     }
 

@@ -6,6 +6,7 @@ use super::activation::ActivationBinding;
 use super::uploads::{SharedUploads, Source};
 use super::{
     bind_input_output, bind_with, check_input, check_invocations, run_single, uniform_words,
+    workgroups,
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -20,10 +21,6 @@ fn vec4_count(shape: Shape) -> Result<u64> {
     let len = nhwc4_len(shape)
         .ok_or_else(|| Error::invalid_op("tensor", format!("{shape} overflows")))?;
     Ok(len as u64 / 4)
-}
-
-fn groups(pipeline: &Pipeline, invocations: u64) -> u64 {
-    invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
 }
 
 /// `activation(x * scale + shift)` per channel: a standalone activation or batch norm.
@@ -141,7 +138,7 @@ impl UnaryKernel {
                 (1, self.affine.as_ref().unwrap_or(ctx.placeholder()).into()),
                 (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
-            groups(&self.pipeline, self.invocations),
+            workgroups(&self.pipeline, self.invocations),
         )
     }
 
@@ -250,7 +247,7 @@ impl BinaryKernel {
                 (5, (&self.sizes).into()),
                 (ACTIVATION_PARAMS_BINDING, self.activation.resource(ctx)),
             ],
-            groups(&self.pipeline, self.invocations),
+            workgroups(&self.pipeline, self.invocations),
         )
     }
 
@@ -313,7 +310,7 @@ impl FlattenKernel {
             &self.pipeline,
             (input, self.input_shape),
             (output, self.output_shape),
-            groups(&self.pipeline, self.invocations),
+            workgroups(&self.pipeline, self.invocations),
         )
     }
 
@@ -363,7 +360,7 @@ impl SoftmaxKernel {
             &self.pipeline,
             (input, self.shape),
             (output, self.shape),
-            groups(&self.pipeline, self.rows),
+            workgroups(&self.pipeline, self.rows),
         )
     }
 

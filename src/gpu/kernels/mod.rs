@@ -45,6 +45,11 @@ fn check_invocations(op: &'static str, invocations: u64) -> Result<()> {
     Ok(())
 }
 
+/// Workgroups of `pipeline` that cover `invocations` (one-dimensional kernels).
+fn workgroups(pipeline: &crate::gpu::pipelines::Pipeline, invocations: u64) -> u64 {
+    invocations.div_ceil(u64::from(pipeline.shader.workgroup_size))
+}
+
 /// Binds the `input` (binding 0) and `output` (binding 4) of a kernel that reads and writes one tensor each,
 /// after checking their shapes; `workgroups` sizes the grid.
 fn bind_input_output(

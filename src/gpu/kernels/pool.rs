@@ -81,8 +81,7 @@ impl Pool2dKernel {
             &self.pipeline,
             (input, self.input_shape),
             (output, self.output_shape),
-            self.invocations
-                .div_ceil(u64::from(self.pipeline.shader.workgroup_size)),
+            super::workgroups(&self.pipeline, self.invocations),
         )
     }
 

@@ -26,7 +26,7 @@ enum PwluRows {
 }
 
 /// A uniform PWLU with each channel's bounds side by side, so that a pixel's channels are evaluated as a vector:
-/// the segment index is arithmetic, and the segment's slope and intercept one gather each. Values are the
+/// the segment index is arithmetic, and the segment's slope and intercept one 64-bit gather. Values are the
 /// f32s of [`crate::ops::PwluTable`], the ones the GPU reads.
 #[derive(Clone, Debug)]
 struct UniformPwlu {
@@ -34,10 +34,12 @@ struct UniformPwlu {
     left: Vec<f32>,
     right: Vec<f32>,
     inv_d: Vec<f32>,
-    /// Per channel, where its unit's `N + 2` segments start in `slope` and `intercept`.
+    /// Per channel, where its unit's `N + 2` segments start in `segments`.
     first_segment: Vec<u32>,
-    slope: Vec<f32>,
-    intercept: Vec<f32>,
+    /// Each segment's slope (low half) and intercept (high half) as one 64-bit word: gathers cost about the
+    /// same per element whatever its width, so one 64-bit gather of a pair costs half what two 32-bit gathers
+    /// do.
+    segments: Vec<u64>,
 }
 
 impl UniformPwlu {
@@ -46,23 +48,22 @@ impl UniformPwlu {
         let n = table.intervals();
         let record = |unit: usize| &table.data()[unit * table.stride()..][..table.stride()];
         let units: Vec<usize> = (0..channels).map(|c| pwlu.unit_for_channel(c)).collect();
-        let mut slope = Vec::with_capacity(table.units() * (n + 2));
-        let mut intercept = Vec::with_capacity(table.units() * (n + 2));
-        for unit in 0..table.units() {
-            for segment in 0..n + 2 {
-                let at = PwluTable::segment_offset(segment);
-                slope.push(record(unit)[at]);
-                intercept.push(record(unit)[at + 1]);
-            }
-        }
+        let segments = (0..table.units())
+            .flat_map(|unit| {
+                (0..n + 2).map(move |segment| {
+                    let at = PwluTable::segment_offset(segment);
+                    let (slope, intercept) = (record(unit)[at], record(unit)[at + 1]);
+                    u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
+                })
+            })
+            .collect();
         UniformPwlu {
             intervals: n,
             left: units.iter().map(|&u| record(u)[0]).collect(),
             right: units.iter().map(|&u| record(u)[1]).collect(),
             inv_d: units.iter().map(|&u| record(u)[2]).collect(),
             first_segment: units.iter().map(|&u| (u * (n + 2)) as u32).collect(),
-            slope,
-            intercept,
+            segments,
         }
     }
 
@@ -98,14 +99,13 @@ impl UniformPwlu {
             // (AVX-512) or 8 (AVX2) values per instruction instead of 8 or 4 with 64-bit ones.
             let at = (first_segment[j] + segment) as i32;
             // Safety: first_segment is unit * (N + 2) for a unit of the table and segment <= N + 1, so `at` is
-            // inside slope and intercept, which hold N + 2 segments per unit; at most 2^20 units of at most 1026
-            // segments (docs/format.md's limits) keep it below 2^31.
-            let (s, b) = unsafe {
-                (
-                    *self.slope.as_ptr().offset(at as isize),
-                    *self.intercept.as_ptr().offset(at as isize),
-                )
-            };
+            // inside `segments`, which holds N + 2 per unit; at most 2^20 units of at most 1026 segments
+            // (docs/format.md's limits) keep it below 2^31.
+            let pair = unsafe { *self.segments.as_ptr().offset(at as isize) };
+            let (s, b) = (
+                f32::from_bits(pair as u32),
+                f32::from_bits((pair >> 32) as u32),
+            );
             // A flat segment gives its value, also at +-inf (where the formula gives 0 * inf = NaN).
             let y = if s == 0.0 { b } else { mul_add::<FMA>(s, x, b) };
             row[j] = if x.is_nan() { x } else { y };

@@ -293,25 +293,20 @@ fn run_reads_and_writes_npy_and_matches_the_library() {
         writer.extend(input.data().iter().copied()).expect("write");
         writer.finish().expect("finish");
     }
-    // The same bits from the CLI and the library, on a GPU and on the CPU backend.
+    // The same bits from the CLI and the library, on the first GPU under test (if any) and on the CPU backend.
     let gpu = gpu_backend();
-    let devices: [(&[&str], pwlu::Device); 2] = [
-        (
-            &["--backend", &gpu],
-            common::contexts()
-                .into_iter()
-                .next()
-                .expect("context")
-                .into(),
-        ),
-        (
-            &["--backend", "cpu", "--threads", "2"],
-            common::cpu_device(2),
-        ),
-    ];
+    let mut devices: Vec<(Vec<&str>, pwlu::Device)> = common::contexts()
+        .into_iter()
+        .take(1)
+        .map(|context| (vec!["--backend", gpu.as_str()], context.into()))
+        .collect();
+    devices.push((
+        vec!["--backend", "cpu", "--threads", "2"],
+        common::cpu_device(2),
+    ));
     let out_path = ws.path("out.npy");
     for (options, device) in devices {
-        let mut args = options.to_vec();
+        let mut args = options.clone();
         args.extend([
             "run",
             s(&model_path),

@@ -95,8 +95,8 @@ impl UniformPwlu {
             } else {
                 interior
             };
-            // A signed 32-bit offset: x86's gathers sign-extend 32-bit indices, so the compiler can gather 16
-            // (AVX-512) or 8 (AVX2) values per instruction instead of 8 or 4 with 64-bit ones.
+            // A signed 32-bit offset: x86's gathers sign-extend 32-bit indices (`vpgatherdq`), so the index
+            // arithmetic stays in 32-bit lanes, 16 per AVX-512 register, instead of being widened first.
             let at = (first_segment[j] + segment) as i32;
             // Safety: first_segment is unit * (N + 2) for a unit of the table and segment <= N + 1, so `at` is
             // inside `segments`, which holds N + 2 per unit; at most 2^20 units of at most 1026 segments

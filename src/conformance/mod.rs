@@ -297,33 +297,44 @@ fn residual_block(rng: &mut Rng, index: usize) -> Case {
 }
 
 /// Every activation standalone on inputs that hold NaN, infinities, signed zeros, values at and next to the
-/// kinks of ReLU6 and the hard functions, and the exact grid points and bounds of the PWLU units.
+/// kinks of ReLU6 and the hard functions, and the exact grid points and bounds of the PWLU units. PWLU also
+/// over 37 channels and 35 pixels, so that kernels which take tiles of 16 channels and 16 pixels meet whole
+/// and partial ones.
 fn activations(rng: &mut Rng) -> Vec<Case> {
-    let input = Shape::new(2, 5, 4, 9);
-    all_activations(rng, input.c)
+    let narrow = Shape::new(2, 5, 4, 9);
+    let wide = Shape::new(1, 37, 5, 7);
+    let mut cases: Vec<Case> = all_activations(rng, narrow.c)
         .into_iter()
-        .map(|activation| {
-            let mut values = special_values();
-            if let Activation::Pwlu(pwlu) = &activation {
-                for unit in 0..pwlu.units() {
-                    values.extend(grid_points(pwlu, unit));
-                }
-            }
-            let mut x = rng.tensor(input, 4.0);
-            // Every special value in every channel, so that each unit meets its own grid and every other.
-            for (i, v) in x.data_mut().iter_mut().enumerate() {
-                if i % 3 != 2 {
-                    *v = values[(i / 3 * 2 + i % 3) % values.len()];
-                }
-            }
-            case(
-                format!("activation {} on {input}", activation_name(&activation)),
-                input,
-                &[(Op::Activation(activation), vec![Value::Input])],
-                x,
-            )
-        })
-        .collect()
+        .map(|activation| activation_case(rng, narrow, activation))
+        .collect();
+    for activation in all_activations(rng, wide.c) {
+        if matches!(activation, Activation::Pwlu(_)) {
+            cases.push(activation_case(rng, wide, activation));
+        }
+    }
+    cases
+}
+
+fn activation_case(rng: &mut Rng, input: Shape, activation: Activation) -> Case {
+    let mut values = special_values();
+    if let Activation::Pwlu(pwlu) = &activation {
+        for unit in 0..pwlu.units() {
+            values.extend(grid_points(pwlu, unit));
+        }
+    }
+    let mut x = rng.tensor(input, 4.0);
+    // Every special value in every channel, so that each unit meets its own grid and every other.
+    for (i, v) in x.data_mut().iter_mut().enumerate() {
+        if i % 3 != 2 {
+            *v = values[(i / 3 * 2 + i % 3) % values.len()];
+        }
+    }
+    case(
+        format!("activation {} on {input}", activation_name(&activation)),
+        input,
+        &[(Op::Activation(activation), vec![Value::Input])],
+        x,
+    )
 }
 
 fn batch_norm(rng: &mut Rng) -> Case {

@@ -342,16 +342,25 @@ impl Backend for CpuContext {
     fn held_bytes(&self, _arenas: &[Arc<Arena>], steps: &[CpuStep]) -> HeldBytes {
         let mut weights: Vec<&Arc<[f32]>> = Vec::new();
         let mut scratch = 0;
+        let mut tables = 0;
         for step in steps {
-            if let StepKernel::Conv(conv) = &step.kernel {
-                if !weights.iter().any(|w| Arc::ptr_eq(w, conv.weights())) {
-                    weights.push(conv.weights());
+            let activation = match &step.kernel {
+                StepKernel::Conv(conv) => {
+                    if !weights.iter().any(|w| Arc::ptr_eq(w, conv.weights())) {
+                        weights.push(conv.weights());
+                    }
+                    scratch = scratch.max(conv.scratch_floats(self.threads()));
+                    Some(conv.activation())
                 }
-                scratch = scratch.max(conv.scratch_floats(self.threads()));
-            }
+                StepKernel::ScaleShift { activation, .. } | StepKernel::Binary(_, activation) => {
+                    Some(activation)
+                }
+                _ => None,
+            };
+            tables += activation.map_or(0, |a| a.table_bytes() as u64);
         }
         HeldBytes {
-            weights: weights.iter().map(|w| w.len() as u64 * 4).sum(),
+            weights: weights.iter().map(|w| w.len() as u64 * 4).sum::<u64>() + tables,
             staging: scratch as u64 * 4,
         }
     }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use super::simd::{mul_add, multiversion};
 use crate::ops::{Activation, Pwlu, PwluTable, ResidualAdd};
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// An activation ready to apply to rows of `channels` values (NHWC pixels).
 #[derive(Clone, Debug)]
 pub(crate) struct RowActivation {
@@ -26,20 +29,30 @@ enum PwluRows {
 }
 
 /// A uniform PWLU with each channel's bounds side by side, so that a pixel's channels are evaluated as a vector:
-/// the segment index is arithmetic, and the segment's slope and intercept one 64-bit gather. Values are the
-/// f32s of [`crate::ops::PwluTable`], the ones the GPU reads.
+/// the segment index is arithmetic, and the segment's slope and intercept come from a table, by gathers or (on
+/// AVX-512) by permutes. Values are the f32s of [`crate::ops::PwluTable`], the ones the GPU reads.
 #[derive(Clone, Debug)]
 struct UniformPwlu {
     intervals: usize,
     left: Vec<f32>,
     right: Vec<f32>,
     inv_d: Vec<f32>,
-    /// Per channel, where its unit's `N + 2` segments start in `segments`.
-    first_segment: Vec<u32>,
-    /// Each segment's slope (low half) and intercept (high half) as one 64-bit word: gathers cost about the
-    /// same per element whatever its width, so one 64-bit gather of a pair costs half what two 32-bit gathers
-    /// do.
-    segments: Vec<u64>,
+    /// Per channel, where its unit's table starts in `segments`.
+    first: Vec<u32>,
+    segments: Segments,
+}
+
+/// Each unit's `N + 2` segments in the order interior segments (`0..N`), right tail (`N`), left tail
+/// (`N + 1`), so that the floor of the interior indexes them directly.
+#[derive(Clone, Debug)]
+enum Segments {
+    /// Each slope (low half) and intercept (high half) as one 64-bit word: gathers cost about the same per
+    /// element whatever its width, so one 64-bit gather of a pair costs half what two 32-bit gathers do.
+    Pairs(Vec<u64>),
+    /// Per unit, its slopes and then its intercepts, so that a unit's table loads into four AVX-512
+    /// registers for the gather-free lookup (`avx512::apply_tile`). Built where the CPU has AVX-512 and a
+    /// unit has at most 32 segments.
+    Planar(Vec<f32>),
 }
 
 impl UniformPwlu {
@@ -48,22 +61,75 @@ impl UniformPwlu {
         let n = table.intervals();
         let record = |unit: usize| &table.data()[unit * table.stride()..][..table.stride()];
         let units: Vec<usize> = (0..channels).map(|c| pwlu.unit_for_channel(c)).collect();
-        let segments = (0..table.units())
-            .flat_map(|unit| {
-                (0..n + 2).map(move |segment| {
-                    let at = PwluTable::segment_offset(segment);
-                    let (slope, intercept) = (record(unit)[at], record(unit)[at + 1]);
-                    u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
-                })
+        // (slope, intercept) of each unit's segments, in `Segments`' order.
+        let pairs = |unit: usize| {
+            (1..n + 2).chain([0]).map(move |segment| {
+                let at = PwluTable::segment_offset(segment);
+                (record(unit)[at], record(unit)[at + 1])
             })
-            .collect();
+        };
+        let (segments, per_unit) = if Self::permutes(n) {
+            let planar = (0..table.units())
+                .flat_map(|unit| {
+                    let slopes = pairs(unit).map(|(slope, _)| slope);
+                    slopes.chain(pairs(unit).map(|(_, intercept)| intercept))
+                })
+                .collect();
+            (Segments::Planar(planar), 2 * (n + 2))
+        } else {
+            let packed = (0..table.units())
+                .flat_map(|unit| {
+                    pairs(unit).map(|(slope, intercept)| {
+                        u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
+                    })
+                })
+                .collect();
+            (Segments::Pairs(packed), n + 2)
+        };
         UniformPwlu {
             intervals: n,
             left: units.iter().map(|&u| record(u)[0]).collect(),
             right: units.iter().map(|&u| record(u)[1]).collect(),
             inv_d: units.iter().map(|&u| record(u)[2]).collect(),
-            first_segment: units.iter().map(|&u| (u * (n + 2)) as u32).collect(),
+            first: units.iter().map(|&u| (u * per_unit) as u32).collect(),
             segments,
+        }
+    }
+
+    /// Whether units of `intervals` are looked up by permutes on this CPU.
+    fn permutes(intervals: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            super::simd::detected() == super::simd::Isa::Avx512
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && intervals + 2 <= avx512::MAX_SEGMENTS
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = intervals;
+            false
+        }
+    }
+
+    /// The bytes its tables hold.
+    fn table_bytes(&self) -> usize {
+        let per_channel = self.left.len() * 4 * 4;
+        per_channel
+            + match &self.segments {
+                Segments::Pairs(pairs) => pairs.len() * 8,
+                Segments::Planar(planar) => planar.len() * 4,
+            }
+    }
+
+    /// The planar table, where kernels on this thread look up by permutes ([`avx512::apply_tile`]).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn permuted(&self) -> Option<&[f32]> {
+        match &self.segments {
+            Segments::Planar(planar) if super::simd::isa() == super::simd::Isa::Avx512 => {
+                Some(planar)
+            }
+            _ => None,
         }
     }
 
@@ -71,6 +137,40 @@ impl UniformPwlu {
     /// tails exact at infinity.
     #[inline(always)]
     fn apply<const FMA: bool>(&self, values: &mut [f32], first_channel: usize) {
+        // Signed 32-bit offsets: x86's gathers sign-extend 32-bit indices, so the index arithmetic stays in
+        // 32-bit lanes, 16 per AVX-512 register, instead of being widened first. At most 2^20 units of at most
+        // 1026 segments (docs/format.md's limits), two floats each, keep them below 2^31.
+        match &self.segments {
+            Segments::Pairs(pairs) => self.apply_with::<FMA>(values, first_channel, |at: i32| {
+                // Safety: `at` is a segment of a unit of the table (see `apply_with`).
+                let pair = unsafe { *pairs.as_ptr().offset(at as isize) };
+                (
+                    f32::from_bits(pair as u32),
+                    f32::from_bits((pair >> 32) as u32),
+                )
+            }),
+            Segments::Planar(planar) => {
+                let intercepts = (self.intervals + 2) as isize;
+                self.apply_with::<FMA>(values, first_channel, |at: i32| {
+                    // Safety: as above; a unit's intercepts follow its N + 2 slopes.
+                    unsafe {
+                        let slope = planar.as_ptr().offset(at as isize);
+                        (*slope, *slope.offset(intercepts))
+                    }
+                })
+            }
+        }
+    }
+
+    /// [`Self::apply`] with `segment(first + k)` fetching segment `k`'s slope and intercept of the unit whose
+    /// table starts at `first`.
+    #[inline(always)]
+    fn apply_with<const FMA: bool>(
+        &self,
+        values: &mut [f32],
+        first_channel: usize,
+        segment: impl Fn(i32) -> (f32, f32),
+    ) {
         let c = values.len();
         let row = values;
         let channels = first_channel..first_channel + c;
@@ -79,33 +179,24 @@ impl UniformPwlu {
             &self.right[channels.clone()],
             &self.inv_d[channels.clone()],
         );
-        let first_segment = &self.first_segment[channels];
+        let first = &self.first[channels];
+        let n = self.intervals as i32;
         let last_interior = (self.intervals - 1) as f32;
-        let right_tail = self.intervals as u32 + 1;
         for j in 0..c {
             let x = row[j];
             // The table's floor and clamp to [0, N - 1], as a float clamp (NaN becomes 0) and a truncation.
             let t = ((x - left[j]) * inv_d[j]).max(0.0).min(last_interior);
             // Safety: t is finite and in [0, N - 1].
-            let interior = 1 + unsafe { t.to_int_unchecked::<u32>() };
-            let segment = if x < left[j] {
-                0
+            let interior = unsafe { t.to_int_unchecked::<i32>() };
+            let k = if x < left[j] {
+                n + 1
             } else if x >= right[j] {
-                right_tail
+                n
             } else {
                 interior
             };
-            // A signed 32-bit offset: x86's gathers sign-extend 32-bit indices (`vpgatherdq`), so the index
-            // arithmetic stays in 32-bit lanes, 16 per AVX-512 register, instead of being widened first.
-            let at = (first_segment[j] + segment) as i32;
-            // Safety: first_segment is unit * (N + 2) for a unit of the table and segment <= N + 1, so `at` is
-            // inside `segments`, which holds N + 2 per unit; at most 2^20 units of at most 1026 segments
-            // (docs/format.md's limits) keep it below 2^31.
-            let pair = unsafe { *self.segments.as_ptr().offset(at as isize) };
-            let (s, b) = (
-                f32::from_bits(pair as u32),
-                f32::from_bits((pair >> 32) as u32),
-            );
+            // In bounds: `first` starts a unit of the table and k <= N + 1.
+            let (s, b) = segment(first[j] as i32 + k);
             // A flat segment gives its value, also at +-inf (where the formula gives 0 * inf = NaN).
             let y = if s == 0.0 { b } else { mul_add::<FMA>(s, x, b) };
             row[j] = if x.is_nan() { x } else { y };
@@ -131,6 +222,15 @@ impl RowActivation {
             activation: activation.clone(),
             channels,
             pwlu,
+        }
+    }
+
+    /// The bytes of the tables laid out for the CPU (none but a PWLU's).
+    pub(crate) fn table_bytes(&self) -> usize {
+        match &self.pwlu {
+            Some(PwluRows::Uniform(pwlu)) => pwlu.table_bytes(),
+            Some(PwluRows::NonUniform { units, .. }) => units.len() * std::mem::size_of::<usize>(),
+            None => 0,
         }
     }
 
@@ -177,38 +277,69 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
     // activations take whole pixels (shorter loops cost them more than they save: MobileNet-V2 3% slower).
     const PIXELS: usize = 16;
     let c = act.channels.max(1);
-    let block = match act.pwlu {
-        Some(PwluRows::Uniform(_)) => 64,
-        _ => c,
+    let uniform = match &act.pwlu {
+        Some(PwluRows::Uniform(pwlu)) => Some(pwlu),
+        _ => None,
     };
+    let block = if uniform.is_some() { 64 } else { c };
+    #[cfg(target_arch = "x86_64")]
+    let permuted = uniform.and_then(|pwlu| Some(pwlu).zip(pwlu.permuted()));
     let residual = residual.filter(|_| mode != ResidualAdd::None);
     for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
+        let residual = residual.map(|r| &r[t * PIXELS * c..][..tile.len()]);
         for first in (0..c).step_by(block) {
             let width = block.min(c - first);
-            for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
-                let values = &mut pixel[first..first + width];
-                if let Some(bias) = bias {
-                    for (v, b) in values.iter_mut().zip(&bias[first..first + width]) {
-                        *v += b;
+            let channels = first..first + width;
+            let bias = bias.map(|bias| &bias[channels.clone()]);
+            let add = |values: &mut [f32], p: usize| {
+                if let Some(r) = residual {
+                    add_to(values, &r[p * c..][channels.clone()]);
+                }
+            };
+            #[cfg(target_arch = "x86_64")]
+            if let Some((pwlu, planar)) = permuted {
+                // The block a step at a time across the tile: the lookup takes 16 pixels at once.
+                for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
+                    let values = &mut pixel[channels.clone()];
+                    if let Some(bias) = bias {
+                        add_to(values, bias);
+                    }
+                    if mode == ResidualAdd::BeforeActivation {
+                        add(values, p);
                     }
                 }
-                let add = |values: &mut [f32]| {
-                    if let Some(r) = residual {
-                        let at = (t * PIXELS + p) * c + first;
-                        for (v, r) in values.iter_mut().zip(&r[at..at + width]) {
-                            *v += r;
-                        }
+                // Safety: `permuted` says this thread may use AVX-512 and `planar` is the table; a tile holds
+                // at most 16 whole pixels; the block lies inside the channels.
+                unsafe { avx512::apply_tile(pwlu, planar, tile, c, channels.clone()) };
+                if mode == ResidualAdd::AfterActivation {
+                    for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
+                        add(&mut pixel[channels.clone()], p);
                     }
-                };
+                }
+                continue;
+            }
+            for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
+                let values = &mut pixel[channels.clone()];
+                if let Some(bias) = bias {
+                    add_to(values, bias);
+                }
                 if mode == ResidualAdd::BeforeActivation {
-                    add(values);
+                    add(values, p);
                 }
                 apply_values::<FMA>(act, values, first);
                 if mode == ResidualAdd::AfterActivation {
-                    add(values);
+                    add(values, p);
                 }
             }
         }
+    }
+}
+
+/// `values += addend`, element by element.
+#[inline(always)]
+fn add_to(values: &mut [f32], addend: &[f32]) {
+    for (v, a) in values.iter_mut().zip(addend) {
+        *v += a;
     }
 }
 

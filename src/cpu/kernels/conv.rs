@@ -136,6 +136,10 @@ impl ConvKernel {
         &self.weights
     }
 
+    pub(crate) fn activation(&self) -> &RowActivation {
+        &self.activation
+    }
+
     /// Floats of im2col scratch a run on `threads` threads needs: one tile, or one block's per thread.
     pub(crate) fn scratch_floats(&self, threads: usize) -> usize {
         match self.method {

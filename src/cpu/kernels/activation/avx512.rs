@@ -1,0 +1,416 @@
+//! The uniform PWLU without gathers, on AVX-512.
+//!
+//! Activations are NHWC, so a register loaded from memory holds 16 channels of one pixel, each with its own
+//! table, and the lookup is a gather. Here a tile of 16 pixels by 16 channels is transposed in registers, so
+//! that each register holds one channel's 16 pixels; that channel's segments (up to 32) then fit in two
+//! registers of slopes and two of intercepts, and `vpermi2ps` looks all 16 pixels up at once. The results are
+//! transposed back. Both transposes together (128 shuffles per 256 values) cost less than the gathers they
+//! replace, and the values are the gather path's ([`super::UniformPwlu::apply`] with FMA) bit for bit, but
+//! for the sign of a zero from a flat segment.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::UniformPwlu;
+
+/// The most segments (`N + 2`) two registers hold.
+pub(super) const MAX_SEGMENTS: usize = 32;
+
+/// Transposes the 16x16 matrix whose rows are `rows` (four stages of 16 shuffles; its own inverse).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn transpose(rows: &mut [__m512; 16]) {
+    // Pairs of rows interleaved: within each 128-bit lane, elements k and k + 1 of rows 2i and 2i + 1.
+    let mut pairs = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        pairs[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+        pairs[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+    }
+    // Four rows' columns: quads[4g + m] holds, in its 128-bit lane k, column 4k + m of rows 4g..4g + 4.
+    let mut quads = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (lo01, hi01, lo23, hi23) = (
+            pairs[4 * g],
+            pairs[4 * g + 1],
+            pairs[4 * g + 2],
+            pairs[4 * g + 3],
+        );
+        quads[4 * g] = _mm512_shuffle_ps::<0x44>(lo01, lo23);
+        quads[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(lo01, lo23);
+        quads[4 * g + 2] = _mm512_shuffle_ps::<0x44>(hi01, hi23);
+        quads[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(hi01, hi23);
+    }
+    // For each m, a 4x4 transpose of 128-bit lanes across the four row groups gives columns m, 4 + m, 8 + m
+    // and 12 + m.
+    for m in 0..4 {
+        let (g0, g1, g2, g3) = (quads[m], quads[4 + m], quads[8 + m], quads[12 + m]);
+        let g01_low = _mm512_shuffle_f32x4::<0x44>(g0, g1);
+        let g01_high = _mm512_shuffle_f32x4::<0xEE>(g0, g1);
+        let g23_low = _mm512_shuffle_f32x4::<0x44>(g2, g3);
+        let g23_high = _mm512_shuffle_f32x4::<0xEE>(g2, g3);
+        rows[m] = _mm512_shuffle_f32x4::<0x88>(g01_low, g23_low);
+        rows[4 + m] = _mm512_shuffle_f32x4::<0xDD>(g01_low, g23_low);
+        rows[8 + m] = _mm512_shuffle_f32x4::<0x88>(g01_high, g23_high);
+        rows[12 + m] = _mm512_shuffle_f32x4::<0xDD>(g01_high, g23_high);
+    }
+}
+
+/// The PWLU on `channels` of the pixels of `tile` (at most 16 pixels of `stride` values each), 16 channels at a
+/// time, the last group masked.
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ; `planar` is `pwlu`'s `Segments::Planar` table; `tile` holds at most 16
+/// whole pixels; `channels` is a non-empty range inside `0..stride`.
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(super) unsafe fn apply_tile(
+    pwlu: &UniformPwlu,
+    planar: &[f32],
+    tile: &mut [f32],
+    stride: usize,
+    channels: Range<usize>,
+) {
+    let pixels = tile.len() / stride;
+    debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
+    let lookup = Lookup::new(pwlu, planar);
+    let last_channel = channels.end - 1;
+    let base = tile.as_mut_ptr();
+    for first_channel in channels.clone().step_by(16) {
+        let width = (channels.end - first_channel).min(16);
+        let lanes: __mmask16 = ((1u32 << width) - 1) as __mmask16;
+        // Each step unrolled so that the rows stay in registers.
+        macro_rules! unrolled {
+            ($step:ident) => {
+                $step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+            };
+        }
+        let mut rows = [_mm512_setzero_ps(); 16];
+        macro_rules! load {
+            ($($p:literal)*) => { $( if $p < pixels {
+                rows[$p] = _mm512_maskz_loadu_ps(lanes, base.add($p * stride + first_channel));
+            } )* };
+        }
+        unrolled!(load);
+        transpose(&mut rows);
+        // Rows past the last channel hold zeros, looked up in the last channel's table and not stored.
+        macro_rules! look_up {
+            ($($j:literal)*) => { $(
+                rows[$j] = lookup.channel((first_channel + $j).min(last_channel), rows[$j]);
+            )* };
+        }
+        unrolled!(look_up);
+        transpose(&mut rows);
+        macro_rules! store {
+            ($($p:literal)*) => { $( if $p < pixels {
+                _mm512_mask_storeu_ps(base.add($p * stride + first_channel), lanes, rows[$p]);
+            } )* };
+        }
+        unrolled!(store);
+    }
+}
+
+/// A uniform PWLU's lookup of 16 values of one channel.
+struct Lookup<'a> {
+    pwlu: &'a UniformPwlu,
+    planar: &'a [f32],
+    segments: usize,
+    low_mask: __mmask16,
+    high_mask: __mmask16,
+    last_interior: __m512,
+    right_tail: __m512i,
+    left_tail: __m512i,
+}
+
+impl<'a> Lookup<'a> {
+    #[inline(always)]
+    unsafe fn new(pwlu: &'a UniformPwlu, planar: &'a [f32]) -> Self {
+        let n = pwlu.intervals;
+        let segments = n + 2;
+        Lookup {
+            pwlu,
+            planar,
+            segments,
+            low_mask: (((1u32 << segments.min(16)) - 1) & 0xFFFF) as __mmask16,
+            high_mask: ((1u32 << segments.saturating_sub(16)) - 1) as __mmask16,
+            last_interior: _mm512_set1_ps((n - 1) as f32),
+            right_tail: _mm512_set1_epi32(n as i32),
+            left_tail: _mm512_set1_epi32(n as i32 + 1),
+        }
+    }
+
+    /// The PWLU of `channel` on `x`, the gather path's values: the floor clamped to `N - 1`, the tails by
+    /// comparison (the left one deciding where both would hold), flat segments exact at infinity and NaN
+    /// passed through.
+    #[inline(always)]
+    unsafe fn channel(&self, channel: usize, x: __m512) -> __m512 {
+        let pwlu = self.pwlu;
+        let left = _mm512_set1_ps(*pwlu.left.get_unchecked(channel));
+        let right = _mm512_set1_ps(*pwlu.right.get_unchecked(channel));
+        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
+        let table = self
+            .planar
+            .as_ptr()
+            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let t = _mm512_mul_ps(_mm512_sub_ps(x, left), inv_d);
+        // min returns its second operand where t is NaN; below the left bound the index is replaced anyway.
+        let t = _mm512_min_ps(t, self.last_interior);
+        let not_right_tail = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, right);
+        let index = _mm512_mask_cvttps_epi32(self.right_tail, not_right_tail, t);
+        let left_tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, left);
+        let index = _mm512_mask_mov_epi32(index, left_tail, self.left_tail);
+        let slope = _mm512_permutex2var_ps(
+            _mm512_maskz_loadu_ps(self.low_mask, table),
+            index,
+            _mm512_maskz_loadu_ps(self.high_mask, table.add(16)),
+        );
+        let intercept = _mm512_permutex2var_ps(
+            _mm512_maskz_loadu_ps(self.low_mask, table.add(self.segments)),
+            index,
+            _mm512_maskz_loadu_ps(self.high_mask, table.add(self.segments + 16)),
+        );
+        let y = _mm512_fmadd_ps(slope, x, intercept);
+        // Only infinities and NaN need more: a flat segment gives its value (0 * inf is NaN) and NaN passes
+        // through. Both are rare, so one test decides for all 16.
+        const NAN_OR_INFINITE: i32 = 0x01 | 0x08 | 0x10 | 0x80;
+        let special = _mm512_fpclass_ps_mask::<NAN_OR_INFINITE>(x);
+        if special == 0 {
+            return y;
+        }
+        let flat = _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(special, slope, _mm512_setzero_ps());
+        let y = _mm512_mask_mov_ps(y, flat, intercept);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        _mm512_mask_mov_ps(y, nan, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{PwluRows, RowActivation};
+    use super::*;
+    use crate::cpu::kernels::simd::{limit_this_thread, Isa};
+    use crate::ops::{Activation, Pwlu, ResidualAdd};
+
+    fn has_avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    /// A small deterministic generator (xorshift), values in [0, 1).
+    struct Rng(u64);
+
+    impl Rng {
+        fn unit(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32
+        }
+
+        fn uniform(&mut self, low: f32, high: f32) -> f32 {
+            low + (high - low) * self.unit()
+        }
+    }
+
+    /// A uniform PWLU with random bounds and points, some flat tails and some flat interior segments, and
+    /// the values where it changes segment (every grid point and the floats beside each bound).
+    fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> (Arc<Pwlu>, Vec<f32>) {
+        let (mut bounds, mut points, mut slopes, mut edges) = (vec![], vec![], vec![], vec![]);
+        for unit in 0..units {
+            let center = rng.uniform(-1.0, 1.0);
+            let half = rng.uniform(0.5, 4.0);
+            let (left, right) = (center - half, center + half);
+            bounds.push([left, right]);
+            let mut previous = 0.0;
+            for i in 0..=intervals {
+                let y = if i > 0 && unit % 2 == 0 && i % 3 == 0 {
+                    previous
+                } else {
+                    rng.uniform(-2.0, 3.0)
+                };
+                points.push(y);
+                previous = y;
+                edges.push(left + (right - left) * i as f32 / intervals as f32);
+            }
+            let tail = |rng: &mut Rng, flat: bool| if flat { 0.0 } else { rng.uniform(-0.5, 1.5) };
+            slopes.push([tail(rng, unit % 3 == 0), tail(rng, unit % 4 == 1)]);
+            for bound in [left, right] {
+                edges.extend([
+                    bound,
+                    f32::from_bits(bound.to_bits() - 1),
+                    f32::from_bits(bound.to_bits() + 1),
+                ]);
+            }
+        }
+        let pwlu = Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU");
+        (Arc::new(pwlu), edges)
+    }
+
+    #[test]
+    fn the_gather_free_lookup_gives_the_values_of_the_gathers() {
+        if !has_avx512() {
+            eprintln!(
+                "this CPU has no AVX-512 (F, DQ, BW, VL): the gather-free lookup was not run"
+            );
+            return;
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            1e-40,
+        ];
+        // (channels, intervals, one unit for the layer): whole and partial groups of 16 channels, blocks of
+        // 64, the fewest and the most segments two registers hold.
+        for (channels, intervals, layer_wise) in [
+            (16, 16, false),
+            (37, 16, false),
+            (80, 30, false),
+            (48, 1, false),
+            (21, 5, true),
+            (64, 16, true),
+            (130, 14, false),
+        ] {
+            let units = if layer_wise { 1 } else { channels };
+            let (pwlu, edges) = random_pwlu(&mut rng, units, intervals);
+            let act = RowActivation::new(&Activation::Pwlu(pwlu), channels);
+            let Some(PwluRows::Uniform(uniform)) = &act.pwlu else {
+                panic!("a uniform PWLU is laid out as one");
+            };
+            assert!(
+                uniform.permuted().is_some(),
+                "{channels} channels, N = {intervals}"
+            );
+            for pixels in [1, 7, 16, 17, 40] {
+                let len = pixels * channels;
+                let input: Vec<f32> = (0..len)
+                    .map(|i| match i % 5 {
+                        0 | 3 => edges[(i * 7) % edges.len()],
+                        1 => specials[(i / 5) % specials.len()],
+                        _ => rng.uniform(-8.0, 8.0),
+                    })
+                    .collect();
+                let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
+                let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                for mode in [
+                    ResidualAdd::None,
+                    ResidualAdd::BeforeActivation,
+                    ResidualAdd::AfterActivation,
+                ] {
+                    for bias in [None, Some(&bias[..])] {
+                        let run = |isa| {
+                            limit_this_thread(isa);
+                            let mut rows = input.clone();
+                            act.finish_rows(&mut rows, bias, Some(&residual), mode);
+                            limit_this_thread(Isa::Avx512);
+                            rows
+                        };
+                        let (permuted, gathered) = (run(Isa::Avx512), run(Isa::Avx2Fma));
+                        for (i, (p, g)) in permuted.iter().zip(&gathered).enumerate() {
+                            assert!(
+                                p == g || (p.is_nan() && g.is_nan()),
+                                "{channels} channels, N = {intervals}, {pixels} pixels, {mode:?}, \
+                                 bias {}: value {i} (x = {}) gives {p} without gathers, {g} with",
+                                bias.is_some(),
+                                input[i],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns_and_undoes_itself() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("this CPU has no AVX-512F: the transpose was not run");
+            return;
+        }
+        let matrix: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // Safety: AVX-512F was detected above; each load and store covers 16 floats of `matrix`/`out`.
+        unsafe {
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (i, row) in rows.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(matrix.as_ptr().add(16 * i));
+            }
+            transpose(&mut rows);
+            let mut out = vec![0.0f32; 256];
+            for (i, row) in rows.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), *row);
+            }
+            for i in 0..16 {
+                for j in 0..16 {
+                    assert_eq!(out[16 * i + j], matrix[16 * j + i], "element ({i}, {j})");
+                }
+            }
+            transpose(&mut rows);
+            for (i, row) in rows.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), *row);
+            }
+            assert_eq!(out, matrix);
+        }
+    }
+
+    /// Not a test: the cost per value of the epilogue on a block that stays in the L1 cache, ReLU6 against the
+    /// PWLU by permutes and by gathers (docs/cpu.md). `cargo test --release --lib lookup_cost -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: prints figures, asserts nothing"]
+    fn lookup_cost_per_value() {
+        if !has_avx512() {
+            eprintln!("this CPU has no AVX-512 (F, DQ, BW, VL)");
+            return;
+        }
+        let (channels, pixels, rounds) = (96, 64, 8_000);
+        let mut rng = Rng(7);
+        // Points inside the bounds, so that repeated rounds stay inside them (no drift to infinity).
+        let bounds = (0..channels).map(|_| {
+            let center = rng.uniform(-0.5, 0.5);
+            [center - 2.0, center + 2.0]
+        });
+        let bounds: Vec<[f32; 2]> = bounds.collect();
+        let points = (0..channels * 17).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let slopes = (0..channels).map(|_| [rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.5)]);
+        let pwlu = Pwlu::uniform(16, bounds, points, slopes.collect()).expect("a valid PWLU");
+        let pwlu = Arc::new(pwlu);
+        let input: Vec<f32> = (0..channels * pixels)
+            .map(|_| rng.uniform(-4.0, 4.0))
+            .collect();
+        let time = |act: &RowActivation| {
+            let mut best = f64::INFINITY;
+            let mut rows = input.clone();
+            for _ in 0..5 {
+                let start = std::time::Instant::now();
+                for _ in 0..rounds {
+                    act.finish_rows(&mut rows, None, None, ResidualAdd::None);
+                }
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            best / (channels * pixels * rounds) as f64 * 1e9
+        };
+        let cases = [
+            ("ReLU6", Activation::Relu6, Isa::Avx512),
+            (
+                "PWLU, permutes",
+                Activation::Pwlu(Arc::clone(&pwlu)),
+                Isa::Avx512,
+            ),
+            ("PWLU, gathers", Activation::Pwlu(pwlu), Isa::Avx2Fma),
+        ];
+        for (name, activation, isa) in cases {
+            let act = RowActivation::new(&activation, channels);
+            limit_this_thread(isa);
+            let ns = time(&act);
+            limit_this_thread(Isa::Avx512);
+            println!("{name:>16}: {ns:.3} ns per value");
+        }
+    }
+}

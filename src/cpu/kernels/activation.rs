@@ -296,17 +296,20 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
                     add_to(values, &r[p * c..][channels.clone()]);
                 }
             };
+            // Pixel `p`'s values before the activation: the sums, the bias and a residual added first.
+            let before = |values: &mut [f32], p: usize| {
+                if let Some(bias) = bias {
+                    add_to(values, bias);
+                }
+                if mode == ResidualAdd::BeforeActivation {
+                    add(values, p);
+                }
+            };
             #[cfg(target_arch = "x86_64")]
             if let Some((pwlu, planar)) = permuted {
                 // The block a step at a time across the tile: the lookup takes 16 pixels at once.
                 for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
-                    let values = &mut pixel[channels.clone()];
-                    if let Some(bias) = bias {
-                        add_to(values, bias);
-                    }
-                    if mode == ResidualAdd::BeforeActivation {
-                        add(values, p);
-                    }
+                    before(&mut pixel[channels.clone()], p);
                 }
                 // Safety: `permuted` says this thread may use AVX-512 and `planar` is the table; a tile holds
                 // at most 16 whole pixels; the block lies inside the channels.
@@ -320,12 +323,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
             }
             for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
                 let values = &mut pixel[channels.clone()];
-                if let Some(bias) = bias {
-                    add_to(values, bias);
-                }
-                if mode == ResidualAdd::BeforeActivation {
-                    add(values, p);
-                }
+                before(values, p);
                 apply_values::<FMA>(act, values, first);
                 if mode == ResidualAdd::AfterActivation {
                     add(values, p);

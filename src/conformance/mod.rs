@@ -125,7 +125,39 @@ pub fn cases() -> Vec<Case> {
     }
     cases.push(classifier_head(&mut rng));
     cases.extend(channels::cases(&mut rng));
+    cases.extend(image_layers(&mut rng));
     cases
+}
+
+/// First layers on images, few input channels and so shallow products: RGB with a strided 3x3 filter,
+/// asymmetric padding and 53 output channels (32 + 16 + 5) with a per-channel PWLU; one channel with a
+/// dilated 5x5 filter.
+fn image_layers(rng: &mut Rng) -> Vec<Case> {
+    let rgb = Conv2d {
+        stride: [2, 2],
+        padding: Padding {
+            top: 0,
+            left: 1,
+            bottom: 1,
+            right: 0,
+        },
+        ..Conv2d::new(3, 53, [3, 3])
+    };
+    let gray = Conv2d {
+        dilation: [2, 2],
+        padding: Padding {
+            top: 2,
+            left: 1,
+            bottom: 3,
+            right: 0,
+        },
+        ..Conv2d::new(1, 19, [5, 5])
+    };
+    let pwlu = Activation::Pwlu(random_pwlu(rng, 53, 16));
+    vec![
+        conv_case(rng, rgb, Shape::new(2, 3, 23, 29), pwlu),
+        conv_case(rng, gray, Shape::new(1, 1, 17, 21), Activation::Relu6),
+    ]
 }
 
 /// A random convolution: dense, depthwise or grouped by `index`, random kernel, stride, dilation and asymmetric

@@ -17,9 +17,11 @@ use crate::ops::{
 };
 use crate::tensor::{Shape, Tensor};
 
+mod activations;
 mod channels;
 mod random;
 
+use activations::{activation_name, activations, all_activations};
 use random::{random_non_uniform_pwlu, random_pwlu, Rng};
 
 /// The agreement every kernel must reach: `|got - reference| <= 1e-4 * max(1, |reference|)` per element.
@@ -161,7 +163,7 @@ fn image_layers(rng: &mut Rng) -> Vec<Case> {
 }
 
 /// A random convolution: dense, depthwise or grouped by `index`, random kernel, stride, dilation and asymmetric
-/// padding, odd sizes, and an activation from [`all_activations`].
+/// padding, odd sizes, and an activation from `all_activations`.
 fn convolution(rng: &mut Rng, index: usize) -> Case {
     let (in_channels, out_channels, groups) = match index % 3 {
         0 => (rng.range(1, 13), rng.range(1, 21), 1),
@@ -328,47 +330,6 @@ fn residual_block(rng: &mut Rng, index: usize) -> Case {
     )
 }
 
-/// Every activation standalone on inputs that hold NaN, infinities, signed zeros, values at and next to the
-/// kinks of ReLU6 and the hard functions, and the exact grid points and bounds of the PWLU units. PWLU also
-/// over 37 channels and 35 pixels, so that kernels which take tiles of 16 channels and 16 pixels meet whole
-/// and partial ones.
-fn activations(rng: &mut Rng) -> Vec<Case> {
-    let narrow = Shape::new(2, 5, 4, 9);
-    let wide = Shape::new(1, 37, 5, 7);
-    let mut cases: Vec<Case> = all_activations(rng, narrow.c)
-        .into_iter()
-        .map(|activation| activation_case(rng, narrow, activation))
-        .collect();
-    for activation in all_activations(rng, wide.c) {
-        if matches!(activation, Activation::Pwlu(_)) {
-            cases.push(activation_case(rng, wide, activation));
-        }
-    }
-    cases
-}
-
-fn activation_case(rng: &mut Rng, input: Shape, activation: Activation) -> Case {
-    let mut values = special_values();
-    if let Activation::Pwlu(pwlu) = &activation {
-        for unit in 0..pwlu.units() {
-            values.extend(grid_points(pwlu, unit));
-        }
-    }
-    let mut x = rng.tensor(input, 4.0);
-    // Every special value in every channel, so that each unit meets its own grid and every other.
-    for (i, v) in x.data_mut().iter_mut().enumerate() {
-        if i % 3 != 2 {
-            *v = values[(i / 3 * 2 + i % 3) % values.len()];
-        }
-    }
-    case(
-        format!("activation {} on {input}", activation_name(&activation)),
-        input,
-        &[(Op::Activation(activation), vec![Value::Input])],
-        x,
-    )
-}
-
 fn batch_norm(rng: &mut Rng) -> Case {
     let input = Shape::new(2, 7, 5, 3);
     let c = input.c;
@@ -516,22 +477,6 @@ pub(crate) fn case(name: String, input: Shape, nodes: &[(Op, Vec<Value>)], x: Te
     }
 }
 
-fn activation_name(activation: &Activation) -> String {
-    match activation {
-        Activation::Pwlu(p) => format!(
-            "{} PWLU (N = {}, {} units)",
-            if p.table().is_uniform() {
-                "uniform"
-            } else {
-                "non-uniform"
-            },
-            p.intervals(),
-            p.units()
-        ),
-        other => other.name().to_string(),
-    }
-}
-
 /// Every activation the kernels implement, with PWLU units for `channels` channels drawn from `seed`: the list
 /// the GPU launcher tests use too.
 pub fn activations_for(seed: u64, channels: usize) -> Vec<Activation> {
@@ -546,66 +491,4 @@ pub fn uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
 /// A random non-uniform PWLU with increasing breakpoints, drawn from `seed`.
 pub fn non_uniform_pwlu(seed: u64, units: usize, intervals: usize) -> Arc<Pwlu> {
     random_non_uniform_pwlu(&mut Rng(seed), units, intervals)
-}
-
-/// Every activation the kernels implement; PWLU uniform and non-uniform, channel-wise and layer-wise.
-fn all_activations(rng: &mut Rng, channels: usize) -> Vec<Activation> {
-    vec![
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Relu6,
-        Activation::LeakyRelu {
-            negative_slope: 0.1,
-        },
-        Activation::Sigmoid,
-        Activation::Silu,
-        Activation::Hardsigmoid,
-        Activation::Hardswish,
-        Activation::Gelu,
-        Activation::GeluTanh,
-        Activation::Pwlu(random_pwlu(rng, channels, 16)),
-        Activation::Pwlu(random_pwlu(rng, 1, 7)),
-        Activation::Pwlu(random_non_uniform_pwlu(rng, channels, 6)),
-        Activation::Pwlu(random_non_uniform_pwlu(rng, 1, 5)),
-    ]
-}
-
-/// Values that find the edges of activations: signed zeros, tiny and huge values, the kinks of ReLU6 and the
-/// hard functions and their neighbours in f32, NaN and infinities.
-fn special_values() -> Vec<f32> {
-    let mut values = vec![
-        0.0,
-        -0.0,
-        1e-30,
-        -1e-30,
-        3.0,
-        -3.0,
-        6.0,
-        5.999_999,
-        6.000_001,
-        2.999_999,
-        -2.999_999,
-        88.0,
-        -88.0,
-        1e4,
-        -1e4,
-        f32::NAN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-    ];
-    values.extend((0..21).map(|i| -4.0 + i as f32 * 0.4));
-    values
-}
-
-/// The grid points (or breakpoints) of one unit, where a PWLU changes segment.
-fn grid_points(pwlu: &Pwlu, unit: usize) -> Vec<f32> {
-    let n = pwlu.intervals();
-    match pwlu.unit(unit) {
-        Some(p) => match (p.bounds, p.breakpoints) {
-            (Some([l, r]), _) => (0..=n).map(|i| l + (r - l) * i as f32 / n as f32).collect(),
-            (_, Some(b)) => b.to_vec(),
-            _ => Vec::new(),
-        },
-        None => Vec::new(),
-    }
 }

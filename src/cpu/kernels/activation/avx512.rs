@@ -244,6 +244,8 @@ mod tests {
                 ]);
             }
         }
+        // Cannot fail: finite bounds with left < right (half >= 0.5), N + 1 finite points and two finite
+        // slopes per unit, built above.
         let pwlu = Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU");
         (Arc::new(pwlu), edges)
     }
@@ -379,6 +381,7 @@ mod tests {
         let bounds: Vec<[f32; 2]> = bounds.collect();
         let points = (0..channels * 17).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let slopes = (0..channels).map(|_| [rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.5)]);
+        // Cannot fail: bounds 4 apart, 17 finite points and two finite slopes per channel.
         let pwlu = Pwlu::uniform(16, bounds, points, slopes.collect()).expect("a valid PWLU");
         let pwlu = Arc::new(pwlu);
         let input: Vec<f32> = (0..channels * pixels)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::arena::{Arena, CpuValue};
 use super::kernels::activation::RowActivation;
-use super::kernels::conv::{pack_weights, ConvKernel};
+use super::kernels::conv::{ConvKernel, ConvWeights};
 use super::CpuContext;
 use crate::error::{Error, Result};
 use crate::ops::{BinaryOp, Conv2d, LayerNorm, Pool2d};
@@ -73,10 +73,10 @@ impl CpuStep {
     }
 }
 
-/// Packed weights, shared by every node that names the same tensor with the same convolution.
+/// Packed weights, shared by every node that names the same tensor with the same convolution and layout.
 #[derive(Default)]
 pub struct PackedWeights {
-    by_source: HashMap<(usize, usize, Conv2d), Arc<[f32]>>,
+    by_source: HashMap<(usize, usize, Conv2d, bool), Arc<ConvWeights>>,
 }
 
 impl Backend for CpuContext {
@@ -196,13 +196,15 @@ impl Backend for CpuContext {
                         format!("residual {} differs from the output {y}", inputs[1].shape),
                     ));
                 }
-                let key = (layer.weight.as_ptr() as usize, layer.weight.len(), *conv);
-                let weights = Arc::clone(
-                    uploads
-                        .by_source
-                        .entry(key)
-                        .or_insert_with(|| pack_weights(conv, &layer.weight).into()),
+                let panels = ConvKernel::uses_panels(conv, y, self.threads());
+                let key = (
+                    layer.weight.as_ptr() as usize,
+                    layer.weight.len(),
+                    *conv,
+                    panels,
                 );
+                let pack = || Arc::new(ConvWeights::pack(conv, &layer.weight, panels));
+                let weights = Arc::clone(uploads.by_source.entry(key).or_insert_with(pack));
                 StepKernel::Conv(ConvKernel::new(layer, weights, x, y))
             }
             Kernel::BatchNorm(bn, act) => {
@@ -340,7 +342,7 @@ impl Backend for CpuContext {
     }
 
     fn held_bytes(&self, _arenas: &[Arc<Arena>], steps: &[CpuStep]) -> HeldBytes {
-        let mut weights: Vec<&Arc<[f32]>> = Vec::new();
+        let mut weights: Vec<&Arc<ConvWeights>> = Vec::new();
         let mut scratch = 0;
         let mut tables = 0;
         for step in steps {
@@ -360,7 +362,7 @@ impl Backend for CpuContext {
             tables += activation.map_or(0, |a| a.table_bytes() as u64);
         }
         HeldBytes {
-            weights: weights.iter().map(|w| w.len() as u64 * 4).sum::<u64>() + tables,
+            weights: weights.iter().map(|w| w.bytes() as u64).sum::<u64>() + tables,
             staging: scratch as u64 * 4,
         }
     }

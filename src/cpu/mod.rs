@@ -202,7 +202,7 @@ impl CpuContext {
             let mut best = f64::INFINITY;
             for _ in 0..4 {
                 let start = web_time::Instant::now();
-                kernels::conv::matmul(m, k, n, &a, &b, &mut c);
+                kernels::gemm::matmul(m, k, n, &a, &b, &mut c);
                 best = best.min(start.elapsed().as_secs_f64());
             }
             Ok(best)

@@ -10,8 +10,9 @@
 //! Weights are packed once: `[groups][KH * KW * IC/groups][OC/groups]` for the GEMMs, `[KH * KW][C]` for
 //! depthwise. The GEMM layers run as blocks of output pixels, one task each: gather (im2col), a
 //! single-threaded GEMM, and the epilogue (bias, residual, activation) while the block is in cache. Layers
-//! with too few pixels to share that way (late layers at batch 1) run as one product whose threads each take
-//! a band of output channels, then the epilogue.
+//! with too few pixels to share that way (late layers at batch 1) run as one product on all threads, then the
+//! epilogue; natively their weights are packed at plan time into the GEMM kernel's panels
+//! ([`super::gemm::Panels`]), since there the weights are most of the data the product reads.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ mod depthwise;
 use depthwise::depthwise_rows;
 
 use super::activation::RowActivation;
+use super::gemm::gemm_rows;
+#[cfg(not(target_arch = "wasm32"))]
+use super::gemm::Panels;
 use super::rows_per_task;
 use crate::ops::{Conv2d, Conv2dLayer, ResidualAdd};
 use crate::tensor::Shape;
@@ -61,8 +65,43 @@ impl ConvMethod {
     }
 }
 
-/// The weights of `conv` in the layout its method reads.
-pub(crate) fn pack_weights(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
+/// A convolution's weights, packed once in the layout its kernel reads.
+#[derive(Debug)]
+pub(crate) enum ConvWeights {
+    /// `[groups][KH * KW * IC/groups][OC/groups]`, or `[KH * KW][C]` for depthwise.
+    Rows(Box<[f32]>),
+    /// The GEMM kernel's panels of `[KH * KW * IC][OC]`, for a product of few rows on all threads (ungrouped
+    /// layers, natively).
+    #[cfg(not(target_arch = "wasm32"))]
+    Panels(Panels),
+}
+
+impl ConvWeights {
+    /// Packs `weight` (`[OC][IC/groups][KH][KW]`) for `conv`; `panels` as [`ConvKernel::uses_panels`] says.
+    pub(crate) fn pack(conv: &Conv2d, weight: &[f32], panels: bool) -> ConvWeights {
+        let rows = pack_rows(conv, weight);
+        #[cfg(not(target_arch = "wasm32"))]
+        if panels {
+            let k = conv.kernel[0] * conv.kernel[1] * conv.in_channels;
+            return ConvWeights::Panels(Panels::new(k, conv.out_channels, &rows));
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = panels;
+        ConvWeights::Rows(rows.into())
+    }
+
+    /// The bytes they hold.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            ConvWeights::Rows(rows) => rows.len() * 4,
+            #[cfg(not(target_arch = "wasm32"))]
+            ConvWeights::Panels(panels) => panels.bytes(),
+        }
+    }
+}
+
+/// The weights of `conv` in the row layout of [`ConvWeights::Rows`].
+fn pack_rows(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
     let [kh, kw] = conv.kernel;
     let taps = kh * kw;
     let icg = conv.in_channels / conv.groups;
@@ -101,7 +140,7 @@ pub(crate) fn pack_weights(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
 pub(crate) struct ConvKernel {
     conv: Conv2d,
     method: ConvMethod,
-    weights: Arc<[f32]>,
+    weights: Arc<ConvWeights>,
     bias: Option<Arc<[f32]>>,
     activation: RowActivation,
     residual: ResidualAdd,
@@ -112,7 +151,7 @@ pub(crate) struct ConvKernel {
 impl ConvKernel {
     pub(crate) fn new(
         layer: &Conv2dLayer,
-        weights: Arc<[f32]>,
+        weights: Arc<ConvWeights>,
         input: Shape,
         output: Shape,
     ) -> Self {
@@ -129,11 +168,35 @@ impl ConvKernel {
     }
 
     pub(crate) fn label(&self) -> &'static str {
-        self.method.label()
+        match (self.method, &*self.weights) {
+            #[cfg(not(target_arch = "wasm32"))]
+            (ConvMethod::Gemm, ConvWeights::Panels(_)) => "cpu conv1x1 (prepacked gemm)",
+            #[cfg(not(target_arch = "wasm32"))]
+            (_, ConvWeights::Panels(_)) => "cpu conv (im2col + prepacked gemm)",
+            (method, _) => method.label(),
+        }
     }
 
-    pub(crate) fn weights(&self) -> &Arc<[f32]> {
+    pub(crate) fn weights(&self) -> &Arc<ConvWeights> {
         &self.weights
+    }
+
+    /// The depthwise kernel's weights, `[KH * KW][C]` (a depthwise layer's are never panels).
+    fn rows(&self) -> &[f32] {
+        match &*self.weights {
+            ConvWeights::Rows(rows) => rows,
+            #[cfg(not(target_arch = "wasm32"))]
+            ConvWeights::Panels(_) => &[],
+        }
+    }
+
+    /// Whether `conv`, producing `output` on `threads` threads, is best served by weights packed as panels:
+    /// natively, an ungrouped GEMM layer whose pixels are too few to run as blocks.
+    pub(crate) fn uses_panels(conv: &Conv2d, output: Shape, threads: usize) -> bool {
+        cfg!(not(target_arch = "wasm32"))
+            && conv.groups == 1
+            && ConvMethod::of(conv) != ConvMethod::Depthwise
+            && rows_per_block(conv, output, threads).is_none()
     }
 
     pub(crate) fn activation(&self) -> &RowActivation {
@@ -145,7 +208,7 @@ impl ConvKernel {
         match self.method {
             ConvMethod::Im2col => {
                 let k = self.tile_row_len();
-                match self.rows_per_block(threads) {
+                match rows_per_block(&self.conv, self.output, threads) {
                     Some(rows) => threads * rows * k,
                     None => self.tile_rows() * k,
                 }
@@ -160,7 +223,7 @@ impl ConvKernel {
     }
 
     fn tile_row_len(&self) -> usize {
-        self.conv.kernel[0] * self.conv.kernel[1] * (self.conv.in_channels / self.conv.groups)
+        tile_row_len(&self.conv)
     }
 
     fn tile_rows(&self) -> usize {
@@ -173,7 +236,7 @@ impl ConvKernel {
         if self.method == ConvMethod::Depthwise {
             return self.depthwise(input, residual, output);
         }
-        if let Some(rows) = self.rows_per_block(rayon::current_num_threads()) {
+        if let Some(rows) = rows_per_block(&self.conv, self.output, rayon::current_num_threads()) {
             let oc = self.output.c;
             return output
                 .par_chunks_mut(oc * rows)
@@ -188,6 +251,11 @@ impl ConvKernel {
             ConvMethod::Gemm => self.pointwise(input, output),
             _ => self.im2col(input, output),
         }
+        self.finish(residual, output);
+    }
+
+    /// The epilogue over a whole output, on all threads.
+    fn finish(&self, residual: Option<&[f32]>, output: &mut [f32]) {
         let oc = self.output.c;
         let bias = self.bias.as_deref();
         let rows = rows_per_task(output.len() / oc, oc);
@@ -201,49 +269,15 @@ impl ConvKernel {
             });
     }
 
-    /// Output pixels per task when the layer runs as independent row blocks, each a single-threaded GEMM
-    /// (after its im2col gather) with the epilogue while the block is in cache; `None` when it runs as one
-    /// GEMM on all threads, then the epilogue: too few rows to share, or weights too large to pack again for
-    /// every block.
-    fn rows_per_block(&self, threads: usize) -> Option<usize> {
-        let pixels = self.output.n * self.output.h * self.output.w;
-        let (k, n) = (self.tile_row_len(), self.output.c);
-        let threads = threads.max(1);
-        // A block's input rows and outputs fit in about 128 KiB of cache, but it has at least 128 rows (each
-        // block packs the weights again: with fewer, packing costs more than a tenth of the products), and
-        // every thread gets a few blocks.
-        let by_cache = (32 * 1024 / (k + n)).max(128);
-        let by_threads = pixels.div_ceil(threads * 4);
-        let rows = by_cache.min(by_threads).max(8);
-        let weights_fit = k * n <= 128 * 1024;
-        (pixels >= 2 * rows && (rows >= 64 || weights_fit)).then_some(rows)
-    }
-
     /// Output pixels `first..` (all channels of `out`): the products and the epilogue, on this thread.
     fn block(&self, input: &[f32], first: usize, out: &mut [f32], residual: Option<&[f32]>) {
-        let conv = &self.conv;
-        let (ic, oc) = (conv.in_channels, conv.out_channels);
-        let (icg, ocg) = (ic / conv.groups, oc / conv.groups);
-        let m = out.len() / oc;
+        let ic = self.conv.in_channels;
+        let m = out.len() / self.conv.out_channels;
         match self.method {
             ConvMethod::Gemm => {
-                for g in 0..conv.groups {
-                    // Safety: pixel p's channels of group g are input[p * IC + g * ICg..][..ICg] and
-                    // out[(p - first) * OC + g * OCg..][..OCg] for p in first..first + m.
-                    unsafe {
-                        gemm_rows(
-                            m,
-                            ocg,
-                            icg,
-                            out.as_mut_ptr().add(g * ocg),
-                            oc,
-                            input.as_ptr().add(first * ic + g * icg),
-                            ic,
-                            self.weights.as_ptr().add(g * icg * ocg),
-                            ocg,
-                            false,
-                        );
-                    }
+                let icg = ic / self.conv.groups;
+                for g in 0..self.conv.groups {
+                    self.product(g, &input[first * ic + g * icg..], ic, out, false);
                 }
             }
             _ => with_scratch(|tile| {
@@ -252,23 +286,9 @@ impl ConvKernel {
                     tile.resize(m * k, 0.0);
                 }
                 let tile = &mut tile[..m * k];
-                for g in 0..conv.groups {
+                for g in 0..self.conv.groups {
                     self.gather_rows(input, tile, first, g);
-                    // Safety: the tile holds m rows of k; out holds m rows of OC, group g's at g * OCg.
-                    unsafe {
-                        gemm_rows(
-                            m,
-                            ocg,
-                            k,
-                            out.as_mut_ptr().add(g * ocg),
-                            oc,
-                            tile.as_ptr(),
-                            k,
-                            self.weights.as_ptr().add(g * k * ocg),
-                            ocg,
-                            false,
-                        );
-                    }
+                    self.product(g, tile, k, out, false);
                 }
             }),
         }
@@ -276,65 +296,69 @@ impl ConvKernel {
             .finish_rows(out, self.bias.as_deref(), residual, self.residual);
     }
 
+    /// A 1x1 convolution's products over all pixels, on all threads.
     fn pointwise(&self, input: &[f32], output: &mut [f32]) {
-        let conv = &self.conv;
-        let (icg, ocg) = (
-            conv.in_channels / conv.groups,
-            conv.out_channels / conv.groups,
-        );
-        let pixels = self.output.n * self.output.h * self.output.w;
-        for g in 0..conv.groups {
-            // Safety: pixel p's channels of group g are input[p * IC + g * ICg..][..ICg] and
-            // output[p * OC + g * OCg..][..OCg], inside the slices for every p < pixels.
-            unsafe {
-                gemm_rows(
-                    pixels,
-                    ocg,
-                    icg,
-                    output.as_mut_ptr().add(g * ocg),
-                    conv.out_channels,
-                    input.as_ptr().add(g * icg),
-                    conv.in_channels,
-                    self.weights.as_ptr().add(g * icg * ocg),
-                    ocg,
-                    true,
-                );
-            }
+        let ic = self.conv.in_channels;
+        let icg = ic / self.conv.groups;
+        for g in 0..self.conv.groups {
+            self.product(g, &input[g * icg..], ic, output, true);
         }
     }
 
+    /// The products over all pixels, a bounded tile of gathered receptive fields at a time, on all threads.
     fn im2col(&self, input: &[f32], output: &mut [f32]) {
-        with_scratch(|tile| self.im2col_with(input, output, tile));
+        with_scratch(|tile| {
+            let (k, oc) = (self.tile_row_len(), self.conv.out_channels);
+            let pixels = self.output.n * self.output.h * self.output.w;
+            let tile_rows = self.tile_rows();
+            if tile.len() < tile_rows * k {
+                tile.resize(tile_rows * k, 0.0);
+            }
+            for g in 0..self.conv.groups {
+                for first in (0..pixels).step_by(tile_rows) {
+                    let rows = tile_rows.min(pixels - first);
+                    let tile = &mut tile[..rows * k];
+                    self.gather(input, tile, first, g);
+                    self.product(g, tile, k, &mut output[first * oc..][..rows * oc], true);
+                }
+            }
+        });
     }
 
-    fn im2col_with(&self, input: &[f32], output: &mut [f32], tile: &mut Vec<f32>) {
-        let conv = &self.conv;
-        let ocg = conv.out_channels / conv.groups;
-        let k = self.tile_row_len();
-        let pixels = self.output.n * self.output.h * self.output.w;
-        let tile_rows = self.tile_rows();
-        if tile.len() < tile_rows * k {
-            tile.resize(tile_rows * k, 0.0);
+    /// Group `g`'s columns of `out` (whole rows of OC) = rows of K floats from `lhs`, `lhs_stride` apart, times
+    /// the group's weights: with the panels where the weights are packed so, otherwise by [`gemm_rows`], on all
+    /// threads if `parallel`.
+    fn product(&self, g: usize, lhs: &[f32], lhs_stride: usize, out: &mut [f32], parallel: bool) {
+        let oc = self.conv.out_channels;
+        let (k, ocg) = (self.tile_row_len(), oc / self.conv.groups);
+        let m = out.len() / oc;
+        if m == 0 {
+            return;
         }
-        for g in 0..conv.groups {
-            for first in (0..pixels).step_by(tile_rows) {
-                let rows = tile_rows.min(pixels - first);
-                let tile = &mut tile[..rows * k];
-                self.gather(input, tile, first, g);
-                // Safety: the tile holds `rows` rows of k; output rows first.. first + rows have OC floats,
-                // of which group g's are g * OCg.. (g + 1) * OCg.
+        match &*self.weights {
+            // Panels are ungrouped, so both matrices are contiguous.
+            #[cfg(not(target_arch = "wasm32"))]
+            ConvWeights::Panels(panels) => {
+                debug_assert_eq!(lhs_stride, k);
+                panels.multiply(&lhs[..m * k], out)
+            }
+            ConvWeights::Rows(weights) => {
+                let lhs = &lhs[..(m - 1) * lhs_stride + k];
+                let weights = &weights[g * k * ocg..][..k * ocg];
+                // Safety: the slices were just cut to the matrices: m rows of K, `lhs_stride` apart; K rows
+                // of OCg; m rows of OC, of which group g's OCg at g * OCg.
                 unsafe {
                     gemm_rows(
-                        rows,
+                        m,
                         ocg,
                         k,
-                        output.as_mut_ptr().add(first * conv.out_channels + g * ocg),
-                        conv.out_channels,
-                        tile.as_ptr(),
-                        k,
-                        self.weights.as_ptr().add(g * k * ocg),
+                        out.as_mut_ptr().add(g * ocg),
+                        oc,
+                        lhs.as_ptr(),
+                        lhs_stride,
+                        weights.as_ptr(),
                         ocg,
-                        true,
+                        parallel,
                     );
                 }
             }
@@ -426,126 +450,25 @@ fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
     });
 }
 
-/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, each matrix row-major with the given row stride (in floats) and
-/// contiguous rows: the `gemm` crate's kernels natively, on the current pool's threads when the product is
-/// large; `matrixmultiply`'s in the browser.
-///
-/// # Safety
-/// The three pointers must address matrices of those sizes and strides, `dst` not overlapping the others.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_rows(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_row_stride: usize,
-    lhs: *const f32,
-    lhs_row_stride: usize,
-    rhs: *const f32,
-    rhs_row_stride: usize,
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for i in 0..m {
-            std::slice::from_raw_parts_mut(dst.add(i * dst_row_stride), n).fill(0.0);
-        }
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    // Below this many multiply-adds the threads cost more than they save.
-    let parallel = parallel && threads > 1 && (m * n * k) >= (1 << 17);
-    if parallel && m < 256 && n >= 32 * threads {
-        // Few rows (late layers at small batches): each thread takes a band of columns, so that each packs
-        // only its own part of the weights, the bulk of the data here.
-        let cols = n.div_ceil(threads).next_multiple_of(16);
-        let (dst, lhs, rhs) = (dst as usize, lhs as usize, rhs as usize);
-        (0..n.div_ceil(cols)).into_par_iter().for_each(|band| {
-            let first = band * cols;
-            // Safety: the bands are disjoint columns of the caller's matrices.
-            unsafe {
-                gemm_rows(
-                    m,
-                    cols.min(n - first),
-                    k,
-                    (dst as *mut f32).add(first),
-                    dst_row_stride,
-                    lhs as *const f32,
-                    lhs_row_stride,
-                    (rhs as *const f32).add(first),
-                    rhs_row_stride,
-                    false,
-                )
-            }
-        });
-        return;
-    }
-    // In the browser there is one thread, and `matrixmultiply`'s SIMD128 kernels are as fast as `gemm`'s
-    // (which its `wasm-simd128-enable` feature turns on) on ResNet-18 within 5%, and faster on the mobile
-    // networks (docs/cpu.md).
-    #[cfg(target_arch = "wasm32")]
-    matrixmultiply::sgemm(
-        m,
-        k,
-        n,
-        1.0,
-        lhs,
-        lhs_row_stride as isize,
-        1,
-        rhs,
-        rhs_row_stride as isize,
-        1,
-        0.0,
-        dst,
-        dst_row_stride as isize,
-        1,
-    );
-    #[cfg(not(target_arch = "wasm32"))]
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_row_stride as isize,
-        false,
-        lhs,
-        1,
-        lhs_row_stride as isize,
-        rhs,
-        1,
-        rhs_row_stride as isize,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        if parallel {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        },
-    );
+/// Output pixels per task when the layer runs as independent row blocks, each a single-threaded GEMM
+/// (after its im2col gather) with the epilogue while the block is in cache; `None` when it runs as one
+/// GEMM on all threads, then the epilogue: too few rows to share, or weights too large to pack again for
+/// every block.
+fn rows_per_block(conv: &Conv2d, output: Shape, threads: usize) -> Option<usize> {
+    let pixels = output.n * output.h * output.w;
+    let (k, n) = (tile_row_len(conv), output.c);
+    let threads = threads.max(1);
+    // A block's input rows and outputs fit in about 128 KiB of cache, but it has at least 128 rows (each
+    // block packs the weights again: with fewer, packing costs more than a tenth of the products), and
+    // every thread gets a few blocks.
+    let by_cache = (32 * 1024 / (k + n)).max(128);
+    let by_threads = pixels.div_ceil(threads * 4);
+    let rows = by_cache.min(by_threads).max(8);
+    let weights_fit = k * n <= 128 * 1024;
+    (pixels >= 2 * rows && (rows >= 64 || weights_fit)).then_some(rows)
 }
 
-/// `c = a * b` for row-major `a: [m, k]`, `b: [k, n]`, `c: [m, n]` (the GEMM yardstick).
-pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // Safety: the lengths were just checked; `c` is a distinct mutable slice.
-    unsafe {
-        gemm_rows(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            n,
-            a.as_ptr(),
-            k,
-            b.as_ptr(),
-            n,
-            true,
-        )
-    }
+/// The length of an im2col row of `conv` (a GEMM's depth): one group's receptive field.
+fn tile_row_len(conv: &Conv2d) -> usize {
+    conv.kernel[0] * conv.kernel[1] * (conv.in_channels / conv.groups)
 }

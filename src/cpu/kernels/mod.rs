@@ -6,6 +6,7 @@ pub(crate) mod activation;
 pub(crate) mod channels;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod gemm;
 pub(crate) mod pool;
 pub(crate) mod simd;
 

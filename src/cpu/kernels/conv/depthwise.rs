@@ -86,15 +86,15 @@ fn depthwise_rows_body<const FMA: bool>(
             // Channels in register-sized blocks: each block's sums stay in registers across the taps.
             let mut ch = 0;
             while ch + 64 <= c {
-                gathered_block::<64, FMA>(acc, ch, &taps, input, &kernel.weights);
+                gathered_block::<64, FMA>(acc, ch, &taps, input, kernel.rows());
                 ch += 64;
             }
             while ch + 16 <= c {
-                gathered_block::<16, FMA>(acc, ch, &taps, input, &kernel.weights);
+                gathered_block::<16, FMA>(acc, ch, &taps, input, kernel.rows());
                 ch += 16;
             }
             while ch < c {
-                gathered_block::<1, FMA>(acc, ch, &taps, input, &kernel.weights);
+                gathered_block::<1, FMA>(acc, ch, &taps, input, kernel.rows());
                 ch += 1;
             }
             ox += 1;
@@ -152,7 +152,7 @@ fn interior_run<const K: usize, const FMA: bool>(
             let start = (row * x.w + ix) * c;
             (
                 &input[start..start + span],
-                &kernel.weights[ky * K * c..(ky + 1) * K * c],
+                &kernel.rows()[ky * K * c..(ky + 1) * K * c],
             )
         })
     });

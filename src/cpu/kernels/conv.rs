@@ -25,7 +25,6 @@ use depthwise::depthwise_rows;
 
 use super::activation::RowActivation;
 use super::gemm::gemm_rows;
-#[cfg(not(target_arch = "wasm32"))]
 use super::gemm::Panels;
 use super::rows_per_task;
 use crate::ops::{Conv2d, Conv2dLayer, ResidualAdd};
@@ -70,9 +69,8 @@ impl ConvMethod {
 pub(crate) enum ConvWeights {
     /// `[groups][KH * KW * IC/groups][OC/groups]`, or `[KH * KW][C]` for depthwise.
     Rows(Box<[f32]>),
-    /// The GEMM kernel's panels of `[KH * KW * IC][OC]`, for a product of few rows on all threads (ungrouped
-    /// layers, natively).
-    #[cfg(not(target_arch = "wasm32"))]
+    /// The GEMM kernel's panels of `[KH * KW * IC][OC]` (ungrouped layers whose product [`Panels`] serves:
+    /// natively those of few pixels, in the browser all).
     Panels(Panels),
 }
 
@@ -80,13 +78,10 @@ impl ConvWeights {
     /// Packs `weight` (`[OC][IC/groups][KH][KW]`) for `conv`; `panels` as [`ConvKernel::uses_panels`] says.
     pub(crate) fn pack(conv: &Conv2d, weight: &[f32], panels: bool) -> ConvWeights {
         let rows = pack_rows(conv, weight);
-        #[cfg(not(target_arch = "wasm32"))]
         if panels {
             let k = conv.kernel[0] * conv.kernel[1] * conv.in_channels;
             return ConvWeights::Panels(Panels::new(k, conv.out_channels, &rows));
         }
-        #[cfg(target_arch = "wasm32")]
-        let _ = panels;
         ConvWeights::Rows(rows.into())
     }
 
@@ -94,7 +89,6 @@ impl ConvWeights {
     pub(crate) fn bytes(&self) -> usize {
         match self {
             ConvWeights::Rows(rows) => rows.len() * 4,
-            #[cfg(not(target_arch = "wasm32"))]
             ConvWeights::Panels(panels) => panels.bytes(),
         }
     }
@@ -169,9 +163,7 @@ impl ConvKernel {
 
     pub(crate) fn label(&self) -> &'static str {
         match (self.method, &*self.weights) {
-            #[cfg(not(target_arch = "wasm32"))]
             (ConvMethod::Gemm, ConvWeights::Panels(_)) => "cpu conv1x1 (prepacked gemm)",
-            #[cfg(not(target_arch = "wasm32"))]
             (_, ConvWeights::Panels(_)) => "cpu conv (im2col + prepacked gemm)",
             (method, _) => method.label(),
         }
@@ -185,18 +177,17 @@ impl ConvKernel {
     fn rows(&self) -> &[f32] {
         match &*self.weights {
             ConvWeights::Rows(rows) => rows,
-            #[cfg(not(target_arch = "wasm32"))]
             ConvWeights::Panels(_) => &[],
         }
     }
 
     /// Whether `conv`, producing `output` on `threads` threads, is best served by weights packed as panels:
-    /// natively, an ungrouped GEMM layer whose pixels are too few to run as blocks.
+    /// an ungrouped GEMM layer, natively only one whose pixels are too few to run as blocks (`gemm` measured
+    /// faster on the blocks, docs/cpu.md).
     pub(crate) fn uses_panels(conv: &Conv2d, output: Shape, threads: usize) -> bool {
-        cfg!(not(target_arch = "wasm32"))
-            && conv.groups == 1
+        conv.groups == 1
             && ConvMethod::of(conv) != ConvMethod::Depthwise
-            && rows_per_block(conv, output, threads).is_none()
+            && (cfg!(target_arch = "wasm32") || rows_per_block(conv, output, threads).is_none())
     }
 
     pub(crate) fn activation(&self) -> &RowActivation {
@@ -337,7 +328,6 @@ impl ConvKernel {
         }
         match &*self.weights {
             // Panels are ungrouped, so both matrices are contiguous.
-            #[cfg(not(target_arch = "wasm32"))]
             ConvWeights::Panels(panels) => {
                 debug_assert_eq!(lhs_stride, k);
                 panels.multiply(&lhs[..m * k], out)

@@ -5,8 +5,10 @@
 //! GEMM over the activation as it lies, and depthwise convolutions, pooling and the epilogue (bias,
 //! activation, PWLU table lookups, residual add) vectorise across channels. Weights are packed once, when a
 //! plan is built, into the layout each kernel reads; nodes naming the same tensor share the packed copy.
-//! The GEMM is the `gemm` crate's natively (runtime dispatch to AVX2+FMA, AVX-512 or NEON) and
-//! `matrixmultiply`'s in the browser (SIMD128); docs/cpu.md says why. Everything else is in `kernels/`.
+//! Natively the GEMM is the `gemm` crate's (runtime dispatch to AVX2+FMA, AVX-512 or NEON), and `rten-gemm`'s
+//! over weights prepacked at plan time for the layers of few pixels; in the browser a SIMD128 kernel of the
+//! engine's own over prepacked weights. `kernels/gemm/` decides, docs/cpu.md says why. Everything else is in
+//! `kernels/`.
 //!
 //! Every run happens inside the context's thread pool, so a thread-count option bounds the whole engine, and
 //! a panic in a worker becomes an [`Error::Cpu`] instead of reaching the caller.

@@ -676,6 +676,42 @@ fn bench_on_the_cpu_backend_reports_its_kernels_memory_and_a_gemm_yardstick() {
         "{}",
         stderr(&out)
     );
+
+    // --simd caps the kernels' instruction set (never above what the CPU has) and says so.
+    let device_with = |simd: &str| {
+        let args = [
+            "--simd",
+            simd,
+            "--backend",
+            "cpu",
+            "bench",
+            s(&model),
+            "--runs",
+            "1",
+            "--json",
+        ];
+        let out = ws.run(&args);
+        assert!(out.status.success(), "--simd {simd}: {}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        doc["adapter"].as_str().expect("adapter").to_string()
+    };
+    let baseline = device_with("baseline");
+    assert!(
+        ["SSE2", "NEON", "scalar"]
+            .iter()
+            .any(|name| baseline.ends_with(&format!("{name})"))),
+        "{baseline}"
+    );
+    let avx2 = device_with("AVX2");
+    assert!(!avx2.contains("AVX-512"), "{avx2}");
+    let out = ws.run(&["--simd", "avx9", "--backend", "cpu", "bench", s(&model)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("unknown instruction set 'avx9' (expected one of: avx512, avx2, baseline)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

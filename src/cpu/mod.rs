@@ -74,6 +74,23 @@ impl Simd {
     }
 }
 
+impl std::str::FromStr for Simd {
+    type Err = Error;
+
+    /// `avx512`, `avx2` or `baseline` (also `avx-512`, `avx2+fma`, and the baselines' own names: `sse2`,
+    /// `neon`, `simd128`, `scalar`), in any case.
+    fn from_str(s: &str) -> Result<Simd> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx-512" => Ok(Simd::Avx512),
+            "avx2" | "avx2+fma" | "avx2fma" => Ok(Simd::Avx2Fma),
+            "baseline" | "sse2" | "neon" | "simd128" | "scalar" => Ok(Simd::Baseline),
+            _ => Err(Error::Cpu(format!(
+                "unknown instruction set '{s}' (expected one of: avx512, avx2, baseline)"
+            ))),
+        }
+    }
+}
+
 impl Default for CpuOptions {
     fn default() -> Self {
         CpuOptions {

@@ -33,6 +33,11 @@ struct Cli {
     /// Threads of the CPU backend (default: $PWLU_THREADS, then one per core).
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// The widest vector instructions the CPU backend's own kernels may use: avx512, avx2 or baseline (default:
+    /// the widest the CPU has; the GEMMs pick their own). To compare them, or to keep AVX-512 from lowering
+    /// the clock of cores shared with other work.
+    #[arg(long, global = true, value_name = "avx512|avx2|baseline")]
+    simd: Option<String>,
     /// Use the N-th adapter of `pwlu devices` instead of the one wgpu prefers.
     #[arg(long, global = true, value_name = "N")]
     adapter: Option<usize>,
@@ -110,6 +115,12 @@ impl Cli {
             gpu: self.gpu_options()?,
             cpu: CpuOptions {
                 threads: self.threads.map(usize::from),
+                max_simd: self
+                    .simd
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e: pwlu::Error| e.to_string())?,
                 ..Default::default()
             },
         })

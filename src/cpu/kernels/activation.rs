@@ -7,7 +7,11 @@ use super::simd::{mul_add, multiversion};
 use crate::ops::{Activation, Pwlu, PwluTable, ResidualAdd};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests;
 
 /// An activation ready to apply to rows of `channels` values (NHWC pixels).
 #[derive(Clone, Debug)]
@@ -49,10 +53,20 @@ enum Segments {
     /// Each slope (low half) and intercept (high half) as one 64-bit word: gathers cost about the same per
     /// element whatever its width, so one 64-bit gather of a pair costs half what two 32-bit gathers do.
     Pairs(Vec<u64>),
-    /// Per unit, its slopes and then its intercepts, so that a unit's table loads into four AVX-512
-    /// registers for the gather-free lookup (`avx512::apply_tile`). Built where the CPU has AVX-512 and a
-    /// unit has at most 32 segments.
+    /// Per unit, its slopes and then its intercepts, so that a unit's table loads into four AVX-512 (or
+    /// eight AVX2) registers for the gather-free lookup (`avx512::apply_tile`, `avx2::apply_tile`). Built
+    /// where the CPU has AVX2 and a unit has at most 32 segments.
     Planar(Vec<f32>),
+}
+
+/// Which gather-free lookup a thread runs.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Permutes {
+    /// 16 x 16 tiles, `vpermi2ps` (`avx512.rs`).
+    Avx512,
+    /// 8 x 8 tiles, `vpermps` and blends (`avx2.rs`).
+    Avx2,
 }
 
 impl UniformPwlu {
@@ -69,11 +83,14 @@ impl UniformPwlu {
             })
         };
         let (segments, per_unit) = if Self::permutes(n) {
+            // Eight floats past the last unit, so that a whole register loaded at any of its segments stays
+            // inside the table (the lanes past the unit are never picked).
             let planar = (0..table.units())
                 .flat_map(|unit| {
                     let slopes = pairs(unit).map(|(slope, _)| slope);
                     slopes.chain(pairs(unit).map(|(_, intercept)| intercept))
                 })
+                .chain([0.0; 8])
                 .collect();
             (Segments::Planar(planar), 2 * (n + 2))
         } else {
@@ -100,8 +117,7 @@ impl UniformPwlu {
     fn permutes(intervals: usize) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            super::simd::detected() == super::simd::Isa::Avx512
-                && std::arch::is_x86_feature_detected!("avx512dq")
+            super::simd::detected() >= super::simd::Isa::Avx2Fma
                 && intervals + 2 <= avx512::MAX_SEGMENTS
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -121,15 +137,24 @@ impl UniformPwlu {
             }
     }
 
-    /// The planar table, where kernels on this thread look up by permutes ([`avx512::apply_tile`]).
+    /// The planar table and the permutes kernels on this thread look up by, if they do.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn permuted(&self) -> Option<&[f32]> {
-        match &self.segments {
-            Segments::Planar(planar) if super::simd::isa() == super::simd::Isa::Avx512 => {
-                Some(planar)
+    fn permuted(&self) -> Option<(&[f32], Permutes)> {
+        use super::simd::{isa, Isa};
+        #[cfg(test)]
+        if tests::GATHERS_ONLY.get() {
+            return None;
+        }
+        let Segments::Planar(planar) = &self.segments else {
+            return None;
+        };
+        match isa() {
+            Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512dq") => {
+                Some((planar, Permutes::Avx512))
             }
-            _ => None,
+            Isa::Avx512 | Isa::Avx2Fma => Some((planar, Permutes::Avx2)),
+            Isa::Baseline => None,
         }
     }
 
@@ -302,7 +327,8 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
     };
     let block = if uniform.is_some() { 64 } else { c };
     #[cfg(target_arch = "x86_64")]
-    let permuted = uniform.and_then(|pwlu| Some(pwlu).zip(pwlu.permuted()));
+    let permuted =
+        uniform.and_then(|pwlu| pwlu.permuted().map(|(planar, how)| (pwlu, planar, how)));
     for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
         let residual = residual.map(|r| &r[t * PIXELS * c..][..tile.len()]);
         for first in (0..c).step_by(block) {
@@ -324,14 +350,21 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
                 }
             };
             #[cfg(target_arch = "x86_64")]
-            if let Some((pwlu, planar)) = permuted {
-                // The block a step at a time across the tile: the lookup takes 16 pixels at once.
+            if let Some((pwlu, planar, how)) = permuted {
+                // The block a step at a time across the tile: the lookup takes 8 or 16 pixels at once.
                 for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
                     before(&mut pixel[channels.clone()], p);
                 }
-                // Safety: `permuted` says this thread may use AVX-512 and `planar` is the table; a tile holds
-                // at most 16 whole pixels; the block lies inside the channels.
-                unsafe { avx512::apply_tile(pwlu, planar, tile, c, channels.clone()) };
+                // Safety: `permuted` says this thread may use the instructions of `how` and `planar` is the
+                // table; a tile holds at most 16 whole pixels; the block lies inside the channels.
+                unsafe {
+                    match how {
+                        Permutes::Avx512 => {
+                            avx512::apply_tile(pwlu, planar, tile, c, channels.clone())
+                        }
+                        Permutes::Avx2 => avx2::apply_tile(pwlu, planar, tile, c, channels.clone()),
+                    }
+                }
                 if mode == ResidualAdd::AfterActivation {
                     for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
                         add(&mut pixel[channels.clone()], p);

@@ -1,0 +1,221 @@
+//! The gather-free lookups (`avx512.rs`, `avx2.rs`) against the gather path, value for value, and what each
+//! costs.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use super::{Permutes, PwluRows, RowActivation};
+use crate::cpu::kernels::simd::{detected, limit_this_thread, Isa};
+use crate::ops::{Activation, Pwlu, ResidualAdd};
+
+thread_local! {
+    /// Set: this thread's kernels take the gather path where the permutes would run, to compare the two.
+    pub(super) static GATHERS_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The permute kernels this CPU runs, with the instruction-set limit that selects each.
+fn permute_kernels() -> Vec<(Isa, Permutes)> {
+    let mut kernels = vec![];
+    if detected() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
+        kernels.push((Isa::Avx512, Permutes::Avx512));
+    }
+    if detected() >= Isa::Avx2Fma {
+        kernels.push((Isa::Avx2Fma, Permutes::Avx2));
+    }
+    kernels
+}
+
+/// A small deterministic generator (xorshift), values in [0, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        low + (high - low) * self.unit()
+    }
+}
+
+/// A uniform PWLU with random bounds and points, some flat tails and some flat interior segments, and
+/// the values where it changes segment (every grid point and the floats beside each bound).
+fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> (Arc<Pwlu>, Vec<f32>) {
+    let (mut bounds, mut points, mut slopes, mut edges) = (vec![], vec![], vec![], vec![]);
+    for unit in 0..units {
+        let center = rng.uniform(-1.0, 1.0);
+        let half = rng.uniform(0.5, 4.0);
+        let (left, right) = (center - half, center + half);
+        bounds.push([left, right]);
+        let mut previous = 0.0;
+        for i in 0..=intervals {
+            let y = if i > 0 && unit % 2 == 0 && i % 3 == 0 {
+                previous
+            } else {
+                rng.uniform(-2.0, 3.0)
+            };
+            points.push(y);
+            previous = y;
+            edges.push(left + (right - left) * i as f32 / intervals as f32);
+        }
+        let tail = |rng: &mut Rng, flat: bool| if flat { 0.0 } else { rng.uniform(-0.5, 1.5) };
+        slopes.push([tail(rng, unit % 3 == 0), tail(rng, unit % 4 == 1)]);
+        for bound in [left, right] {
+            edges.extend([
+                bound,
+                f32::from_bits(bound.to_bits() - 1),
+                f32::from_bits(bound.to_bits() + 1),
+            ]);
+        }
+    }
+    // Cannot fail: finite bounds with left < right (half >= 0.5), N + 1 finite points and two finite
+    // slopes per unit, built above.
+    let pwlu = Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU");
+    (Arc::new(pwlu), edges)
+}
+
+#[test]
+fn the_gather_free_lookups_give_the_values_of_the_gathers() {
+    let kernels = permute_kernels();
+    if kernels.is_empty() {
+        eprintln!("this CPU has no AVX2: the gather-free lookups were not run");
+        return;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let specials = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e30,
+        -1e30,
+        1e-40,
+    ];
+    // (channels, intervals, one unit for the layer): whole and partial groups of 8 and 16 channels, blocks of
+    // 64, the fewest and the most segments the permutes take (1 to 4 AVX2 registers, 1 or 2 AVX-512 ones).
+    for (channels, intervals, layer_wise) in [
+        (16, 16, false),
+        (37, 16, false),
+        (80, 30, false),
+        (48, 1, false),
+        (21, 5, true),
+        (64, 16, true),
+        (130, 14, false),
+        (19, 6, false),
+        (9, 22, false),
+    ] {
+        let units = if layer_wise { 1 } else { channels };
+        let (pwlu, edges) = random_pwlu(&mut rng, units, intervals);
+        let act = RowActivation::new(&Activation::Pwlu(pwlu), channels);
+        let Some(PwluRows::Uniform(uniform)) = &act.pwlu else {
+            panic!("a uniform PWLU is laid out as one");
+        };
+        for &(isa, how) in &kernels {
+            limit_this_thread(isa);
+            let permuted = uniform.permuted().map(|(_, how)| how);
+            limit_this_thread(Isa::Avx512);
+            assert_eq!(permuted, Some(how), "{channels} channels, N = {intervals}");
+        }
+        for pixels in [1, 7, 16, 17, 40] {
+            let len = pixels * channels;
+            let input: Vec<f32> = (0..len)
+                .map(|i| match i % 5 {
+                    0 | 3 => edges[(i * 7) % edges.len()],
+                    1 => specials[(i / 5) % specials.len()],
+                    _ => rng.uniform(-8.0, 8.0),
+                })
+                .collect();
+            let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
+            let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            for mode in [
+                ResidualAdd::None,
+                ResidualAdd::BeforeActivation,
+                ResidualAdd::AfterActivation,
+            ] {
+                for bias in [None, Some(&bias[..])] {
+                    let run = |isa, gathers| {
+                        limit_this_thread(isa);
+                        GATHERS_ONLY.set(gathers);
+                        let mut rows = input.clone();
+                        act.finish_rows(&mut rows, bias, Some(&residual), mode);
+                        GATHERS_ONLY.set(false);
+                        limit_this_thread(Isa::Avx512);
+                        rows
+                    };
+                    for &(isa, how) in &kernels {
+                        let (permuted, gathered) = (run(isa, false), run(isa, true));
+                        for (i, (p, g)) in permuted.iter().zip(&gathered).enumerate() {
+                            assert!(
+                                p == g || (p.is_nan() && g.is_nan()),
+                                "{how:?}: {channels} channels, N = {intervals}, {pixels} pixels, \
+                                 {mode:?}, bias {}: value {i} (x = {}) gives {p} without gathers, {g} \
+                                 with",
+                                bias.is_some(),
+                                input[i],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Not a test: the cost per value of the epilogue on a block that stays in the L1 cache, ReLU6 against the
+/// PWLU by permutes and by gathers (docs/cpu.md). `cargo test --release --lib lookup_cost -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints figures, asserts nothing"]
+fn lookup_cost_per_value() {
+    if permute_kernels().is_empty() {
+        eprintln!("this CPU has no AVX2");
+        return;
+    }
+    let (channels, pixels, rounds) = (96, 64, 8_000);
+    let mut rng = Rng(7);
+    // Points inside the bounds, so that repeated rounds stay inside them (no drift to infinity).
+    let bounds = (0..channels).map(|_| {
+        let center = rng.uniform(-0.5, 0.5);
+        [center - 2.0, center + 2.0]
+    });
+    let bounds: Vec<[f32; 2]> = bounds.collect();
+    let points = (0..channels * 17).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let slopes = (0..channels).map(|_| [rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.5)]);
+    // Cannot fail: bounds 4 apart, 17 finite points and two finite slopes per channel.
+    let pwlu = Pwlu::uniform(16, bounds, points, slopes.collect()).expect("a valid PWLU");
+    let pwlu = Arc::new(pwlu);
+    let input: Vec<f32> = (0..channels * pixels)
+        .map(|_| rng.uniform(-4.0, 4.0))
+        .collect();
+    let time = |act: &RowActivation| {
+        let mut best = f64::INFINITY;
+        let mut rows = input.clone();
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                act.finish_rows(&mut rows, None, None, ResidualAdd::None);
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        best / (channels * pixels * rounds) as f64 * 1e9
+    };
+    let pwlu = Activation::Pwlu(pwlu);
+    let mut cases = vec![("ReLU6".to_string(), Activation::Relu6, Isa::Avx512, false)];
+    for (isa, how) in permute_kernels() {
+        cases.push((format!("PWLU, {how:?} permutes"), pwlu.clone(), isa, false));
+        cases.push((format!("PWLU, {isa:?} gathers"), pwlu.clone(), isa, true));
+    }
+    for (name, activation, isa, gathers) in cases {
+        let act = RowActivation::new(&activation, channels);
+        limit_this_thread(isa);
+        GATHERS_ONLY.set(gathers);
+        let ns = time(&act);
+        GATHERS_ONLY.set(false);
+        limit_this_thread(Isa::Avx512);
+        println!("{name:>24}: {ns:.3} ns per value");
+    }
+}

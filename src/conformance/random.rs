@@ -8,32 +8,48 @@ use crate::tensor::{Shape, Tensor};
 /// A channel-wise PWLU near ReLU with perturbed points and moderate slopes: what training produces.
 pub(super) fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<Pwlu> {
     let (mut bounds, mut points, mut slopes) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..units {
+    for unit in 0..units {
         let center = rng.uniform(-0.5, 0.5);
         let half = rng.uniform(1.0, 3.0);
         bounds.push([center - half, center + half]);
         for i in 0..=intervals {
             let x = center - half + 2.0 * half * i as f32 / intervals as f32;
-            points.push(x.max(0.0) + rng.uniform(-0.2, 0.2));
+            // Every fourth unit has a flat first segment (as a PWLU starting from ReLU does).
+            let y = if unit % 4 == 1 && i == 1 {
+                points[points.len() - 1]
+            } else {
+                x.max(0.0) + rng.uniform(-0.2, 0.2)
+            };
+            points.push(y);
         }
-        slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
+        slopes.push([left_slope(rng, unit), rng.uniform(0.5, 1.5)]);
     }
     // Cannot fail: finite bounds with B_L < B_R, N + 1 finite points and two finite slopes per unit, built
     // above from the suite's own constants (no user input reaches this generator).
     Arc::new(Pwlu::uniform(intervals, bounds, points, slopes).expect("a valid random PWLU"))
 }
 
+/// A unit's left tail slope: flat for every third unit (where -inf must give the tail's value, not 0 * inf),
+/// small otherwise.
+fn left_slope(rng: &mut Rng, unit: usize) -> f32 {
+    if unit % 3 == 0 {
+        0.0
+    } else {
+        rng.uniform(-0.2, 0.3)
+    }
+}
+
 /// A PWLU with learned, strictly increasing breakpoints (steps of 0.05 to 1).
 pub(super) fn random_non_uniform_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<Pwlu> {
     let (mut breakpoints, mut points, mut slopes) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..units {
+    for unit in 0..units {
         let mut x = rng.uniform(-3.0, -0.5);
         for _ in 0..=intervals {
             breakpoints.push(x);
             points.push(x.max(0.0) + rng.uniform(-0.2, 0.2));
             x += rng.uniform(0.05, 1.0);
         }
-        slopes.push([rng.uniform(-0.2, 0.3), rng.uniform(0.5, 1.5)]);
+        slopes.push([left_slope(rng, unit), rng.uniform(0.5, 1.5)]);
     }
     // Cannot fail: breakpoints strictly increase (steps of at least 0.05), every value is finite, and the
     // counts match `units` and `intervals` by construction.

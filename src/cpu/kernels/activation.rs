@@ -10,6 +10,8 @@ use crate::ops::{Activation, Pwlu, PwluTable, ResidualAdd};
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests;
 
@@ -55,7 +57,8 @@ enum Segments {
     Pairs(Vec<u64>),
     /// Per unit, its slopes and then its intercepts, so that a unit's table loads into four AVX-512 (or
     /// eight AVX2) registers for the gather-free lookup (`avx512::apply_tile`, `avx2::apply_tile`). Built
-    /// where the CPU has AVX2 and a unit has at most 32 segments.
+    /// where the CPU has AVX2 and a unit has at most 32 segments, and in the browser, whose lookup loads
+    /// slopes and intercepts one by one (`simd128::apply`).
     Planar(Vec<f32>),
 }
 
@@ -82,7 +85,7 @@ impl UniformPwlu {
                 (record(unit)[at], record(unit)[at + 1])
             })
         };
-        let (segments, per_unit) = if Self::permutes(n) {
+        let (segments, per_unit) = if Self::planar(n) {
             // Eight floats past the last unit, so that a whole register loaded at any of its segments stays
             // inside the table (the lanes past the unit are never picked).
             let planar = (0..table.units())
@@ -113,8 +116,9 @@ impl UniformPwlu {
         }
     }
 
-    /// Whether units of `intervals` are looked up by permutes on this CPU.
-    fn permutes(intervals: usize) -> bool {
+    /// Whether units of `intervals` are laid out planar on this CPU: where they are looked up by permutes,
+    /// and in the browser.
+    fn planar(intervals: usize) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             super::simd::detected() >= super::simd::Isa::Avx2Fma
@@ -123,7 +127,7 @@ impl UniformPwlu {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = intervals;
-            false
+            cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
         }
     }
 
@@ -162,6 +166,16 @@ impl UniformPwlu {
     /// tails exact at infinity.
     #[inline(always)]
     fn apply<const FMA: bool>(&self, values: &mut [f32], first_channel: usize) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let Segments::Planar(planar) = &self.segments {
+            return simd128::apply(self, planar, values, first_channel);
+        }
+        self.apply_portable::<FMA>(values, first_channel)
+    }
+
+    /// [`Self::apply`] as plain Rust that LLVM vectorises (with gathers where the CPU has them).
+    #[inline(always)]
+    fn apply_portable<const FMA: bool>(&self, values: &mut [f32], first_channel: usize) {
         // Signed 32-bit offsets: x86's gathers sign-extend 32-bit indices, so the index arithmetic stays in
         // 32-bit lanes, 16 per AVX-512 register, instead of being widened first. At most 2^20 units of at most
         // 1026 segments (docs/format.md's limits), two floats each, keep them below 2^31.

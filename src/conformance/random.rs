@@ -32,7 +32,7 @@ pub(super) fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> Arc<
 /// A unit's left tail slope: flat for every third unit (where -inf must give the tail's value, not 0 * inf),
 /// small otherwise.
 fn left_slope(rng: &mut Rng, unit: usize) -> f32 {
-    if unit % 3 == 0 {
+    if unit.is_multiple_of(3) {
         0.0
     } else {
         rng.uniform(-0.2, 0.3)

@@ -106,6 +106,7 @@ pub fn cases() -> Vec<Case> {
     cases.push(wide_depthwise(&mut rng));
     cases.push(depthwise_5x5(&mut rng));
     cases.push(wide_late_layer(&mut rng));
+    cases.extend(winograd_layers(&mut rng));
     cases.push(pointwise(&mut rng));
     for i in 0..4 {
         cases.push(residual_block(&mut rng, i));
@@ -274,6 +275,50 @@ fn wide_late_layer(rng: &mut Rng) -> Case {
     let input = Shape::new(1, 96, 3, 3);
     let activation = Activation::Pwlu(random_pwlu(rng, 131, 8));
     conv_case(rng, conv, input, activation)
+}
+
+/// 3x3 convolutions with stride 1 over enough channels and pixels for the CPU backend's Winograd kernel
+/// (16 tiles of 4x4 outputs): outputs whose height and width are not multiples of 4 (tiles cut by the edge),
+/// asymmetric padding, channels off the 16-lane blocks, and a residual added after a PWLU.
+fn winograd_layers(rng: &mut Rng) -> Vec<Case> {
+    let odd = Conv2d {
+        padding: Padding {
+            top: 2,
+            left: 0,
+            bottom: 0,
+            right: 1,
+        },
+        ..Conv2d::new(19, 24, [3, 3])
+    };
+    let first = Conv2d {
+        padding: Padding::symmetric(1, 1),
+        ..Conv2d::new(16, 37, [3, 3])
+    };
+    let second = Conv2d {
+        padding: Padding::symmetric(1, 1),
+        ..Conv2d::new(37, 37, [3, 3])
+    };
+    let input = Shape::new(2, 16, 9, 14);
+    let epilogue = Epilogue {
+        activation: Activation::Pwlu(random_pwlu(rng, 37, 16)),
+        residual: ResidualAdd::AfterActivation,
+    };
+    let second = rng.layer(second, epilogue);
+    let first = rng.layer(first, Epilogue::activation(Activation::Relu));
+    let residual = case(
+        format!("residual block of 3x3 convolutions 16 -> 37 -> 37 on {input}"),
+        input,
+        &[
+            (Op::Conv(first), vec![Value::Input]),
+            (Op::Conv(second), vec![Value::Node(0), Value::Node(0)]),
+        ],
+        rng.tensor(input, 1.0),
+    );
+    let activation = Activation::Pwlu(random_pwlu(rng, 24, 8));
+    vec![
+        conv_case(rng, odd, Shape::new(2, 19, 13, 11), activation),
+        residual,
+    ]
 }
 
 /// A residual block: a convolution, an activation, and a second convolution that adds the first one's output

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::arena::{Arena, CpuValue};
 use super::kernels::activation::RowActivation;
-use super::kernels::conv::{ConvKernel, ConvWeights};
+use super::kernels::conv::{ConvChoice, ConvKernel, ConvWeights};
 use super::CpuContext;
 use crate::error::{Error, Result};
 use crate::ops::{BinaryOp, Conv2d, LayerNorm, Pool2d};
@@ -76,7 +76,7 @@ impl CpuStep {
 /// Packed weights, shared by every node that names the same tensor with the same convolution and layout.
 #[derive(Default)]
 pub struct PackedWeights {
-    by_source: HashMap<(usize, usize, Conv2d, bool), Arc<ConvWeights>>,
+    by_source: HashMap<(usize, usize, Conv2d, ConvChoice), Arc<ConvWeights>>,
 }
 
 impl Backend for CpuContext {
@@ -196,16 +196,16 @@ impl Backend for CpuContext {
                         format!("residual {} differs from the output {y}", inputs[1].shape),
                     ));
                 }
-                let panels = ConvKernel::uses_panels(conv, y, self.threads());
+                let choice = ConvChoice::of(conv, y, self.threads(), self.winograd());
                 let key = (
                     layer.weight.as_ptr() as usize,
                     layer.weight.len(),
                     *conv,
-                    panels,
+                    choice,
                 );
-                let pack = || Arc::new(ConvWeights::pack(conv, &layer.weight, panels));
+                let pack = || Arc::new(ConvWeights::pack(conv, &layer.weight, choice));
                 let weights = Arc::clone(uploads.by_source.entry(key).or_insert_with(pack));
-                StepKernel::Conv(ConvKernel::new(layer, weights, x, y))
+                StepKernel::Conv(ConvKernel::new(layer, choice, weights, x, y))
             }
             Kernel::BatchNorm(bn, act) => {
                 expect_inputs(1)?;

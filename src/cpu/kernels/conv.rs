@@ -1,9 +1,11 @@
 //! Convolution on NHWC activations, with its fused epilogue.
 //!
-//! Three methods, chosen per layer by [`ConvMethod::of`]:
+//! Four methods, chosen per layer at plan time by [`ConvChoice::of`], with the layout of the weights:
 //! - `Gemm`: a 1x1 convolution with stride 1 and no padding is a GEMM over the input as it lies (each pixel's
 //!   channels are a row), one per group;
 //! - `Depthwise`: one filter per channel, accumulated across channels in registers, no GEMM;
+//! - `Winograd`: a 3x3 convolution with stride 1 over enough channels and pixels, by Winograd's F(4x4, 3x3):
+//!   4x fewer multiplies, in 36 GEMMs between input and output transforms (`conv/winograd.rs`);
 //! - `Im2col`: everything else copies each output pixel's receptive field into a row of a scratch tile (a
 //!   bounded number of rows at a time) and multiplies the tile by the packed weights.
 //!
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 mod depthwise;
+mod winograd;
 
 use depthwise::depthwise_rows;
 
@@ -34,15 +37,17 @@ use crate::tensor::Shape;
 const TILE_FLOATS: usize = 1 << 21;
 
 /// How a convolution is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ConvMethod {
     Gemm,
     Depthwise,
+    Winograd,
     Im2col,
 }
 
 impl ConvMethod {
-    pub(crate) fn of(conv: &Conv2d) -> ConvMethod {
+    /// The method for `conv`, producing `output`; Winograd's only if `winograd` allows it.
+    fn of(conv: &Conv2d, output: Shape, winograd: bool) -> ConvMethod {
         if conv.is_depthwise() {
             ConvMethod::Depthwise
         } else if conv.kernel == [1, 1]
@@ -50,6 +55,8 @@ impl ConvMethod {
             && conv.padding == crate::ops::Padding::default()
         {
             ConvMethod::Gemm
+        } else if winograd && winograd::serves(conv, output) {
+            ConvMethod::Winograd
         } else {
             ConvMethod::Im2col
         }
@@ -59,8 +66,30 @@ impl ConvMethod {
         match self {
             ConvMethod::Gemm => "cpu conv1x1 (gemm)",
             ConvMethod::Depthwise => "cpu conv depthwise",
+            ConvMethod::Winograd => "cpu conv 3x3 (winograd f(4x4,3x3) + prepacked gemm)",
             ConvMethod::Im2col => "cpu conv (im2col + gemm)",
         }
+    }
+}
+
+/// What computes a convolution, decided once at plan time: the method, and whether the weights are packed
+/// as the GEMM kernel's panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ConvChoice {
+    method: ConvMethod,
+    panels: bool,
+}
+
+impl ConvChoice {
+    /// The choice for `conv` producing `output` on `threads` threads, Winograd's method only where `winograd`
+    /// allows it ([`crate::cpu::CpuOptions::winograd`]). Panels serve the ungrouped GEMM layers, natively only
+    /// those whose pixels are too few to run as blocks (`gemm` measured faster on the blocks, docs/cpu.md).
+    pub(crate) fn of(conv: &Conv2d, output: Shape, threads: usize, winograd: bool) -> ConvChoice {
+        let method = ConvMethod::of(conv, output, winograd);
+        let panels = conv.groups == 1
+            && matches!(method, ConvMethod::Gemm | ConvMethod::Im2col)
+            && (cfg!(target_arch = "wasm32") || rows_per_block(conv, output, threads).is_none());
+        ConvChoice { method, panels }
     }
 }
 
@@ -72,13 +101,18 @@ pub(crate) enum ConvWeights {
     /// The GEMM kernel's panels of `[KH * KW * IC][OC]` (ungrouped layers whose product [`Panels`] serves:
     /// natively those of few pixels, in the browser all).
     Panels(Panels),
+    /// Winograd's transformed weights, one set of panels of `[IC][OC]` per position of the 4x4 tile.
+    Winograd(Box<[Panels]>),
 }
 
 impl ConvWeights {
-    /// Packs `weight` (`[OC][IC/groups][KH][KW]`) for `conv`; `panels` as [`ConvKernel::uses_panels`] says.
-    pub(crate) fn pack(conv: &Conv2d, weight: &[f32], panels: bool) -> ConvWeights {
+    /// Packs `weight` (`[OC][IC/groups][KH][KW]`) for `conv` as `choice` needs them.
+    pub(crate) fn pack(conv: &Conv2d, weight: &[f32], choice: ConvChoice) -> ConvWeights {
+        if choice.method == ConvMethod::Winograd {
+            return ConvWeights::Winograd(winograd::pack(conv, weight));
+        }
         let rows = pack_rows(conv, weight);
-        if panels {
+        if choice.panels {
             let k = conv.kernel[0] * conv.kernel[1] * conv.in_channels;
             return ConvWeights::Panels(Panels::new(k, conv.out_channels, &rows));
         }
@@ -90,6 +124,7 @@ impl ConvWeights {
         match self {
             ConvWeights::Rows(rows) => rows.len() * 4,
             ConvWeights::Panels(panels) => panels.bytes(),
+            ConvWeights::Winograd(panels) => panels.iter().map(Panels::bytes).sum(),
         }
     }
 }
@@ -100,32 +135,29 @@ fn pack_rows(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
     let taps = kh * kw;
     let icg = conv.in_channels / conv.groups;
     let ocg = conv.out_channels / conv.groups;
-    match ConvMethod::of(conv) {
-        ConvMethod::Depthwise => {
-            let c = conv.out_channels;
-            let mut packed = vec![0.0; taps * c];
-            for ch in 0..c {
-                for t in 0..taps {
-                    packed[t * c + ch] = weight[ch * taps + t];
-                }
+    if conv.is_depthwise() {
+        let c = conv.out_channels;
+        let mut packed = vec![0.0; taps * c];
+        for ch in 0..c {
+            for t in 0..taps {
+                packed[t * c + ch] = weight[ch * taps + t];
             }
-            packed
         }
-        ConvMethod::Gemm | ConvMethod::Im2col => {
-            let k = taps * icg;
-            let mut packed = vec![0.0; conv.groups * k * ocg];
-            for g in 0..conv.groups {
-                for o in 0..ocg {
-                    let filter = &weight[(g * ocg + o) * icg * taps..][..icg * taps];
-                    for ic in 0..icg {
-                        for t in 0..taps {
-                            packed[(g * k + t * icg + ic) * ocg + o] = filter[ic * taps + t];
-                        }
+        packed
+    } else {
+        let k = taps * icg;
+        let mut packed = vec![0.0; conv.groups * k * ocg];
+        for g in 0..conv.groups {
+            for o in 0..ocg {
+                let filter = &weight[(g * ocg + o) * icg * taps..][..icg * taps];
+                for ic in 0..icg {
+                    for t in 0..taps {
+                        packed[(g * k + t * icg + ic) * ocg + o] = filter[ic * taps + t];
                     }
                 }
             }
-            packed
         }
+        packed
     }
 }
 
@@ -145,13 +177,14 @@ pub(crate) struct ConvKernel {
 impl ConvKernel {
     pub(crate) fn new(
         layer: &Conv2dLayer,
+        choice: ConvChoice,
         weights: Arc<ConvWeights>,
         input: Shape,
         output: Shape,
     ) -> Self {
         ConvKernel {
             conv: layer.conv,
-            method: ConvMethod::of(&layer.conv),
+            method: choice.method,
             weights,
             bias: layer.bias.clone(),
             activation: RowActivation::new(&layer.epilogue.activation, layer.conv.out_channels),
@@ -177,17 +210,8 @@ impl ConvKernel {
     fn rows(&self) -> &[f32] {
         match &*self.weights {
             ConvWeights::Rows(rows) => rows,
-            ConvWeights::Panels(_) => &[],
+            ConvWeights::Panels(_) | ConvWeights::Winograd(_) => &[],
         }
-    }
-
-    /// Whether `conv`, producing `output` on `threads` threads, is best served by weights packed as panels:
-    /// an ungrouped GEMM layer, natively only one whose pixels are too few to run as blocks (`gemm` measured
-    /// faster on the blocks, docs/cpu.md).
-    pub(crate) fn uses_panels(conv: &Conv2d, output: Shape, threads: usize) -> bool {
-        conv.groups == 1
-            && ConvMethod::of(conv) != ConvMethod::Depthwise
-            && (cfg!(target_arch = "wasm32") || rows_per_block(conv, output, threads).is_none())
     }
 
     pub(crate) fn activation(&self) -> &RowActivation {
@@ -204,6 +228,7 @@ impl ConvKernel {
                     None => self.tile_rows() * k,
                 }
             }
+            ConvMethod::Winograd => winograd::scratch_floats(self),
             _ => 0,
         }
     }
@@ -224,8 +249,18 @@ impl ConvKernel {
 
     /// `output = epilogue(conv(input))`; `input`, `residual` and `output` are NHWC with the bound shapes.
     pub(crate) fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
-        if self.method == ConvMethod::Depthwise {
-            return self.depthwise(input, residual, output);
+        match (self.method, &*self.weights) {
+            (ConvMethod::Depthwise, _) => return self.depthwise(input, residual, output),
+            (ConvMethod::Winograd, ConvWeights::Winograd(panels)) => {
+                return with_scratch(|scratch| {
+                    let floats = winograd::scratch_floats(self);
+                    if scratch.len() < floats {
+                        scratch.resize(floats, 0.0);
+                    }
+                    winograd::run(self, panels, input, residual, output, scratch);
+                });
+            }
+            _ => {}
         }
         if let Some(rows) = rows_per_block(&self.conv, self.output, rayon::current_num_threads()) {
             let oc = self.output.c;
@@ -332,6 +367,8 @@ impl ConvKernel {
                 debug_assert_eq!(lhs_stride, k);
                 panels.multiply(&lhs[..m * k], out)
             }
+            // Winograd's layers never come here (`run` takes them first).
+            ConvWeights::Winograd(_) => {}
             ConvWeights::Rows(weights) => {
                 let lhs = &lhs[..(m - 1) * lhs_stride + k];
                 let weights = &weights[g * k * ocg..][..k * ocg];

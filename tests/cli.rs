@@ -704,6 +704,22 @@ fn bench_on_the_cpu_backend_reports_its_kernels_memory_and_a_gemm_yardstick() {
     );
     let avx2 = device_with("AVX2");
     assert!(!avx2.contains("AVX-512"), "{avx2}");
+    // --no-winograd computes every convolution directly, and the device says so.
+    let args = [
+        "--no-winograd",
+        "--backend",
+        "cpu",
+        "bench",
+        s(&model),
+        "--runs",
+        "1",
+        "--json",
+    ];
+    let out = ws.run(&args);
+    assert!(out.status.success(), "--no-winograd: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let direct = doc["adapter"].as_str().expect("adapter");
+    assert!(direct.ends_with(", no Winograd)"), "{direct}");
     let out = ws.run(&["--simd", "avx9", "--backend", "cpu", "bench", s(&model)]);
     assert!(!out.status.success());
     assert!(

@@ -677,11 +677,11 @@ fn bench_on_the_cpu_backend_reports_its_kernels_memory_and_a_gemm_yardstick() {
         stderr(&out)
     );
 
-    // --simd caps the kernels' instruction set (never above what the CPU has) and says so.
-    let device_with = |simd: &str| {
-        let args = [
-            "--simd",
-            simd,
+    // --simd caps the kernels' instruction set (never above what the CPU has) and says so; so does
+    // --no-winograd, which computes every convolution directly.
+    let device_with = |flags: &[&str]| {
+        let mut args = flags.to_vec();
+        args.extend([
             "--backend",
             "cpu",
             "bench",
@@ -689,36 +689,22 @@ fn bench_on_the_cpu_backend_reports_its_kernels_memory_and_a_gemm_yardstick() {
             "--runs",
             "1",
             "--json",
-        ];
+        ]);
         let out = ws.run(&args);
-        assert!(out.status.success(), "--simd {simd}: {}", stderr(&out));
+        assert!(out.status.success(), "{flags:?}: {}", stderr(&out));
         let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         doc["adapter"].as_str().expect("adapter").to_string()
     };
-    let baseline = device_with("baseline");
+    let baseline = device_with(&["--simd", "baseline"]);
     assert!(
         ["SSE2", "NEON", "scalar"]
             .iter()
             .any(|name| baseline.ends_with(&format!("{name})"))),
         "{baseline}"
     );
-    let avx2 = device_with("AVX2");
+    let avx2 = device_with(&["--simd", "AVX2"]);
     assert!(!avx2.contains("AVX-512"), "{avx2}");
-    // --no-winograd computes every convolution directly, and the device says so.
-    let args = [
-        "--no-winograd",
-        "--backend",
-        "cpu",
-        "bench",
-        s(&model),
-        "--runs",
-        "1",
-        "--json",
-    ];
-    let out = ws.run(&args);
-    assert!(out.status.success(), "--no-winograd: {}", stderr(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let direct = doc["adapter"].as_str().expect("adapter");
+    let direct = device_with(&["--no-winograd"]);
     assert!(direct.ends_with(", no Winograd)"), "{direct}");
     let out = ws.run(&["--simd", "avx9", "--backend", "cpu", "bench", s(&model)]);
     assert!(!out.status.success());

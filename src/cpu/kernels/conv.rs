@@ -257,6 +257,7 @@ impl ConvKernel {
                     if scratch.len() < floats {
                         scratch.resize(floats, 0.0);
                     }
+                    let scratch = &mut scratch[..floats];
                     winograd::run(self, panels, input, residual, output, scratch);
                 });
             }

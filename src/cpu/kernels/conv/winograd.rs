@@ -104,19 +104,15 @@ fn tile_rows_per_round(kernel: &ConvKernel, budget: usize) -> usize {
     (budget / tile_row.max(1)).clamp(1, tile_rows.max(1))
 }
 
-/// Floats of scratch one run needs.
+/// Floats of scratch one run needs: rounds of as many tile rows as [`SCRATCH_FLOATS`] holds.
 pub(super) fn scratch_floats(kernel: &ConvKernel) -> usize {
-    scratch_floats_within(kernel, SCRATCH_FLOATS)
-}
-
-fn scratch_floats_within(kernel: &ConvKernel, budget: usize) -> usize {
     let y = kernel.output;
-    let tiles = tile_rows_per_round(kernel, budget) * y.w.div_ceil(OUT);
+    let tiles = tile_rows_per_round(kernel, SCRATCH_FLOATS) * y.w.div_ceil(OUT);
     POSITIONS * tiles * (kernel.conv.in_channels + y.c)
 }
 
-/// `output = epilogue(conv(input))` for a layer that [`serves`] covers, with `panels` from [`pack`] and
-/// `scratch` of at least [`scratch_floats`].
+/// `output = epilogue(conv(input))` for a layer that [`serves`] covers, with `panels` from [`pack`], in rounds
+/// of as many tile rows as `scratch` holds (at least one).
 pub(super) fn run(
     kernel: &ConvKernel,
     panels: &[Panels],
@@ -125,31 +121,10 @@ pub(super) fn run(
     output: &mut [f32],
     scratch: &mut [f32],
 ) {
-    run_within(
-        kernel,
-        panels,
-        input,
-        residual,
-        output,
-        scratch,
-        SCRATCH_FLOATS,
-    );
-}
-
-/// [`run`], in rounds of at most `budget` floats of scratch.
-fn run_within(
-    kernel: &ConvKernel,
-    panels: &[Panels],
-    input: &[f32],
-    residual: Option<&[f32]>,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    budget: usize,
-) {
     let (y, ic, oc) = (kernel.output, kernel.conv.in_channels, kernel.output.c);
     let tiles_x = y.w.div_ceil(OUT);
     let tile_rows = y.n * y.h.div_ceil(OUT);
-    let per_round = tile_rows_per_round(kernel, budget);
+    let per_round = tile_rows_per_round(kernel, scratch.len());
     let mut output = output;
     let mut first_row = 0;
     for first in (0..tile_rows).step_by(per_round) {
@@ -252,7 +227,7 @@ fn transform_input_body<const FMA: bool>(
                     copy(&mut values[..], &input[offset + c..], lanes);
                 }
             }
-            let v = input_tile::<FMA>(&d);
+            let v = separable(&d, input_1d::<FMA>);
             for (part, values) in parts.iter_mut().zip(&v) {
                 copy(&mut part[tx * ic + c..], values, lanes);
             }
@@ -271,28 +246,32 @@ fn copy(dst: &mut [f32], src: &[f32], lanes: usize) {
     }
 }
 
-/// `Bᵀ d B` on a 6x6 tile (row-major), lane by lane.
+/// `T x Tᵀ` on a 6x6 tile (row-major), lane by lane, for a 1-D transform `T` of six values into `R`: down
+/// each column, then along each of the `R` rows; the `R x R` results at a row stride of six.
 #[inline(always)]
-fn input_tile<const FMA: bool>(d: &[[f32; LANES]; POSITIONS]) -> [[f32; LANES]; POSITIONS] {
-    let mut t = [[0.0f32; LANES]; POSITIONS];
+fn separable<const R: usize>(
+    x: &[[f32; LANES]; POSITIONS],
+    transform: impl Fn([f32; IN]) -> [f32; R],
+) -> [[f32; LANES]; POSITIONS] {
+    let mut columns = [[0.0f32; LANES]; POSITIONS];
     for j in 0..IN {
         for l in 0..LANES {
-            let column = [0, 1, 2, 3, 4, 5].map(|i| d[i * IN + j][l]);
-            for (i, value) in input_1d::<FMA>(column).into_iter().enumerate() {
-                t[i * IN + j][l] = value;
+            let column = std::array::from_fn(|i| x[i * IN + j][l]);
+            for (i, value) in transform(column).into_iter().enumerate() {
+                columns[i * IN + j][l] = value;
             }
         }
     }
-    let mut v = [[0.0f32; LANES]; POSITIONS];
-    for i in 0..IN {
+    let mut out = [[0.0f32; LANES]; POSITIONS];
+    for i in 0..R {
         for l in 0..LANES {
-            let row = [0, 1, 2, 3, 4, 5].map(|j| t[i * IN + j][l]);
-            for (j, value) in input_1d::<FMA>(row).into_iter().enumerate() {
-                v[i * IN + j][l] = value;
+            let row = std::array::from_fn(|j| columns[i * IN + j][l]);
+            for (j, value) in transform(row).into_iter().enumerate() {
+                out[i * IN + j][l] = value;
             }
         }
     }
-    v
+    out
 }
 
 /// `Bᵀ d` for one column of six: Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
@@ -342,40 +321,16 @@ fn transform_output_body<const FMA: bool>(
             for (p, values) in products.iter_mut().enumerate() {
                 copy(values, &m[(p * tiles + tile) * oc + c..], lanes);
             }
-            let outputs = output_tile::<FMA>(&products);
+            let outputs = separable(&products, output_1d::<FMA>);
             for i in 0..height {
                 for j in 0..width {
                     let at = (i * y.w + OUT * tx + j) * oc + c;
-                    copy(&mut out[at..], &outputs[i * OUT + j], lanes);
+                    copy(&mut out[at..], &outputs[i * IN + j], lanes);
                 }
             }
             c += lanes;
         }
     }
-}
-
-/// `Aᵀ m A` on a 6x6 tile of products, lane by lane: the 4x4 outputs, row-major.
-#[inline(always)]
-fn output_tile<const FMA: bool>(m: &[[f32; LANES]; POSITIONS]) -> [[f32; LANES]; OUT * OUT] {
-    let mut s = [[0.0f32; LANES]; OUT * IN];
-    for j in 0..IN {
-        for l in 0..LANES {
-            let column = [0, 1, 2, 3, 4, 5].map(|i| m[i * IN + j][l]);
-            for (i, value) in output_1d::<FMA>(column).into_iter().enumerate() {
-                s[i * IN + j][l] = value;
-            }
-        }
-    }
-    let mut y = [[0.0f32; LANES]; OUT * OUT];
-    for i in 0..OUT {
-        for l in 0..LANES {
-            let row = [0, 1, 2, 3, 4, 5].map(|j| s[i * IN + j][l]);
-            for (j, value) in output_1d::<FMA>(row).into_iter().enumerate() {
-                y[i * OUT + j][l] = value;
-            }
-        }
-    }
-    y
 }
 
 /// `Aᵀ m` for one column of six: Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1], with its
@@ -398,21 +353,9 @@ mod tests {
 
     use super::*;
     use crate::cpu::kernels::conv::{ConvChoice, ConvMethod, ConvWeights};
+    use crate::cpu::kernels::gemm::tests::values;
     use crate::ops::{Activation, Conv2dLayer, Epilogue, Padding, ResidualAdd};
     use crate::tensor::Tensor;
-
-    /// `len` values in [-1, 1) from `seed`.
-    fn values(seed: u64, len: usize) -> Vec<f32> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     fn nchw_to_nhwc(x: &Tensor) -> Vec<f32> {
         let s = x.shape();
@@ -444,16 +387,16 @@ mod tests {
         assert!(serves(&conv, y));
         let layer = Conv2dLayer::new(
             conv,
-            values(1, conv.weight_len()),
-            Some(values(2, 21).into()),
+            values(conv.weight_len(), 1),
+            Some(values(21, 2).into()),
             Epilogue {
                 activation: Activation::Relu,
                 residual: ResidualAdd::BeforeActivation,
             },
         )
         .expect("layer");
-        let input = Tensor::new([x.n, x.c, x.h, x.w], values(3, x.len())).expect("input");
-        let residual = Tensor::new([y.n, y.c, y.h, y.w], values(4, y.len())).expect("residual");
+        let input = Tensor::new([x.n, x.c, x.h, x.w], values(x.len(), 3)).expect("input");
+        let residual = Tensor::new([y.n, y.c, y.h, y.w], values(y.len(), 4)).expect("residual");
         let expected =
             crate::reference::conv::conv2d(&layer, &input, Some(&residual)).expect("reference");
 
@@ -465,18 +408,16 @@ mod tests {
             panic!("Winograd's weights");
         };
         // One tile row a round: rounds start and end inside images and across them.
-        let budget = POSITIONS * ow.div_ceil(OUT) * (17 + 21);
-        let mut scratch = vec![0.0; scratch_floats_within(&kernel, budget)];
+        let mut scratch = vec![0.0; POSITIONS * ow.div_ceil(OUT) * (17 + 21)];
         let mut output = vec![f32::NAN; y.len()];
         let (input, residual) = (nchw_to_nhwc(&input), nchw_to_nhwc(&residual));
-        run_within(
+        run(
             &kernel,
             panels,
             &input,
             Some(&residual),
             &mut output,
             &mut scratch,
-            budget,
         );
         let expected = nchw_to_nhwc(&expected);
         for (i, (&got, &want)) in output.iter().zip(&expected).enumerate() {

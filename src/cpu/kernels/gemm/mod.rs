@@ -140,3 +140,30 @@ pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut
         )
     }
 }
+
+/// What the GEMM kernels' unit tests share.
+#[cfg(test)]
+pub(crate) mod tests {
+    /// Deterministic values in [-1, 1) from a small linear congruential generator, the same everywhere.
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Asserts that `got` is `a [m, k] * b [k, n]` within rounding that grows with the depth.
+    pub(crate) fn check_product(m: usize, k: usize, n: usize, got: &[f32], a: &[f32], b: &[f32]) {
+        let want = crate::reference::matmul(a, b, m, k, n).expect("valid sizes");
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            let tolerance = 1e-5 * (k as f32).sqrt() * want.abs().max(1.0);
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{m}x{k}x{n} at {i}: {got} against {want}"
+            );
+        }
+    }
+}

@@ -86,21 +86,7 @@ impl Panels {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
-        crate::reference::matmul(a, b, m, k, n).expect("valid sizes")
-    }
-
-    /// Deterministic values in [-1, 1) from a small linear congruential generator.
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu::kernels::gemm::tests::{check_product, values};
 
     #[test]
     fn packed_products_match_the_reference_on_odd_sizes() {
@@ -124,14 +110,7 @@ mod tests {
             );
             let mut c = vec![f32::NAN; m * n];
             panels.multiply(&a, &mut c);
-            let want = reference(m, k, n, &a, &b);
-            for (i, (got, want)) in c.iter().zip(&want).enumerate() {
-                let tolerance = 1e-5 * (k as f32).sqrt() * want.abs().max(1.0);
-                assert!(
-                    (got - want).abs() <= tolerance,
-                    "{m}x{k}x{n} at {i}: {got} against {want}"
-                );
-            }
+            check_product(m, k, n, &c, &a, &b);
         }
     }
 

@@ -255,28 +255,7 @@ unsafe fn sums<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic values in [-1, 1).
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
-    fn check(m: usize, k: usize, n: usize, got: &[f32], a: &[f32], b: &[f32]) {
-        let want = crate::reference::matmul(a, b, m, k, n).expect("valid sizes");
-        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-            let tolerance = 1e-5 * (k as f32).sqrt() * want.abs().max(1.0);
-            assert!(
-                (got - want).abs() <= tolerance,
-                "{m}x{k}x{n} at {i}: {got} against {want}"
-            );
-        }
-    }
+    use crate::cpu::kernels::gemm::tests::{check_product, values};
 
     #[test]
     fn packed_products_match_the_reference_on_odd_sizes() {
@@ -296,7 +275,7 @@ mod tests {
             assert_eq!(panels.bytes(), k * n.next_multiple_of(NR) * 4);
             let mut c = vec![f32::NAN; m * n];
             panels.multiply(&a, &mut c);
-            check(m, k, n, &c, &a, &b);
+            check_product(m, k, n, &c, &a, &b);
         }
     }
 
@@ -336,7 +315,7 @@ mod tests {
             .flat_map(|r| &r[..n])
             .copied()
             .collect();
-        check(m, k, n, &got, &a, &b);
+        check_product(m, k, n, &got, &a, &b);
         assert!(dst
             .chunks(dst_stride)
             .all(|r| r[n..].iter().all(|&v| v == 42.0)));

@@ -50,7 +50,11 @@ class Model:
         backend: Literal["auto", "cpu", "vulkan", "metal", "dx12", "gl"] = "auto",
         adapter: int | None = None,
         threads: int | None = None,
-    ) -> None: ...
+        winograd: bool = True,
+    ) -> None:
+        """`threads`: the CPU backend's (default: every core). `winograd`: whether the CPU backend may compute
+        3x3 convolutions of stride 1 by Winograd's F(4x4, 3x3): faster, for 4x the memory of those layers'
+        weights."""
     def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The outputs [N, classes] of x, float32 [N, C, H, W]; C-contiguous arrays are read in place."""
     @overload

@@ -52,6 +52,17 @@ def test_run_and_classify_match_pytorch(name):
         assert [c.index for c in top] == entry["top5"]
 
 
+def test_winograd_can_be_turned_off():
+    parity = json.loads((MODELS / "resnet18.parity.json").read_text())
+    crop = normalised_crop(parity, parity["inputs"][0]["crop"])
+    fast = pwlu.Model(MODELS / "resnet18.safetensors", backend="cpu", threads=2)
+    direct = pwlu.Model(MODELS / "resnet18.safetensors", backend="cpu", threads=2, winograd=False)
+    assert direct.info["device"].endswith(", no Winograd)") and "Winograd" not in fast.info["device"]
+    a, b = fast.run(crop), direct.run(crop)
+    # Close, and not the same bits: the two paths round differently.
+    assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max()) and not np.array_equal(a, b)
+
+
 def test_run_matches_the_cli_bit_for_bit(tmp_path, lite0):
     x = np.sin(0.001 * np.arange(2 * 3 * 224 * 224, dtype=np.float32)).reshape(2, 3, 224, 224)
     np.save(tmp_path / "x.npy", x)

@@ -212,15 +212,18 @@ impl Preprocess {
 impl Model {
     /// Loads a `.safetensors` model file. `backend`: "auto" (a hardware GPU if there is one, else the CPU
     /// backend), "cpu", or a graphics API ("vulkan", "metal", "dx12", "gl"); `adapter`: the index of a GPU
-    /// adapter in `pwlu.devices()`; `threads`: the CPU backend's threads (default: every core).
+    /// adapter in `pwlu.devices()`; `threads`: the CPU backend's threads (default: every core); `winograd`:
+    /// whether the CPU backend may compute 3x3 convolutions by Winograd's method (faster, 4x the memory of
+    /// those layers' weights).
     #[new]
-    #[pyo3(signature = (path, backend = "auto", adapter = None, threads = None))]
+    #[pyo3(signature = (path, backend = "auto", adapter = None, threads = None, winograd = true))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         backend: &str,
         adapter: Option<usize>,
         threads: Option<usize>,
+        winograd: bool,
     ) -> PyResult<Self> {
         let mut backend: Backend = backend.parse().map_err(to_py)?;
         let mut adapter_index = adapter;
@@ -238,6 +241,7 @@ impl Model {
             },
             cpu: CpuOptions {
                 threads,
+                winograd,
                 ..Default::default()
             },
         };

@@ -203,8 +203,16 @@ impl Backend for CpuContext {
                     *conv,
                     choice,
                 );
-                let pack = || Arc::new(ConvWeights::pack(conv, &layer.weight, choice));
-                let weights = Arc::clone(uploads.by_source.entry(key).or_insert_with(pack));
+                let weights = match uploads.by_source.get(&key) {
+                    Some(weights) => Arc::clone(weights),
+                    None => {
+                        // On the pool, whose threads share the larger packings (Winograd's transform).
+                        let pack = || Ok(ConvWeights::pack(conv, &layer.weight, choice));
+                        let weights = Arc::new(self.run_in_pool(pack)?);
+                        uploads.by_source.insert(key, Arc::clone(&weights));
+                        weights
+                    }
+                };
                 StepKernel::Conv(ConvKernel::new(layer, choice, weights, x, y))
             }
             Kernel::BatchNorm(bn, act) => {

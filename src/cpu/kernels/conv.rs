@@ -101,7 +101,7 @@ pub(crate) enum ConvWeights {
     /// The GEMM kernel's panels of `[KH * KW * IC][OC]` (ungrouped layers whose product [`Panels`] serves:
     /// natively those of few pixels, in the browser all).
     Panels(Panels),
-    /// Winograd's transformed weights, one set of panels of `[IC][OC]` per position of the 4x4 tile.
+    /// Winograd's transformed weights, one set of panels of `[IC][OC]` per position of the 6x6 transformed tile.
     Winograd(Box<[Panels]>),
 }
 
@@ -369,7 +369,7 @@ impl ConvKernel {
                 panels.multiply(&lhs[..m * k], out)
             }
             // Winograd's layers never come here (`run` takes them first).
-            ConvWeights::Winograd(_) => {}
+            ConvWeights::Winograd(_) => debug_assert!(false, "a product of Winograd's weights"),
             ConvWeights::Rows(weights) => {
                 let lhs = &lhs[..(m - 1) * lhs_stride + k];
                 let weights = &weights[g * k * ocg..][..k * ocg];

@@ -58,7 +58,7 @@ pub(super) fn serves(conv: &Conv2d, output: Shape) -> bool {
 }
 
 /// `weight` (`[OC][IC][3][3]`) transformed (`U = G g Gᵀ`, in f64 and rounded once) and packed as 36 panels of
-/// `[IC][OC]`, one per position.
+/// `[IC][OC]`, one per position, on the current pool's threads.
 pub(super) fn pack(conv: &Conv2d, weight: &[f32]) -> Box<[Panels]> {
     const G: [[f64; 3]; IN] = [
         [1.0 / 4.0, 0.0, 0.0],
@@ -70,28 +70,28 @@ pub(super) fn pack(conv: &Conv2d, weight: &[f32]) -> Box<[Panels]> {
     ];
     let (ic, oc) = (conv.in_channels, conv.out_channels);
     let mut transformed = vec![0.0f32; POSITIONS * ic * oc];
-    // Output channels innermost, so that each position's writes run along a row of its `[IC][OC]` matrix.
-    for i in 0..ic {
-        for o in 0..oc {
-            let g = &weight[(o * ic + i) * 9..][..9];
-            // G g: 6 x 3.
-            let mut gg = [[0.0f64; 3]; IN];
-            for (r, row) in gg.iter_mut().enumerate() {
-                for (c, value) in row.iter_mut().enumerate() {
-                    *value = (0..3).map(|k| G[r][k] * f64::from(g[k * 3 + c])).sum();
-                }
-            }
-            // (G g) Gᵀ: 6 x 6.
-            for r in 0..IN {
-                for c in 0..IN {
-                    let u: f64 = (0..3).map(|k| gg[r][k] * G[c][k]).sum();
-                    transformed[((r * IN + c) * ic + i) * oc + o] = u as f32;
-                }
-            }
-        }
-    }
+    // One task per row of the transformed tile: its six positions are one contiguous run.
     transformed
-        .chunks_exact(ic * oc)
+        .par_chunks_mut(IN * ic * oc)
+        .enumerate()
+        .for_each(|(r, positions)| {
+            // Output channels innermost, so that each position's writes run along a row of its matrix.
+            for i in 0..ic {
+                for o in 0..oc {
+                    let g = &weight[(o * ic + i) * 9..][..9];
+                    // Row r of G g.
+                    let gg: [f64; 3] = std::array::from_fn(|c| {
+                        (0..3).map(|k| G[r][k] * f64::from(g[k * 3 + c])).sum()
+                    });
+                    for c in 0..IN {
+                        let u: f64 = (0..3).map(|k| gg[k] * G[c][k]).sum();
+                        positions[(c * ic + i) * oc + o] = u as f32;
+                    }
+                }
+            }
+        });
+    transformed
+        .par_chunks_exact(ic * oc)
         .map(|u| Panels::new(ic, oc, u))
         .collect()
 }

@@ -277,9 +277,10 @@ fn wide_late_layer(rng: &mut Rng) -> Case {
     conv_case(rng, conv, input, activation)
 }
 
-/// 3x3 convolutions with stride 1 over enough channels and pixels for the CPU backend's Winograd kernel
-/// (16 tiles of 4x4 outputs): outputs whose height and width are not multiples of 4 (tiles cut by the edge),
-/// asymmetric padding, channels off the 16-lane blocks, and a residual added after a PWLU.
+/// 3x3 convolutions with stride 1 over enough channels and pixels for the CPU backend's Winograd kernels
+/// (F(4x4, 3x3) from 8 tiles of 4x4 outputs, F(2x2, 3x3) below that from 16 of 2x2): outputs whose height and
+/// width are not multiples of the tile (tiles cut by the edge), asymmetric padding, channels off the 16-lane
+/// blocks, and a residual added after a PWLU.
 fn winograd_layers(rng: &mut Rng) -> Vec<Case> {
     let odd = Conv2d {
         padding: Padding {
@@ -315,10 +316,20 @@ fn winograd_layers(rng: &mut Rng) -> Vec<Case> {
         rng.tensor(input, 1.0),
     );
     let activation = Activation::Pwlu(random_pwlu(rng, 24, 8));
-    vec![
-        conv_case(rng, odd, Shape::new(2, 19, 13, 11), activation),
-        residual,
-    ]
+    let odd = conv_case(rng, odd, Shape::new(2, 19, 13, 11), activation);
+    // A 7x7 output at batch 1, as a ResNet's last stage: F(2x2, 3x3).
+    let late = Conv2d {
+        padding: Padding {
+            top: 1,
+            left: 2,
+            bottom: 1,
+            right: 0,
+        },
+        ..Conv2d::new(24, 40, [3, 3])
+    };
+    let activation = Activation::Pwlu(random_pwlu(rng, 40, 12));
+    let late = conv_case(rng, late, Shape::new(1, 24, 7, 7), activation);
+    vec![odd, residual, late]
 }
 
 /// A residual block: a convolution, an activation, and a second convolution that adds the first one's output

@@ -4,8 +4,9 @@
 //! - `Gemm`: a 1x1 convolution with stride 1 and no padding is a GEMM over the input as it lies (each pixel's
 //!   channels are a row), one per group;
 //! - `Depthwise`: one filter per channel, accumulated across channels in registers, no GEMM;
-//! - `Winograd`: a 3x3 convolution with stride 1 over enough channels and pixels, by Winograd's F(4x4, 3x3):
-//!   4x fewer multiplies, in 36 GEMMs between input and output transforms (`conv/winograd.rs`);
+//! - `Winograd`: a 3x3 convolution with stride 1 over enough channels and pixels, by Winograd's F(4x4, 3x3)
+//!   or, where there are too few 4x4 tiles, F(2x2, 3x3): 4x or 2.25x fewer multiplies, in 36 or 16 GEMMs
+//!   between input and output transforms (`conv/winograd.rs`);
 //! - `Im2col`: everything else copies each output pixel's receptive field into a row of a scratch tile (a
 //!   bounded number of rows at a time) and multiplies the tile by the packed weights.
 //!
@@ -24,6 +25,8 @@ use rayon::prelude::*;
 mod depthwise;
 mod winograd;
 
+use winograd::Tile;
+
 use depthwise::depthwise_rows;
 
 use super::activation::RowActivation;
@@ -41,7 +44,7 @@ const TILE_FLOATS: usize = 1 << 21;
 pub(crate) enum ConvMethod {
     Gemm,
     Depthwise,
-    Winograd,
+    Winograd(Tile),
     Im2col,
 }
 
@@ -55,8 +58,8 @@ impl ConvMethod {
             && conv.padding == crate::ops::Padding::default()
         {
             ConvMethod::Gemm
-        } else if winograd && winograd::serves(conv, output) {
-            ConvMethod::Winograd
+        } else if let Some(tile) = Tile::of(conv, output).filter(|_| winograd) {
+            ConvMethod::Winograd(tile)
         } else {
             ConvMethod::Im2col
         }
@@ -66,7 +69,7 @@ impl ConvMethod {
         match self {
             ConvMethod::Gemm => "cpu conv1x1 (gemm)",
             ConvMethod::Depthwise => "cpu conv depthwise",
-            ConvMethod::Winograd => "cpu conv 3x3 (winograd f(4x4,3x3) + prepacked gemm)",
+            ConvMethod::Winograd(tile) => tile.label(),
             ConvMethod::Im2col => "cpu conv (im2col + gemm)",
         }
     }
@@ -101,15 +104,15 @@ pub(crate) enum ConvWeights {
     /// The GEMM kernel's panels of `[KH * KW * IC][OC]` (ungrouped layers whose product [`Panels`] serves:
     /// natively those of few pixels, in the browser all).
     Panels(Panels),
-    /// Winograd's transformed weights, one set of panels of `[IC][OC]` per position of the 6x6 transformed tile.
+    /// Winograd's transformed weights, one set of panels of `[IC][OC]` per position of the transformed tile.
     Winograd(Box<[Panels]>),
 }
 
 impl ConvWeights {
     /// Packs `weight` (`[OC][IC/groups][KH][KW]`) for `conv` as `choice` needs them.
     pub(crate) fn pack(conv: &Conv2d, weight: &[f32], choice: ConvChoice) -> ConvWeights {
-        if choice.method == ConvMethod::Winograd {
-            return ConvWeights::Winograd(winograd::pack(conv, weight));
+        if let ConvMethod::Winograd(tile) = choice.method {
+            return ConvWeights::Winograd(winograd::pack(tile, conv, weight));
         }
         let rows = pack_rows(conv, weight);
         if choice.panels {
@@ -228,7 +231,7 @@ impl ConvKernel {
                     None => self.tile_rows() * k,
                 }
             }
-            ConvMethod::Winograd => winograd::scratch_floats(self),
+            ConvMethod::Winograd(tile) => winograd::scratch_floats(tile, self),
             _ => 0,
         }
     }
@@ -251,14 +254,14 @@ impl ConvKernel {
     pub(crate) fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         match (self.method, &*self.weights) {
             (ConvMethod::Depthwise, _) => return self.depthwise(input, residual, output),
-            (ConvMethod::Winograd, ConvWeights::Winograd(panels)) => {
+            (ConvMethod::Winograd(tile), ConvWeights::Winograd(panels)) => {
                 return with_scratch(|scratch| {
-                    let floats = winograd::scratch_floats(self);
+                    let floats = winograd::scratch_floats(tile, self);
                     if scratch.len() < floats {
                         scratch.resize(floats, 0.0);
                     }
                     let scratch = &mut scratch[..floats];
-                    winograd::run(self, panels, input, residual, output, scratch);
+                    winograd::run(tile, self, panels, input, residual, output, scratch);
                 });
             }
             _ => {}

@@ -53,7 +53,7 @@ class Model:
         winograd: bool = True,
     ) -> None:
         """`threads`: the CPU backend's (default: every core). `winograd`: whether the CPU backend may compute
-        3x3 convolutions of stride 1 by Winograd's F(4x4, 3x3): faster, for 4x the memory of those layers'
+        3x3 convolutions of stride 1 by Winograd's method: faster, for up to 4x the memory of those layers'
         weights."""
     def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The outputs [N, classes] of x, float32 [N, C, H, W]; C-contiguous arrays are read in place."""

@@ -41,8 +41,9 @@ pub struct CpuOptions {
     /// picks its own.
     pub max_simd: Option<Simd>,
     /// Whether 3x3 convolutions of stride 1 over enough channels and pixels may run by Winograd's F(4x4, 3x3)
-    /// (on by default): 4x fewer multiplies (ResNets run about 1.5x faster), for 4x the weight memory of those
-    /// layers and results that differ from the direct sum by a few more rounding steps (docs/cpu.md).
+    /// or F(2x2, 3x3) (on by default): 4x or 2.25x fewer multiplies (ResNets run about 1.5x faster), for 4x or
+    /// 1.8x the weight memory of those layers and results that differ from the direct sum by a few more
+    /// rounding steps (docs/cpu.md).
     pub winograd: bool,
 }
 

@@ -213,8 +213,8 @@ impl Model {
     /// Loads a `.safetensors` model file. `backend`: "auto" (a hardware GPU if there is one, else the CPU
     /// backend), "cpu", or a graphics API ("vulkan", "metal", "dx12", "gl"); `adapter`: the index of a GPU
     /// adapter in `pwlu.devices()`; `threads`: the CPU backend's threads (default: every core); `winograd`:
-    /// whether the CPU backend may compute 3x3 convolutions by Winograd's method (faster, 4x the memory of
-    /// those layers' weights).
+    /// whether the CPU backend may compute 3x3 convolutions by Winograd's method (faster, up to 4x the memory
+    /// of those layers' weights).
     #[new]
     #[pyo3(signature = (path, backend = "auto", adapter = None, threads = None, winograd = true))]
     fn new(

@@ -38,8 +38,8 @@ struct Cli {
     /// the clock of cores shared with other work.
     #[arg(long, global = true, value_name = "avx512|avx2|baseline")]
     simd: Option<String>,
-    /// Compute every convolution of the CPU backend directly: no Winograd F(4x4, 3x3) for 3x3 layers (faster,
-    /// but 4x the weight memory of those layers), e.g. to compare the two or to save memory.
+    /// Compute every convolution of the CPU backend directly: no Winograd transforms for 3x3 layers (faster,
+    /// but up to 4x the weight memory of those layers), e.g. to compare the two or to save memory.
     #[arg(long, global = true)]
     no_winograd: bool,
     /// Use the N-th adapter of `pwlu devices` instead of the one wgpu prefers.

@@ -57,6 +57,27 @@ impl Requested {
     }
 }
 
+/// The CPU backend's options from the `winograd` option of `Model.fromUrl` and `Model.fromBytes` (absent:
+/// allowed).
+pub fn cpu_options(winograd: Option<JsValue>) -> Result<CpuOptions, JsValue> {
+    let winograd = match winograd {
+        None => true,
+        Some(value) => value.as_bool().ok_or_else(|| {
+            js_error(
+                Kind::Input,
+                format!(
+                    "winograd must be true or false, not {}",
+                    error::describe(&value)
+                ),
+            )
+        })?,
+    };
+    Ok(CpuOptions {
+        winograd,
+        ..Default::default()
+    })
+}
+
 /// The device chosen for a model, and one line saying why.
 pub struct Chosen {
     pub device: Device,
@@ -71,8 +92,9 @@ struct AdapterProbe {
     fallback: bool,
 }
 
-/// Picks and starts the device for a new model.
-pub async fn choose(requested: Requested) -> Result<Chosen, JsValue> {
+/// Picks and starts the device for a new model; a CPU one with `options`.
+pub async fn choose(requested: Requested, options: &CpuOptions) -> Result<Chosen, JsValue> {
+    let cpu = |reason: String| cpu(reason, options);
     match requested {
         Requested::Cpu => cpu("asked for (backend \"cpu\")".into()),
         Requested::WebGpu => {
@@ -110,8 +132,8 @@ pub async fn choose(requested: Requested) -> Result<Chosen, JsValue> {
     }
 }
 
-fn cpu(reason: String) -> Result<Chosen, JsValue> {
-    let ctx = CpuContext::new(&CpuOptions::default()).map_err(from_pwlu)?;
+fn cpu(reason: String, options: &CpuOptions) -> Result<Chosen, JsValue> {
+    let ctx = CpuContext::new(options).map_err(from_pwlu)?;
     Ok(Chosen {
         device: Device::Cpu(Arc::new(ctx)),
         reason,

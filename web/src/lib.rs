@@ -55,13 +55,16 @@ export interface LoadOptions {
    * runs it in this module's wasm on the CPU; "auto" takes WebGPU when its adapter is a real GPU and the CPU
    * when the browser has no WebGPU, no adapter, or only a software fallback adapter (SwiftShader). */
   backend?: Backend;
+  /** Whether the CPU backend may run 3x3 convolutions by Winograd's method (default true): faster, for up to
+   * 4x the memory of those layers' weights. */
+  winograd?: boolean;
 }
 
 /** Where a model runs. */
 export type Backend = "auto" | "webgpu" | "cpu";
 
 /** Options of `Model.fromBytes`. */
-export interface BytesOptions { backend?: Backend; }
+export interface BytesOptions { backend?: Backend; winograd?: boolean; }
 
 export interface AdapterInfo { name: string; backend: string; deviceType: string; driver: string; }
 
@@ -215,8 +218,9 @@ impl WebModel {
             },
         };
         let requested = backend::Requested::parse(get("backend"))?;
+        let cpu_options = backend::cpu_options(get("winograd"))?;
         // Fail on a missing WebGPU before spending the download on it.
-        let chosen = backend::choose(requested).await?;
+        let chosen = backend::choose(requested, &cpu_options).await?;
         let bytes = fetch::download(&url, on_progress.as_ref(), signal.as_ref(), max_bytes).await?;
         WebModel::prepare(chosen, &bytes)
             .await
@@ -230,8 +234,9 @@ impl WebModel {
         bytes: Vec<u8>,
         options: Option<BytesOptions>,
     ) -> Result<WebModel, JsValue> {
-        let requested = backend::Requested::parse(option(options.as_deref(), "backend"))?;
-        let chosen = backend::choose(requested).await?;
+        let get = |key: &str| option(options.as_deref(), key);
+        let requested = backend::Requested::parse(get("backend"))?;
+        let chosen = backend::choose(requested, &backend::cpu_options(get("winograd"))?).await?;
         WebModel::prepare(chosen, &bytes).await.map_err(from_pwlu)
     }
 

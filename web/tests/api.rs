@@ -530,6 +530,43 @@ async fn webgpu_status_names_the_adapter() {
 }
 
 #[wasm_bindgen_test]
+async fn winograd_can_be_turned_off_and_must_be_a_boolean() {
+    let device = |web: &WebModel| {
+        let info = web.info().expect("info");
+        let device = Reflect::get(&info, &"device".into()).expect("device");
+        device.as_string().unwrap_or_default()
+    };
+    let options = on("cpu");
+    Reflect::set(&options, &"winograd".into(), &false.into()).expect("set");
+    let direct = WebModel::from_bytes(model_bytes(), Some(options))
+        .await
+        .unwrap_or_else(|e| panic!("loads without Winograd: {e:?}"));
+    assert!(
+        device(&direct).ends_with(", no Winograd)"),
+        "{}",
+        device(&direct)
+    );
+    let default = web_model_on("cpu").await;
+    assert!(
+        !device(&default).contains("Winograd"),
+        "{}",
+        device(&default)
+    );
+
+    let options = on("cpu");
+    Reflect::set(&options, &"winograd".into(), &"no".into()).expect("set");
+    let Err(error) = WebModel::from_bytes(model_bytes(), Some(options)).await else {
+        panic!("winograd: \"no\" must reject");
+    };
+    let (kind, message) = kind_and_message(&error);
+    assert_eq!(kind, "input");
+    assert!(
+        message.contains("winograd must be true or false"),
+        "{message}"
+    );
+}
+
+#[wasm_bindgen_test]
 async fn auto_says_why_it_chose_its_backend() {
     let web = web_model().await;
     let info = web.info().expect("info");

@@ -328,6 +328,47 @@ fn conv2d_edge_cases_agree_with_cpu() {
             Shape::new(3, 13, 7, 6),
         ),
         (
+            "depthwise 5x5, 37 channels, 19 wide, asymmetric padding: windows of 8 pixels across both \
+             borders, the last channel block masked",
+            Conv2d {
+                padding: Padding {
+                    top: 2,
+                    left: 3,
+                    bottom: 1,
+                    right: 2,
+                },
+                groups: 37,
+                ..base(37, 37, 5)
+            },
+            Shape::new(2, 37, 9, 19),
+        ),
+        (
+            "depthwise 3x3 stride 2, 40 channels, dilated only vertically",
+            Conv2d {
+                stride: [2, 2],
+                dilation: [2, 1],
+                padding: Padding {
+                    top: 2,
+                    left: 1,
+                    bottom: 2,
+                    right: 0,
+                },
+                groups: 40,
+                ..base(40, 40, 3)
+            },
+            Shape::new(1, 40, 11, 30),
+        ),
+        (
+            "depthwise 5x5 stride 2 on an image narrower than the filter's reach: every pixel a border pixel",
+            Conv2d {
+                stride: [2, 2],
+                padding: Padding::symmetric(2, 2),
+                groups: 16,
+                ..base(16, 16, 5)
+            },
+            Shape::new(1, 16, 6, 3),
+        ),
+        (
             "depthwise with channel multiplier 2",
             Conv2d {
                 padding: Padding::symmetric(1, 1),

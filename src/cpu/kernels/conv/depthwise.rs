@@ -7,8 +7,13 @@
 //! per tap with no bounds test. The border pixels and every other filter shape gather their in-image taps
 //! first.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use super::ConvKernel;
 use crate::cpu::kernels::activation::finish_rows_body;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::kernels::simd::{isa, Isa};
 use crate::cpu::kernels::simd::{mul_add, multiversion};
 
 multiversion! {
@@ -47,6 +52,10 @@ fn depthwise_rows_body<const FMA: bool>(
         (0, 0)
     };
     let fast = conv.dilation[1] == 1 && matches!(kw, 3 | 5) && kw == kh;
+    // With AVX-512, whole rows (borders too) by sliding windows (`avx512.rs`).
+    #[cfg(target_arch = "x86_64")]
+    let windows =
+        fast && conv.dilation[0] == 1 && matches!(stride_x, 1 | 2) && isa() == Isa::Avx512;
     // (input offset, weight offset) of the taps that fall inside the image, for one output pixel.
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw);
     // (input row, filter row) of the filter rows that fall inside the image, for one output row.
@@ -60,6 +69,61 @@ fn depthwise_rows_body<const FMA: bool>(
             let iy = top + (ky * conv.dilation[0]) as isize;
             (iy >= 0 && iy < x.h as isize).then(|| (n * x.h + iy as usize, ky))
         }));
+        #[cfg(target_arch = "x86_64")]
+        if windows {
+            let weights = kernel.rows();
+            let row_input = |i: usize| {
+                rows.get(i).map(|&(input_row, ky)| {
+                    (
+                        &input[input_row * x.w * c..][..x.w * c],
+                        &weights[ky * kw * c..][..kw * c],
+                    )
+                })
+            };
+            // Safety: AVX-512 was detected (`windows`), the stride is S, and each row holds its whole input row
+            // and filter row.
+            unsafe {
+                match (kw, stride_x) {
+                    (3, 1) => avx512::output_row::<3, 1>(
+                        &std::array::from_fn(row_input),
+                        x.w,
+                        pad_left,
+                        c,
+                        out_row,
+                    ),
+                    (3, _) => avx512::output_row::<3, 2>(
+                        &std::array::from_fn(row_input),
+                        x.w,
+                        pad_left,
+                        c,
+                        out_row,
+                    ),
+                    (_, 1) => avx512::output_row::<5, 1>(
+                        &std::array::from_fn(row_input),
+                        x.w,
+                        pad_left,
+                        c,
+                        out_row,
+                    ),
+                    _ => avx512::output_row::<5, 2>(
+                        &std::array::from_fn(row_input),
+                        x.w,
+                        pad_left,
+                        c,
+                        out_row,
+                    ),
+                }
+            }
+            let res = residual.map(|res| &res[r * row_len..][..row_len]);
+            finish_rows_body::<FMA>(
+                &kernel.activation,
+                out_row,
+                kernel.bias.as_deref(),
+                res,
+                kernel.residual,
+            );
+            continue;
+        }
         let mut ox = 0;
         while ox < y.w {
             if fast && ox == interior.0 && interior.1 > interior.0 {

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 
+use rayon::prelude::*;
 use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmOptions, PackedBMatrix};
 use rten_tensor::storage::Alloc;
 use rten_tensor::NdTensorView;
@@ -66,6 +67,25 @@ impl Panels {
         if m == 0 || n == 0 {
             return;
         }
+        let threads = rayon::current_num_threads();
+        // rten-gemm shares a product among threads by blocks of at least 128 columns (or by blocks of 64
+        // rows): a narrow product of few rows, such as the 1x1 projections of the mobile networks' last
+        // stages (49 x 1152 times 1152 x 192), would run on one thread. Its rows are shared instead.
+        if threads > 1 && n < 128 * threads && m >= 8 * threads && m <= 64 * threads {
+            let rows = m.div_ceil(threads);
+            lhs[..m * k]
+                .par_chunks(rows * k)
+                .zip(dst[..m * n].par_chunks_mut(rows * n))
+                .for_each(|(lhs, dst)| self.multiply_rows(lhs, dst));
+            return;
+        }
+        self.multiply_rows(lhs, dst);
+    }
+
+    /// [`Self::multiply`] as one product of rten-gemm's.
+    fn multiply_rows(&self, lhs: &[f32], dst: &mut [f32]) {
+        let (k, n) = (self.packed.rows(), self.packed.cols());
+        let m = dst.len() / n;
         let lhs = NdTensorView::from_data([m, k], &lhs[..m * k]);
         let result = EXECUTOR.with(|executor| {
             executor.gemm(
@@ -133,5 +153,53 @@ mod tests {
             assert_eq!(*v, f32::INFINITY * weight.signum(), "column {j}");
         }
         assert!(c[..2 * n].iter().chain(&c[5 * n..]).all(|v| v.is_finite()));
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// The products of few rows the mobile networks' last stages run, on one thread and on two: a benchmark,
+    /// not a check (`cargo test --release --lib products_of_few_rows_on_one_and_two_threads -- --ignored
+    /// --nocapture`).
+    #[test]
+    #[ignore]
+    fn products_of_few_rows_on_one_and_two_threads() {
+        for (m, k, n) in [
+            (49, 192, 1152),
+            (49, 1152, 192),
+            (49, 320, 1280),
+            (1, 1280, 1000),
+            (196, 112, 672),
+        ] {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; k * n];
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a pool");
+                pool.install(|| {
+                    let panels = Panels::new(k, n, &b);
+                    let mut c = vec![0.0f32; m * n];
+                    for _ in 0..50 {
+                        panels.multiply(&a, &mut c);
+                    }
+                    let mut times: Vec<f64> = (0..300)
+                        .map(|_| {
+                            let t = std::time::Instant::now();
+                            panels.multiply(&a, &mut c);
+                            t.elapsed().as_secs_f64() * 1e6
+                        })
+                        .collect();
+                    times.sort_by(f64::total_cmp);
+                    eprintln!(
+                        "{m}x{k}x{n} threads {threads}: median {:.1} us min {:.1}",
+                        times[150], times[0]
+                    );
+                });
+            }
+        }
     }
 }

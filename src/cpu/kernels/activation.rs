@@ -86,14 +86,15 @@ impl UniformPwlu {
             })
         };
         let (segments, per_unit) = if Self::planar(n) {
-            // Eight floats past the last unit, so that a whole register loaded at any of its segments stays
-            // inside the table (the lanes past the unit are never picked).
+            // 32 floats past the last unit, so that the two whole AVX-512 registers loaded from its last row
+            // (its intercepts, 16 and 32 floats from where they start) stay inside the table: the lanes past
+            // the unit are never picked, and unmasked loads cost less than masked ones.
             let planar = (0..table.units())
                 .flat_map(|unit| {
                     let slopes = pairs(unit).map(|(slope, _)| slope);
                     slopes.chain(pairs(unit).map(|(_, intercept)| intercept))
                 })
-                .chain([0.0; 8])
+                .chain([0.0; 32])
                 .collect();
             (Segments::Planar(planar), 2 * (n + 2))
         } else {

@@ -17,8 +17,7 @@ use super::UniformPwlu;
 pub(super) const MAX_SEGMENTS: usize = 32;
 
 /// Transposes the 16x16 matrix whose rows are `rows` (four stages of 16 shuffles; its own inverse).
-#[target_feature(enable = "avx512f")]
-#[inline]
+#[inline(always)]
 pub(super) unsafe fn transpose(rows: &mut [__m512; 16]) {
     // Pairs of rows interleaved: within each 128-bit lane, elements k and k + 1 of rows 2i and 2i + 1.
     let mut pairs = [_mm512_setzero_ps(); 16];
@@ -56,12 +55,12 @@ pub(super) unsafe fn transpose(rows: &mut [__m512; 16]) {
 }
 
 /// The PWLU on `channels` of the pixels of `tile` (at most 16 pixels of `stride` values each), 16 channels at a
-/// time, the last group masked.
+/// time.
 ///
 /// # Safety
-/// The CPU has AVX-512F and DQ; `planar` is `pwlu`'s `Segments::Planar` table; `tile` holds at most 16
+/// The CPU has AVX-512F, VL and DQ; `planar` is `pwlu`'s `Segments::Planar` table; `tile` holds at most 16
 /// whole pixels; `channels` is a non-empty range inside `0..stride`.
-#[target_feature(enable = "avx512f,avx512dq")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq")]
 pub(super) unsafe fn apply_tile(
     pwlu: &UniformPwlu,
     planar: &[f32],
@@ -72,40 +71,79 @@ pub(super) unsafe fn apply_tile(
     let pixels = tile.len() / stride;
     debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
     let lookup = Lookup::new(pwlu, planar);
-    let last_channel = channels.end - 1;
-    let base = tile.as_mut_ptr();
     for first_channel in channels.clone().step_by(16) {
         let width = (channels.end - first_channel).min(16);
-        let lanes: __mmask16 = ((1u32 << width) - 1) as __mmask16;
-        // Each step unrolled so that the rows stay in registers.
-        macro_rules! unrolled {
-            ($step:ident) => {
-                $step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
-            };
+        let base = tile.as_mut_ptr().add(first_channel);
+        if pixels == 16 && width == 16 {
+            group::<true>(&lookup, base, stride, 16, first_channel, 16);
+        } else {
+            group::<false>(&lookup, base, stride, pixels, first_channel, width);
         }
-        let mut rows = [_mm512_setzero_ps(); 16];
-        macro_rules! load {
-            ($($p:literal)*) => { $( if $p < pixels {
-                rows[$p] = _mm512_maskz_loadu_ps(lanes, base.add($p * stride + first_channel));
-            } )* };
-        }
-        unrolled!(load);
-        transpose(&mut rows);
-        // Rows past the last channel hold zeros, looked up in the last channel's table and not stored.
-        macro_rules! look_up {
-            ($($j:literal)*) => { $(
-                rows[$j] = lookup.channel((first_channel + $j).min(last_channel), rows[$j]);
-            )* };
-        }
-        unrolled!(look_up);
-        transpose(&mut rows);
-        macro_rules! store {
-            ($($p:literal)*) => { $( if $p < pixels {
-                _mm512_mask_storeu_ps(base.add($p * stride + first_channel), lanes, rows[$p]);
-            } )* };
-        }
-        unrolled!(store);
     }
+}
+
+/// The PWLU on channels `first_channel..first_channel + width` of `pixels` pixels, pixel `p` at
+/// `base + p * stride`. `FULL`: 16 pixels of 16 channels, known when compiled.
+#[inline(always)]
+unsafe fn group<const FULL: bool>(
+    lookup: &Lookup,
+    base: *mut f32,
+    stride: usize,
+    pixels: usize,
+    first_channel: usize,
+    width: usize,
+) {
+    let lanes: __mmask16 = ((1u32 << width) - 1) as __mmask16;
+    // Each step unrolled so that the rows stay in registers.
+    macro_rules! unrolled {
+        ($step:ident) => {
+            $step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+        };
+    }
+    // The group's rows, transposed: row j holds channel j of every pixel.
+    macro_rules! load {
+        ($($p:literal)*) => {{
+            let mut rows = [_mm512_setzero_ps(); 16];
+            $( if FULL {
+                rows[$p] = _mm512_loadu_ps(base.add($p * stride));
+            } else if $p < pixels {
+                rows[$p] = _mm512_maskz_loadu_ps(lanes, base.add($p * stride));
+            } )*
+            transpose(&mut rows);
+            rows
+        }};
+    }
+    let mut rows = unrolled!(load);
+    // Infinities and NaN are rare: the plain lookup goes first, and a NaN anywhere in its results (which sums
+    // carry) sends the group through the lookup that handles them. Four sums, so that their adds do not wait
+    // on one another. Rows past the last channel hold zeros, not looked up and not stored.
+    let mut sums = [_mm512_setzero_ps(); 4];
+    macro_rules! finite {
+        ($($j:literal)*) => { $( if FULL || $j < width {
+            rows[$j] = lookup.finite(first_channel + $j, rows[$j]);
+            sums[$j % 4] = _mm512_add_ps(sums[$j % 4], rows[$j]);
+        } )* };
+    }
+    unrolled!(finite);
+    let sum = _mm512_add_ps(
+        _mm512_add_ps(sums[0], sums[1]),
+        _mm512_add_ps(sums[2], sums[3]),
+    );
+    if _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(sum, sum) != 0 {
+        rows = unrolled!(load);
+        for (j, row) in rows.iter_mut().enumerate().take(width) {
+            *row = lookup.channel(first_channel + j, *row);
+        }
+    }
+    transpose(&mut rows);
+    macro_rules! store {
+        ($($p:literal)*) => { $( if FULL {
+            _mm512_storeu_ps(base.add($p * stride), rows[$p]);
+        } else if $p < pixels {
+            _mm512_mask_storeu_ps(base.add($p * stride), lanes, rows[$p]);
+        } )* };
+    }
+    unrolled!(store);
 }
 
 /// A uniform PWLU's lookup of 16 values of one channel.
@@ -113,8 +151,6 @@ struct Lookup<'a> {
     pwlu: &'a UniformPwlu,
     planar: &'a [f32],
     segments: usize,
-    low_mask: __mmask16,
-    high_mask: __mmask16,
     last_interior: __m512,
     right_tail: __m512i,
     left_tail: __m512i,
@@ -129,12 +165,43 @@ impl<'a> Lookup<'a> {
             pwlu,
             planar,
             segments,
-            low_mask: (((1u32 << segments.min(16)) - 1) & 0xFFFF) as __mmask16,
-            high_mask: ((1u32 << segments.saturating_sub(16)) - 1) as __mmask16,
             last_interior: _mm512_set1_ps((n - 1) as f32),
             right_tail: _mm512_set1_epi32(n as i32),
             left_tail: _mm512_set1_epi32(n as i32 + 1),
         }
+    }
+
+    /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN), without mask
+    /// compares but one: the left tail is the sign of `x - left`.
+    #[inline(always)]
+    unsafe fn finite(&self, channel: usize, x: __m512) -> __m512 {
+        let pwlu = self.pwlu;
+        let left = _mm512_set1_ps(*pwlu.left.get_unchecked(channel));
+        let right = _mm512_set1_ps(*pwlu.right.get_unchecked(channel));
+        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
+        let table = self
+            .planar
+            .as_ptr()
+            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let from_left = _mm512_sub_ps(x, left);
+        let t = _mm512_min_ps(_mm512_mul_ps(from_left, inv_d), self.last_interior);
+        let not_right_tail = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, right);
+        let index = _mm512_mask_cvttps_epi32(self.right_tail, not_right_tail, t);
+        // All ones where x < left (x - left is negative, or -0 where x is -0 and left +0, whose value is the
+        // same either side), then a bitwise select.
+        let left_tail = _mm512_srai_epi32::<31>(_mm512_castps_si512(from_left));
+        let index = _mm512_ternarylogic_epi32::<0xCA>(left_tail, self.left_tail, index);
+        let slope = _mm512_permutex2var_ps(
+            _mm512_loadu_ps(table),
+            index,
+            _mm512_loadu_ps(table.add(16)),
+        );
+        let intercept = _mm512_permutex2var_ps(
+            _mm512_loadu_ps(table.add(self.segments)),
+            index,
+            _mm512_loadu_ps(table.add(self.segments + 16)),
+        );
+        _mm512_fmadd_ps(slope, x, intercept)
     }
 
     /// The PWLU of `channel` on `x`, the gather path's values: the floor clamped to `N - 1`, the tails by
@@ -158,14 +225,14 @@ impl<'a> Lookup<'a> {
         let left_tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, left);
         let index = _mm512_mask_mov_epi32(index, left_tail, self.left_tail);
         let slope = _mm512_permutex2var_ps(
-            _mm512_maskz_loadu_ps(self.low_mask, table),
+            _mm512_loadu_ps(table),
             index,
-            _mm512_maskz_loadu_ps(self.high_mask, table.add(16)),
+            _mm512_loadu_ps(table.add(16)),
         );
         let intercept = _mm512_permutex2var_ps(
-            _mm512_maskz_loadu_ps(self.low_mask, table.add(self.segments)),
+            _mm512_loadu_ps(table.add(self.segments)),
             index,
-            _mm512_maskz_loadu_ps(self.high_mask, table.add(self.segments + 16)),
+            _mm512_loadu_ps(table.add(self.segments + 16)),
         );
         let y = _mm512_fmadd_ps(slope, x, intercept);
         // Only infinities and NaN need more: a flat segment gives its value (0 * inf is NaN) and NaN passes

@@ -134,7 +134,7 @@ pub fn cases() -> Vec<Case> {
 
 /// First layers on images, few input channels and so shallow products: RGB with a strided 3x3 filter,
 /// asymmetric padding and 53 output channels (32 + 16 + 5) with a per-channel PWLU; one channel with a
-/// dilated 5x5 filter.
+/// dilated 5x5 filter; ResNet's 7x7 stem.
 fn image_layers(rng: &mut Rng) -> Vec<Case> {
     let rgb = Conv2d {
         stride: [2, 2],
@@ -156,10 +156,17 @@ fn image_layers(rng: &mut Rng) -> Vec<Case> {
         },
         ..Conv2d::new(1, 19, [5, 5])
     };
+    // ResNet's stem, 7x7 with stride 2, onto 83 channels (64 + 16 + 3).
+    let stem = Conv2d {
+        stride: [2, 2],
+        padding: Padding::symmetric(3, 3),
+        ..Conv2d::new(3, 83, [7, 7])
+    };
     let pwlu = Activation::Pwlu(random_pwlu(rng, 53, 16));
     vec![
         conv_case(rng, rgb, Shape::new(2, 3, 23, 29), pwlu),
         conv_case(rng, gray, Shape::new(1, 1, 17, 21), Activation::Relu6),
+        conv_case(rng, stem, Shape::new(2, 3, 19, 18), Activation::Relu),
     ]
 }
 

@@ -1,6 +1,8 @@
 //! Convolution on NHWC activations, with its fused epilogue.
 //!
-//! Four methods, chosen per layer at plan time by [`ConvChoice::of`], with the layout of the weights:
+//! Five methods, chosen per layer at plan time by [`ConvChoice::of`], with the layout of the weights:
+//! - `Direct`: an ungrouped convolution over at most four input channels (an RGB stem), summed in registers
+//!   over the taps, no GEMM (`conv/direct.rs`);
 //! - `Gemm`: a 1x1 convolution with stride 1 and no padding is a GEMM over the input as it lies (each pixel's
 //!   channels are a row), one per group;
 //! - `Depthwise`: one filter per channel, accumulated across channels in registers, no GEMM;
@@ -23,11 +25,13 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 mod depthwise;
+mod direct;
 mod winograd;
 
 use winograd::Tile;
 
 use depthwise::depthwise_rows;
+use direct::direct_rows;
 
 use super::activation::RowActivation;
 use super::gemm::gemm_rows;
@@ -42,6 +46,7 @@ const TILE_FLOATS: usize = 1 << 21;
 /// How a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ConvMethod {
+    Direct,
     Gemm,
     Depthwise,
     Winograd(Tile),
@@ -53,6 +58,8 @@ impl ConvMethod {
     fn of(conv: &Conv2d, output: Shape, winograd: bool) -> ConvMethod {
         if conv.is_depthwise() {
             ConvMethod::Depthwise
+        } else if direct::serves(conv) {
+            ConvMethod::Direct
         } else if conv.kernel == [1, 1]
             && conv.stride == [1, 1]
             && conv.padding == crate::ops::Padding::default()
@@ -67,6 +74,7 @@ impl ConvMethod {
 
     pub(crate) fn label(self) -> &'static str {
         match self {
+            ConvMethod::Direct => "cpu conv direct",
             ConvMethod::Gemm => "cpu conv1x1 (gemm)",
             ConvMethod::Depthwise => "cpu conv depthwise",
             ConvMethod::Winograd(tile) => tile.label(),
@@ -209,7 +217,7 @@ impl ConvKernel {
         &self.weights
     }
 
-    /// The depthwise kernel's weights, `[KH * KW][C]` (a depthwise layer's are never panels).
+    /// The weights of the depthwise and direct kernels, `[KH * KW][C]` and `[KH * KW * IC][OC]` (never panels).
     fn rows(&self) -> &[f32] {
         match &*self.weights {
             ConvWeights::Rows(rows) => rows,
@@ -254,6 +262,7 @@ impl ConvKernel {
     pub(crate) fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         match (self.method, &*self.weights) {
             (ConvMethod::Depthwise, _) => return self.depthwise(input, residual, output),
+            (ConvMethod::Direct, _) => return self.direct(input, residual, output),
             (ConvMethod::Winograd(tile), ConvWeights::Winograd(panels)) => {
                 return with_scratch(|scratch| {
                     let floats = winograd::scratch_floats(tile, self);
@@ -450,16 +459,34 @@ impl ConvKernel {
     }
 
     fn depthwise(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        self.by_rows(residual, output, |first, chunk, res| {
+            depthwise_rows(self, input, first, chunk, res)
+        });
+    }
+
+    fn direct(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        self.by_rows(residual, output, |first, chunk, res| {
+            direct_rows(self, input, first, chunk, res)
+        });
+    }
+
+    /// `rows(first, out, residual)` over the output's rows (`N * H` of them, whole rows each) on all threads.
+    fn by_rows(
+        &self,
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+        rows: impl Fn(usize, &mut [f32], Option<&[f32]>) + Sync,
+    ) {
         let y = self.output;
         let row_len = y.w * y.c;
-        let rows = rows_per_task(y.n * y.h, row_len);
+        let per_task = rows_per_task(y.n * y.h, row_len);
         output
-            .par_chunks_mut(row_len * rows)
+            .par_chunks_mut(row_len * per_task)
             .enumerate()
             .for_each(|(task, chunk)| {
-                let first = task * rows;
+                let first = task * per_task;
                 let res = residual.map(|res| &res[first * row_len..][..chunk.len()]);
-                depthwise_rows(self, input, first, chunk, res);
+                rows(first, chunk, res);
             });
     }
 }

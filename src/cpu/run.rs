@@ -1,9 +1,11 @@
 //! Running a plan on the CPU: the input into NHWC, every step in order on the context's threads, the output
 //! back to NCHW.
 
+use rayon::prelude::*;
 use web_time::Instant;
 
 use super::backend::{CpuStep, StepKernel};
+use super::kernels::rows_per_task;
 use super::CpuContext;
 use crate::error::{Error, Result};
 use crate::plan::{LayerTime, Plan, Timing};
@@ -115,16 +117,34 @@ unsafe fn run_step(step: &CpuStep) {
     }
 }
 
+/// On all threads: the first kernel then finds the workers awake (a worker left waiting through a transform on
+/// one thread goes to sleep, and waking it cost the first layer most of its second thread).
 fn nchw_to_nhwc(src: &[f32], s: crate::tensor::Shape, dst: &mut [f32]) {
     let plane = s.h * s.w;
-    for n in 0..s.n {
-        for c in 0..s.c {
-            let channel = &src[(n * s.c + c) * plane..][..plane];
-            for (p, &v) in channel.iter().enumerate() {
-                dst[(n * plane + p) * s.c + c] = v;
-            }
-        }
+    if plane == 0 || s.c == 0 {
+        return;
     }
+    let rows = rows_per_task(s.n * s.h, s.w * s.c);
+    dst.par_chunks_mut(rows * s.w * s.c)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            let first = task * rows * s.w;
+            let pixels = chunk.len() / s.c;
+            // Pixels first..first + pixels may span images: one run of each image's plane at a time.
+            let mut done = 0;
+            while done < pixels {
+                let (n, p) = ((first + done) / plane, (first + done) % plane);
+                let run = (plane - p).min(pixels - done);
+                let out = &mut chunk[done * s.c..][..run * s.c];
+                for c in 0..s.c {
+                    let channel = &src[(n * s.c + c) * plane + p..][..run];
+                    for (i, &v) in channel.iter().enumerate() {
+                        out[i * s.c + c] = v;
+                    }
+                }
+                done += run;
+            }
+        });
 }
 
 fn nhwc_to_nchw(src: &[f32], s: crate::tensor::Shape, dst: &mut [f32]) {

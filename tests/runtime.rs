@@ -181,8 +181,8 @@ fn what_applications_share_is_send_and_sync() {
     shareable::<Arc<pwlu::Model>>();
 }
 
-fn small_model_on(ctx: Arc<GpuContext>) -> pwlu::Model {
-    pwlu::Model::from_bytes(ctx, &common::model_file::small_model().bytes())
+fn small_model_on(device: impl Into<pwlu::Device>) -> pwlu::Model {
+    pwlu::Model::from_bytes(device, &common::model_file::small_model().bytes())
         .expect("the small model loads")
 }
 
@@ -307,27 +307,45 @@ fn a_batch_over_the_cpu_memory_limit_is_refused_by_name_before_it_runs() {
 #[test]
 fn one_model_serves_several_threads_at_once() {
     for ctx in common::contexts() {
-        let model = Arc::new(small_model_on(Arc::new(ctx)));
-        let inputs: Vec<pwlu::Tensor> = (0..4)
-            .map(|seed| {
-                let data = common::random_vec(&mut common::rng(100 + seed), 3 * 10 * 9, 1.0);
-                pwlu::Tensor::new(vec![1, 3, 10, 9], data).expect("input")
-            })
-            .collect();
-        let expected: Vec<Vec<f32>> = inputs
-            .iter()
-            .map(|x| model.run_blocking(x).expect("run").into_data())
-            .collect();
-        std::thread::scope(|scope| {
-            for (input, want) in inputs.iter().zip(&expected) {
-                let model = Arc::clone(&model);
-                scope.spawn(move || {
-                    for _ in 0..25 {
-                        let got = model.run_blocking(input).expect("run on a thread");
-                        assert_eq!(got.data(), &want[..], "a run saw another thread's data");
-                    }
-                });
-            }
-        });
+        several_threads_share(small_model_on(Arc::new(ctx)));
     }
+}
+
+/// On the CPU backend each run holds the pool's other workers until it ends (`CpuContext::hold_workers`):
+/// runs from several threads at once on one pool must neither wait on one another forever nor mix data.
+#[test]
+fn one_model_on_the_cpu_backend_serves_several_threads_at_once() {
+    for threads in [2, 3] {
+        let options = pwlu::cpu::CpuOptions {
+            threads: Some(threads),
+            ..Default::default()
+        };
+        let ctx = pwlu::cpu::CpuContext::new(&options).expect("CPU backend");
+        several_threads_share(small_model_on(Arc::new(ctx)));
+    }
+}
+
+fn several_threads_share(model: pwlu::Model) {
+    let model = Arc::new(model);
+    let inputs: Vec<pwlu::Tensor> = (0..4)
+        .map(|seed| {
+            let data = common::random_vec(&mut common::rng(100 + seed), 3 * 10 * 9, 1.0);
+            pwlu::Tensor::new(vec![1, 3, 10, 9], data).expect("input")
+        })
+        .collect();
+    let expected: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| model.run_blocking(x).expect("run").into_data())
+        .collect();
+    std::thread::scope(|scope| {
+        for (input, want) in inputs.iter().zip(&expected) {
+            let model = Arc::clone(&model);
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    let got = model.run_blocking(input).expect("run on a thread");
+                    assert_eq!(got.data(), &want[..], "a run saw another thread's data");
+                }
+            });
+        }
+    });
 }

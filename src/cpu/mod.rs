@@ -21,6 +21,9 @@ mod run;
 pub use arena::CpuValue;
 pub use backend::CpuStep;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 
 /// Environment variable read when [`CpuOptions::threads`] is `None`.
@@ -223,7 +226,46 @@ impl CpuContext {
     }
 }
 
+/// While alive, the pool's other workers take work instead of going to sleep between kernels
+/// ([`CpuContext::hold_workers`]).
+pub(crate) struct WorkersHeld {
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for WorkersHeld {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+    }
+}
+
 impl CpuContext {
+    /// Keeps the pool's other workers busy until the returned guard drops: each runs a job that takes the
+    /// pool's pending work (`rayon::yield_now`) and spins when there is none. Called on a worker at the start
+    /// of a run. A rayon worker that finds no work for about 32 rounds of `sched_yield` goes to sleep, and a
+    /// run has many such gaps (the tails of unevenly split kernels); waking it again cost each of them tens of
+    /// microseconds.
+    pub(crate) fn hold_workers(&self) -> WorkersHeld {
+        let done = Arc::new(AtomicBool::new(false));
+        if let (Some(pool), Some(caller)) = (&self.pool, rayon::current_thread_index()) {
+            for _ in 1..self.threads {
+                let done = Arc::clone(&done);
+                pool.spawn(move || {
+                    // On the caller's own thread (it took the job back while waiting) the job would hold the
+                    // run it waits for: it ends at once.
+                    if rayon::current_thread_index() == Some(caller) {
+                        return;
+                    }
+                    while !done.load(Ordering::Acquire) {
+                        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                });
+            }
+        }
+        WorkersHeld { done }
+    }
+
     /// Seconds of the fastest of three `[m, k] x [k, n]` products by the GEMM the convolutions use, on this
     /// context's threads: the yardstick `pwlu bench` compares the layers with.
     #[doc(hidden)]

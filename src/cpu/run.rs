@@ -60,6 +60,7 @@ impl Plan<CpuContext> {
         }
         let plan = &*self;
         ctx.run_in_pool(|| {
+            let _held = ctx.hold_workers();
             // Safety: `&mut self` makes this the only run of the plan, and lowering never gives a step an
             // output that overlaps its inputs (checked when binding), so no two live slices alias mutably.
             unsafe {

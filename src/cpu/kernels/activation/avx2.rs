@@ -170,20 +170,27 @@ impl<'a> Lookup<'a> {
         }
     }
 
+    /// Channel `channel`'s left and right bounds and `1 / d` in every lane, and where its unit's table starts.
+    #[inline(always)]
+    unsafe fn unit(&self, channel: usize) -> (__m256, __m256, __m256, *const f32) {
+        let pwlu = self.pwlu;
+        (
+            _mm256_set1_ps(*pwlu.left.get_unchecked(channel)),
+            _mm256_set1_ps(*pwlu.right.get_unchecked(channel)),
+            _mm256_set1_ps(*pwlu.inv_d.get_unchecked(channel)),
+            self.planar
+                .as_ptr()
+                .add(*pwlu.first.get_unchecked(channel) as usize),
+        )
+    }
+
     /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN): the interior
     /// segments by permutes, the tails by blends, the left one where `x - left` is negative (or -0 where x is
     /// -0 and left +0, whose value is the same either side).
     #[inline(always)]
     unsafe fn finite(&self, channel: usize, x: __m256) -> __m256 {
-        let pwlu = self.pwlu;
-        let n = pwlu.intervals;
-        let left = _mm256_set1_ps(*pwlu.left.get_unchecked(channel));
-        let right = _mm256_set1_ps(*pwlu.right.get_unchecked(channel));
-        let inv_d = _mm256_set1_ps(*pwlu.inv_d.get_unchecked(channel));
-        let slopes = self
-            .planar
-            .as_ptr()
-            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let n = self.pwlu.intervals;
+        let (left, right, inv_d, slopes) = self.unit(channel);
         let intercepts = slopes.add(self.segments);
         let from_left = _mm256_sub_ps(x, left);
         let t = _mm256_min_ps(_mm256_mul_ps(from_left, inv_d), self.last_interior);
@@ -212,14 +219,7 @@ impl<'a> Lookup<'a> {
     /// passed through.
     #[inline(always)]
     unsafe fn channel(&self, channel: usize, x: __m256) -> __m256 {
-        let pwlu = self.pwlu;
-        let left = _mm256_set1_ps(*pwlu.left.get_unchecked(channel));
-        let right = _mm256_set1_ps(*pwlu.right.get_unchecked(channel));
-        let inv_d = _mm256_set1_ps(*pwlu.inv_d.get_unchecked(channel));
-        let table = self
-            .planar
-            .as_ptr()
-            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let (left, right, inv_d, table) = self.unit(channel);
         let t = _mm256_mul_ps(_mm256_sub_ps(x, left), inv_d);
         // min returns its second operand where t is NaN; below the left bound the index is replaced anyway.
         let t = _mm256_min_ps(t, self.last_interior);

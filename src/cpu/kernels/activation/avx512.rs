@@ -171,18 +171,43 @@ impl<'a> Lookup<'a> {
         }
     }
 
+    /// Channel `channel`'s left and right bounds and `1 / d` in every lane, and where its unit's table starts.
+    #[inline(always)]
+    unsafe fn unit(&self, channel: usize) -> (__m512, __m512, __m512, *const f32) {
+        let pwlu = self.pwlu;
+        (
+            _mm512_set1_ps(*pwlu.left.get_unchecked(channel)),
+            _mm512_set1_ps(*pwlu.right.get_unchecked(channel)),
+            _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel)),
+            self.planar
+                .as_ptr()
+                .add(*pwlu.first.get_unchecked(channel) as usize),
+        )
+    }
+
+    /// The slopes and intercepts of segments `index` of the unit whose table starts at `table`.
+    #[inline(always)]
+    unsafe fn segments(&self, table: *const f32, index: __m512i) -> (__m512, __m512) {
+        let intercepts = table.add(self.segments);
+        (
+            _mm512_permutex2var_ps(
+                _mm512_loadu_ps(table),
+                index,
+                _mm512_loadu_ps(table.add(16)),
+            ),
+            _mm512_permutex2var_ps(
+                _mm512_loadu_ps(intercepts),
+                index,
+                _mm512_loadu_ps(intercepts.add(16)),
+            ),
+        )
+    }
+
     /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN), without mask
     /// compares but one: the left tail is the sign of `x - left`.
     #[inline(always)]
     unsafe fn finite(&self, channel: usize, x: __m512) -> __m512 {
-        let pwlu = self.pwlu;
-        let left = _mm512_set1_ps(*pwlu.left.get_unchecked(channel));
-        let right = _mm512_set1_ps(*pwlu.right.get_unchecked(channel));
-        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
-        let table = self
-            .planar
-            .as_ptr()
-            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let (left, right, inv_d, table) = self.unit(channel);
         let from_left = _mm512_sub_ps(x, left);
         let t = _mm512_min_ps(_mm512_mul_ps(from_left, inv_d), self.last_interior);
         let not_right_tail = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, right);
@@ -191,16 +216,7 @@ impl<'a> Lookup<'a> {
         // same either side), then a bitwise select.
         let left_tail = _mm512_srai_epi32::<31>(_mm512_castps_si512(from_left));
         let index = _mm512_ternarylogic_epi32::<0xCA>(left_tail, self.left_tail, index);
-        let slope = _mm512_permutex2var_ps(
-            _mm512_loadu_ps(table),
-            index,
-            _mm512_loadu_ps(table.add(16)),
-        );
-        let intercept = _mm512_permutex2var_ps(
-            _mm512_loadu_ps(table.add(self.segments)),
-            index,
-            _mm512_loadu_ps(table.add(self.segments + 16)),
-        );
+        let (slope, intercept) = self.segments(table, index);
         _mm512_fmadd_ps(slope, x, intercept)
     }
 
@@ -209,14 +225,7 @@ impl<'a> Lookup<'a> {
     /// passed through.
     #[inline(always)]
     unsafe fn channel(&self, channel: usize, x: __m512) -> __m512 {
-        let pwlu = self.pwlu;
-        let left = _mm512_set1_ps(*pwlu.left.get_unchecked(channel));
-        let right = _mm512_set1_ps(*pwlu.right.get_unchecked(channel));
-        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
-        let table = self
-            .planar
-            .as_ptr()
-            .add(*pwlu.first.get_unchecked(channel) as usize);
+        let (left, right, inv_d, table) = self.unit(channel);
         let t = _mm512_mul_ps(_mm512_sub_ps(x, left), inv_d);
         // min returns its second operand where t is NaN; below the left bound the index is replaced anyway.
         let t = _mm512_min_ps(t, self.last_interior);
@@ -224,16 +233,7 @@ impl<'a> Lookup<'a> {
         let index = _mm512_mask_cvttps_epi32(self.right_tail, not_right_tail, t);
         let left_tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, left);
         let index = _mm512_mask_mov_epi32(index, left_tail, self.left_tail);
-        let slope = _mm512_permutex2var_ps(
-            _mm512_loadu_ps(table),
-            index,
-            _mm512_loadu_ps(table.add(16)),
-        );
-        let intercept = _mm512_permutex2var_ps(
-            _mm512_loadu_ps(table.add(self.segments)),
-            index,
-            _mm512_loadu_ps(table.add(self.segments + 16)),
-        );
+        let (slope, intercept) = self.segments(table, index);
         let y = _mm512_fmadd_ps(slope, x, intercept);
         // Only infinities and NaN need more: a flat segment gives its value (0 * inf is NaN) and NaN passes
         // through. Both are rare, so one test decides for all 16.

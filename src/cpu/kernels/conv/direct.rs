@@ -137,103 +137,57 @@ fn pixel_run<const FMA: bool>(
     out: &mut [f32],
 ) {
     let pixels = out.len() / oc;
-    let mut p = 0;
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx512 {
-        // Safety: AVX-512 was detected; the taps' offsets were made for these pixels (`p * step` on),
-        // their weight rows are the filter's, and each call's `out` holds its pixels.
-        unsafe {
-            while p + 4 <= pixels {
-                avx512::pixel_sums::<4>(
-                    &input[p * step..],
-                    step,
-                    taps,
-                    weights,
-                    oc,
-                    &mut out[p * oc..],
-                );
-                p += 4;
-            }
-            while p < pixels {
-                avx512::pixel_sums::<1>(
-                    &input[p * step..],
-                    step,
-                    taps,
-                    weights,
-                    oc,
-                    &mut out[p * oc..],
-                );
-                p += 1;
-            }
-        }
-        return;
-    }
+    let avx512 = isa() == Isa::Avx512;
+    let mut p = 0;
     while p < pixels {
-        channel_blocks::<1, FMA>(
-            &input[p * step..],
-            step,
-            taps,
-            weights,
-            oc,
-            &mut out[p * oc..],
-        );
+        let (input, out) = (&input[p * step..], &mut out[p * oc..]);
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // Safety: AVX-512 was detected; the taps' offsets were made for these pixels, their weight rows
+            // are the filter's, and `out` holds the pixels.
+            unsafe {
+                if p + 4 <= pixels {
+                    avx512::pixel_sums::<4>(input, step, taps, weights, oc, out);
+                    p += 4;
+                } else {
+                    avx512::pixel_sums::<1>(input, step, taps, weights, oc, out);
+                    p += 1;
+                }
+            }
+            continue;
+        }
+        let mut ch = 0;
+        while ch + 16 <= oc {
+            pixel_sums::<16, FMA>(input, taps, weights, oc, ch, out);
+            ch += 16;
+        }
+        while ch < oc {
+            pixel_sums::<1, FMA>(input, taps, weights, oc, ch, out);
+            ch += 1;
+        }
         p += 1;
     }
 }
 
-/// [`pixel_sums`] of `P` pixels over all `oc` channels, in blocks of 64, 16, 4 and 1.
+/// Channels `ch..ch + L` of one output pixel: over the taps, input value times weight row.
 #[inline(always)]
-fn channel_blocks<const P: usize, const FMA: bool>(
+fn pixel_sums<const L: usize, const FMA: bool>(
     input: &[f32],
-    step: usize,
-    taps: &[(usize, usize)],
-    weights: &[f32],
-    oc: usize,
-    out: &mut [f32],
-) {
-    let mut ch = 0;
-    while ch + 64 <= oc {
-        pixel_sums::<P, 64, FMA>(input, step, taps, weights, oc, ch, out);
-        ch += 64;
-    }
-    while ch + 16 <= oc {
-        pixel_sums::<P, 16, FMA>(input, step, taps, weights, oc, ch, out);
-        ch += 16;
-    }
-    while ch + 4 <= oc {
-        pixel_sums::<P, 4, FMA>(input, step, taps, weights, oc, ch, out);
-        ch += 4;
-    }
-    while ch < oc {
-        pixel_sums::<P, 1, FMA>(input, step, taps, weights, oc, ch, out);
-        ch += 1;
-    }
-}
-
-/// Channels `ch..ch + L` of `P` output pixels: over the taps, input value times weight row.
-#[inline(always)]
-fn pixel_sums<const P: usize, const L: usize, const FMA: bool>(
-    input: &[f32],
-    step: usize,
     taps: &[(usize, usize)],
     weights: &[f32],
     oc: usize,
     ch: usize,
     out: &mut [f32],
 ) {
-    let mut acc = [[0.0f32; L]; P];
+    let mut acc = [0.0f32; L];
     for &(at, row) in taps {
-        let w = &weights[row * oc + ch..][..L];
-        for (p, acc) in acc.iter_mut().enumerate() {
-            let x = input[at + p * step];
-            for l in 0..L {
-                acc[l] = mul_add::<FMA>(x, w[l], acc[l]);
-            }
+        let (x, w) = (input[at], &weights[row * oc + ch..][..L]);
+        for l in 0..L {
+            acc[l] = mul_add::<FMA>(x, w[l], acc[l]);
         }
     }
-    for (p, acc) in acc.iter().enumerate() {
-        out[p * oc + ch..][..L].copy_from_slice(acc);
-    }
+    out[ch..ch + L].copy_from_slice(&acc);
 }
 
 #[cfg(test)]

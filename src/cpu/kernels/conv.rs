@@ -225,6 +225,21 @@ impl ConvKernel {
         }
     }
 
+    /// The output columns `[start, end)` whose receptive fields lie inside the image's columns: the kernels'
+    /// fast paths, which read their taps without a bounds test.
+    fn interior_columns(&self) -> (usize, usize) {
+        let conv = &self.conv;
+        let (x_w, y_w) = (self.input.w, self.output.w);
+        let (stride, pad_left) = (conv.stride[1], conv.padding.left);
+        let span = (conv.kernel[1] - 1) * conv.dilation[1] + 1;
+        if x_w < span {
+            return (0, 0);
+        }
+        let start = pad_left.div_ceil(stride);
+        let end = ((x_w - span + pad_left) / stride + 1).min(y_w);
+        (start.min(end), end)
+    }
+
     pub(crate) fn activation(&self) -> &RowActivation {
         &self.activation
     }

@@ -42,15 +42,7 @@ fn depthwise_rows_body<const FMA: bool>(
     let [kh, kw] = conv.kernel;
     let row_len = y.w * c;
     let (stride_x, pad_left) = (conv.stride[1], conv.padding.left);
-    // Output columns [interior.0, interior.1) read only columns inside the image.
-    let span = (kw - 1) * conv.dilation[1] + 1;
-    let interior = if x.w >= span {
-        let start = pad_left.div_ceil(stride_x);
-        let end = ((x.w - span + pad_left) / stride_x + 1).min(y.w);
-        (start.min(end), end)
-    } else {
-        (0, 0)
-    };
+    let interior = kernel.interior_columns();
     let fast = conv.dilation[1] == 1 && matches!(kw, 3 | 5) && kw == kh;
     // With AVX-512, whole rows (borders too) by sliding windows (`avx512.rs`).
     #[cfg(target_arch = "x86_64")]

@@ -59,15 +59,7 @@ fn direct_rows_body<const FMA: bool>(
     let [sy, sx] = conv.stride;
     let row_len = y.w * oc;
     let weights = kernel.rows();
-    // Output columns [interior.0, interior.1) read only columns inside the image.
-    let span = (kw - 1) * dx + 1;
-    let interior = if x.w >= span {
-        let start = conv.padding.left.div_ceil(sx);
-        let end = ((x.w - span + conv.padding.left) / sx + 1).min(y.w);
-        (start.min(end), end)
-    } else {
-        (0, 0)
-    };
+    let interior = kernel.interior_columns();
     // (input offset, weight row) of every tap and input channel, for a pixel whose field is inside the image:
     // offsets from its field's first value.
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw * ic);

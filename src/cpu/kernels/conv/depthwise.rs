@@ -52,7 +52,26 @@ fn depthwise_rows_body<const FMA: bool>(
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw);
     // (input row, filter row) of the filter rows that fall inside the image, for one output row.
     let mut rows: Vec<(usize, usize)> = Vec::with_capacity(kh);
-    for (r, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+    let rows_here = out.len() / row_len.max(1);
+    // The first row whose epilogue is still to run: it runs over whole tiles of 16 pixels where it can (a
+    // PWLU's lookup takes 16 pixels at once, and a partial tile costs about as much as a whole one), but
+    // over at most 128 KiB, which stay in cache.
+    let mut unfinished = 0;
+    for r in 0..rows_here {
+        let pending = r - unfinished;
+        if pending > 0 && (pending * y.w % 16 == 0 || (pending + 1) * row_len > 1 << 15) {
+            let res = residual.map(|res| &res[unfinished * row_len..r * row_len]);
+            let rows = &mut out[unfinished * row_len..r * row_len];
+            finish_rows_body::<FMA>(
+                &kernel.activation,
+                rows,
+                kernel.bias.as_deref(),
+                res,
+                kernel.residual,
+            );
+            unfinished = r;
+        }
+        let out_row = &mut out[r * row_len..][..row_len];
         let row = first + r;
         let (n, oy) = (row / y.h, row % y.h);
         let top = (oy * conv.stride[0]) as isize - conv.padding.top as isize;
@@ -106,14 +125,6 @@ fn depthwise_rows_body<const FMA: bool>(
                     ),
                 }
             }
-            let res = residual.map(|res| &res[r * row_len..][..row_len]);
-            finish_rows_body::<FMA>(
-                &kernel.activation,
-                out_row,
-                kernel.bias.as_deref(),
-                res,
-                kernel.residual,
-            );
             continue;
         }
         let mut ox = 0;
@@ -155,15 +166,15 @@ fn depthwise_rows_body<const FMA: bool>(
             }
             ox += 1;
         }
-        let res = residual.map(|res| &res[r * row_len..][..row_len]);
-        finish_rows_body::<FMA>(
-            &kernel.activation,
-            out_row,
-            kernel.bias.as_deref(),
-            res,
-            kernel.residual,
-        );
     }
+    let res = residual.map(|res| &res[unfinished * row_len..]);
+    finish_rows_body::<FMA>(
+        &kernel.activation,
+        &mut out[unfinished * row_len..],
+        kernel.bias.as_deref(),
+        res,
+        kernel.residual,
+    );
 }
 
 /// Channels `ch..ch + L` of one output pixel: the sum over `taps` of input times weight.

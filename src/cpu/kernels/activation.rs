@@ -319,15 +319,26 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
         // The same function on every channel: each step over a whole tile at once, one long loop.
         for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
             let residual = residual.map(|r| &r[t * PIXELS * c..][..tile.len()]);
-            if let Some(bias) = bias {
-                for pixel in tile.chunks_exact_mut(c) {
-                    add_to(pixel, bias);
+            match (bias, residual, mode) {
+                (Some(bias), Some(r), ResidualAdd::BeforeActivation) => {
+                    for pixel in tile.chunks_exact_mut(c) {
+                        add_to(pixel, bias);
+                    }
+                    add_to(tile, r);
+                    apply_values::<FMA>(act, tile, 0, None);
                 }
+                (None, Some(r), ResidualAdd::BeforeActivation) => {
+                    add_to(tile, r);
+                    apply_values::<FMA>(act, tile, 0, None);
+                }
+                // The bias in the activation's own pass, pixel by pixel.
+                (Some(bias), ..) => {
+                    for pixel in tile.chunks_exact_mut(c) {
+                        apply_values::<FMA>(act, pixel, 0, Some(bias));
+                    }
+                }
+                (None, ..) => apply_values::<FMA>(act, tile, 0, None),
             }
-            if let (Some(r), ResidualAdd::BeforeActivation) = (residual, mode) {
-                add_to(tile, r);
-            }
-            apply_values::<FMA>(act, tile, 0);
             if let (Some(r), ResidualAdd::AfterActivation) = (residual, mode) {
                 add_to(tile, r);
             }
@@ -349,6 +360,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
         for first in (0..c).step_by(block) {
             let width = block.min(c - first);
             let channels = first..first + width;
+            let all_biases = bias;
             let bias = bias.map(|bias| &bias[channels.clone()]);
             let add = |values: &mut [f32], p: usize| {
                 if let Some(r) = residual {
@@ -366,18 +378,28 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
             };
             #[cfg(target_arch = "x86_64")]
             if let Some((pwlu, planar, how)) = permuted {
-                // The block a step at a time across the tile: the lookup takes 8 or 16 pixels at once.
-                for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
-                    before(&mut pixel[channels.clone()], p);
-                }
+                // The block a step at a time across the tile: the lookup takes 8 or 16 pixels at once, and
+                // adds the bias itself where no residual comes first (a pass over the pixels less).
+                let residual_first = residual.is_some() && mode == ResidualAdd::BeforeActivation;
+                let lookup_bias = if residual_first {
+                    for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
+                        before(&mut pixel[channels.clone()], p);
+                    }
+                    None
+                } else {
+                    all_biases
+                };
                 // Safety: `permuted` says this thread may use the instructions of `how` and `planar` is the
-                // table; a tile holds at most 16 whole pixels; the block lies inside the channels.
+                // table; a tile holds at most 16 whole pixels; the block lies inside the channels, and a bias
+                // has one value per channel.
                 unsafe {
                     match how {
                         Permutes::Avx512 => {
-                            avx512::apply_tile(pwlu, planar, tile, c, channels.clone())
+                            avx512::apply_tile(pwlu, planar, tile, c, channels.clone(), lookup_bias)
                         }
-                        Permutes::Avx2 => avx2::apply_tile(pwlu, planar, tile, c, channels.clone()),
+                        Permutes::Avx2 => {
+                            avx2::apply_tile(pwlu, planar, tile, c, channels.clone(), lookup_bias)
+                        }
                     }
                 }
                 if mode == ResidualAdd::AfterActivation {
@@ -390,7 +412,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
             for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
                 let values = &mut pixel[channels.clone()];
                 before(values, p);
-                apply_values::<FMA>(act, values, first);
+                apply_values::<FMA>(act, values, first, None);
                 if mode == ResidualAdd::AfterActivation {
                     add(values, p);
                 }
@@ -407,14 +429,29 @@ fn add_to(values: &mut [f32], addend: &[f32]) {
     }
 }
 
-/// The activation on channels `first_channel..` of one pixel (`row`). The same functions as
-/// `reference::activation`, in f32.
+/// The activation on channels `first_channel..` of one pixel (`row`), after adding `bias` (one per value)
+/// if given. The same functions as `reference::activation`, in f32.
 #[inline(always)]
-fn apply_values<const FMA: bool>(act: &RowActivation, row: &mut [f32], first_channel: usize) {
+fn apply_values<const FMA: bool>(
+    act: &RowActivation,
+    row: &mut [f32],
+    first_channel: usize,
+    bias: Option<&[f32]>,
+) {
+    // The bias and the function in one pass.
     #[inline(always)]
-    fn each(row: &mut [f32], f: impl Fn(f32) -> f32) {
-        for v in row {
-            *v = f(*v);
+    fn each_of(row: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
+        match bias {
+            Some(bias) => {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v = f(*v + b);
+                }
+            }
+            None => {
+                for v in row {
+                    *v = f(*v);
+                }
+            }
         }
     }
     let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
@@ -430,29 +467,41 @@ fn apply_values<const FMA: bool>(act: &RowActivation, row: &mut [f32], first_cha
         }
     };
     match &act.activation {
-        Activation::Identity => {}
-        Activation::Relu => each(row, |x| if x < 0.0 { 0.0 } else { x }),
-        Activation::Relu6 => each(row, relu6),
+        Activation::Identity => {
+            if let Some(bias) = bias {
+                add_to(row, bias);
+            }
+        }
+        Activation::Relu => each_of(row, bias, |x| if x < 0.0 { 0.0 } else { x }),
+        Activation::Relu6 => each_of(row, bias, relu6),
         Activation::LeakyRelu { negative_slope } => {
             let slope = *negative_slope;
-            each(row, |x| if x < 0.0 { x * slope } else { x })
+            each_of(row, bias, |x| if x < 0.0 { x * slope } else { x })
         }
-        Activation::Sigmoid => each(row, sigmoid),
-        Activation::Silu => each(row, |x| x * sigmoid(x)),
-        Activation::Hardsigmoid => each(row, |x| relu6(x + 3.0) / 6.0),
-        Activation::Hardswish => each(row, |x| x * relu6(x + 3.0) / 6.0),
-        Activation::Gelu => each(row, |x| {
+        Activation::Sigmoid => each_of(row, bias, sigmoid),
+        Activation::Silu => each_of(row, bias, |x| x * sigmoid(x)),
+        Activation::Hardsigmoid => each_of(row, bias, |x| relu6(x + 3.0) / 6.0),
+        Activation::Hardswish => each_of(row, bias, |x| x * relu6(x + 3.0) / 6.0),
+        Activation::Gelu => each_of(row, bias, |x| {
             0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
         }),
         Activation::GeluTanh => {
             let k = (2.0 / std::f32::consts::PI).sqrt();
-            each(row, |x| {
+            each_of(row, bias, |x| {
                 0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
             })
         }
         Activation::Pwlu(_) => match &act.pwlu {
-            Some(PwluRows::Uniform(pwlu)) => pwlu.apply::<FMA>(row, first_channel),
+            Some(PwluRows::Uniform(pwlu)) => {
+                if let Some(bias) = bias {
+                    add_to(row, bias);
+                }
+                pwlu.apply::<FMA>(row, first_channel)
+            }
             Some(PwluRows::NonUniform { pwlu, units }) => {
+                if let Some(bias) = bias {
+                    add_to(row, bias);
+                }
                 let table = pwlu.table();
                 for (v, &unit) in row.iter_mut().zip(&units[first_channel..]) {
                     *v = table.lookup(unit, *v);

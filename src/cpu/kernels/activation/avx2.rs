@@ -19,7 +19,8 @@ use super::UniformPwlu;
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `planar` is `pwlu`'s `Segments::Planar` table (at most 32 segments a unit);
-/// `tile` holds whole pixels; `channels` is a non-empty range inside `0..stride`.
+/// `tile` holds whole pixels; `channels` is a non-empty range inside `0..stride`; `bias`, added first, holds
+/// `stride` values.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn apply_tile(
     pwlu: &UniformPwlu,
@@ -27,6 +28,7 @@ pub(super) unsafe fn apply_tile(
     tile: &mut [f32],
     stride: usize,
     channels: Range<usize>,
+    bias: Option<&[f32]>,
 ) {
     let pixels = tile.len() / stride;
     debug_assert!(!channels.is_empty() && channels.end <= stride);
@@ -48,6 +50,13 @@ pub(super) unsafe fn apply_tile(
                 };
             }
             transpose(&mut rows);
+            // The bias here, one per row, rather than in a pass of its own over the pixels.
+            if let Some(bias) = bias {
+                for (j, row) in rows.iter_mut().enumerate().take(width) {
+                    *row =
+                        _mm256_add_ps(*row, _mm256_set1_ps(*bias.get_unchecked(first_channel + j)));
+                }
+            }
             let input = rows;
             // Infinities and NaN are rare: the plain lookup goes first, and a NaN anywhere in its results
             // (which a sum carries) sends the group through the lookup that handles them. Rows past the last

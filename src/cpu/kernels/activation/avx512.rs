@@ -59,7 +59,8 @@ pub(super) unsafe fn transpose(rows: &mut [__m512; 16]) {
 ///
 /// # Safety
 /// The CPU has AVX-512F, VL and DQ; `planar` is `pwlu`'s `Segments::Planar` table; `tile` holds at most 16
-/// whole pixels; `channels` is a non-empty range inside `0..stride`.
+/// whole pixels; `channels` is a non-empty range inside `0..stride`; `bias`, added first, holds `stride`
+/// values.
 #[target_feature(enable = "avx512f,avx512vl,avx512dq")]
 pub(super) unsafe fn apply_tile(
     pwlu: &UniformPwlu,
@@ -67,6 +68,7 @@ pub(super) unsafe fn apply_tile(
     tile: &mut [f32],
     stride: usize,
     channels: Range<usize>,
+    bias: Option<&[f32]>,
 ) {
     let pixels = tile.len() / stride;
     debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
@@ -75,9 +77,9 @@ pub(super) unsafe fn apply_tile(
         let width = (channels.end - first_channel).min(16);
         let base = tile.as_mut_ptr().add(first_channel);
         if pixels == 16 && width == 16 {
-            group::<true>(&lookup, base, stride, 16, first_channel, 16);
+            group::<true>(&lookup, base, stride, 16, first_channel, 16, bias);
         } else {
-            group::<false>(&lookup, base, stride, pixels, first_channel, width);
+            group::<false>(&lookup, base, stride, pixels, first_channel, width, bias);
         }
     }
 }
@@ -92,6 +94,7 @@ unsafe fn group<const FULL: bool>(
     pixels: usize,
     first_channel: usize,
     width: usize,
+    bias: Option<&[f32]>,
 ) {
     let lanes: __mmask16 = ((1u32 << width) - 1) as __mmask16;
     // Each step unrolled so that the rows stay in registers.
@@ -110,6 +113,12 @@ unsafe fn group<const FULL: bool>(
                 rows[$p] = _mm512_maskz_loadu_ps(lanes, base.add($p * stride));
             } )*
             transpose(&mut rows);
+            // The bias here, one per row, rather than in a pass of its own over the pixels.
+            if let Some(bias) = bias {
+                for (j, row) in rows.iter_mut().enumerate().take(width) {
+                    *row = _mm512_add_ps(*row, _mm512_set1_ps(*bias.get_unchecked(first_channel + j)));
+                }
+            }
             rows
         }};
     }

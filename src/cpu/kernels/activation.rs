@@ -320,14 +320,12 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
         for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
             let residual = residual.map(|r| &r[t * PIXELS * c..][..tile.len()]);
             match (bias, residual, mode) {
-                (Some(bias), Some(r), ResidualAdd::BeforeActivation) => {
-                    for pixel in tile.chunks_exact_mut(c) {
-                        add_to(pixel, bias);
+                (bias, Some(r), ResidualAdd::BeforeActivation) => {
+                    if let Some(bias) = bias {
+                        for pixel in tile.chunks_exact_mut(c) {
+                            add_to(pixel, bias);
+                        }
                     }
-                    add_to(tile, r);
-                    apply_values::<FMA>(act, tile, 0, None);
-                }
-                (None, Some(r), ResidualAdd::BeforeActivation) => {
                     add_to(tile, r);
                     apply_values::<FMA>(act, tile, 0, None);
                 }

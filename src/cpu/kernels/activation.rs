@@ -358,8 +358,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
         for first in (0..c).step_by(block) {
             let width = block.min(c - first);
             let channels = first..first + width;
-            let all_biases = bias;
-            let bias = bias.map(|bias| &bias[channels.clone()]);
+            let block_bias = bias.map(|bias| &bias[channels.clone()]);
             let add = |values: &mut [f32], p: usize| {
                 if let Some(r) = residual {
                     add_to(values, &r[p * c..][channels.clone()]);
@@ -367,7 +366,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
             };
             // Pixel `p`'s values before the activation: the sums, the bias and a residual added first.
             let before = |values: &mut [f32], p: usize| {
-                if let Some(bias) = bias {
+                if let Some(bias) = block_bias {
                     add_to(values, bias);
                 }
                 if mode == ResidualAdd::BeforeActivation {
@@ -385,7 +384,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
                     }
                     None
                 } else {
-                    all_biases
+                    bias
                 };
                 // Safety: `permuted` says this thread may use the instructions of `how` and `planar` is the
                 // table; a tile holds at most 16 whole pixels; the block lies inside the channels, and a bias

@@ -427,7 +427,7 @@ fn add_to(values: &mut [f32], addend: &[f32]) {
 }
 
 /// The activation on channels `first_channel..` of one pixel (`row`), after adding `bias` (one per value)
-/// if given. The same functions as `reference::activation`, in f32.
+/// if given (never for a PWLU). The same functions as `reference::activation`, in f32.
 #[inline(always)]
 fn apply_values<const FMA: bool>(
     act: &RowActivation,
@@ -464,11 +464,7 @@ fn apply_values<const FMA: bool>(
         }
     };
     match &act.activation {
-        Activation::Identity => {
-            if let Some(bias) = bias {
-                add_to(row, bias);
-            }
-        }
+        Activation::Identity => each_of(row, bias, |x| x),
         Activation::Relu => each_of(row, bias, |x| if x < 0.0 { 0.0 } else { x }),
         Activation::Relu6 => each_of(row, bias, relu6),
         Activation::LeakyRelu { negative_slope } => {
@@ -488,17 +484,14 @@ fn apply_values<const FMA: bool>(
                 0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
             })
         }
+        // `finish_rows_body` adds a PWLU's bias itself (inside the lookup where it can).
         Activation::Pwlu(_) => match &act.pwlu {
             Some(PwluRows::Uniform(pwlu)) => {
-                if let Some(bias) = bias {
-                    add_to(row, bias);
-                }
+                debug_assert!(bias.is_none());
                 pwlu.apply::<FMA>(row, first_channel)
             }
             Some(PwluRows::NonUniform { pwlu, units }) => {
-                if let Some(bias) = bias {
-                    add_to(row, bias);
-                }
+                debug_assert!(bias.is_none());
                 let table = pwlu.table();
                 for (v, &unit) in row.iter_mut().zip(&units[first_channel..]) {
                     *v = table.lookup(unit, *v);

@@ -537,7 +537,7 @@ fn rows_per_block(conv: &Conv2d, output: Shape, threads: usize) -> Option<usize>
     let by_cache = (32 * 1024 / (k + n)).max(128);
     let by_threads = pixels.div_ceil(threads * 4);
     // Whole tiles of 16 pixels for the epilogue, whose PWLU lookup costs as much for a partial tile.
-    let rows = by_cache.min(by_threads).max(8).next_multiple_of(16);
+    let rows = by_cache.min(by_threads).max(16).next_multiple_of(16);
     let weights_fit = k * n <= 128 * 1024;
     (pixels >= 2 * rows && (rows >= 64 || weights_fit)).then_some(rows)
 }

@@ -33,6 +33,9 @@ pub(super) unsafe fn apply_tile(
     let pixels = tile.len() / stride;
     debug_assert!(!channels.is_empty() && channels.end <= stride);
     let lookup = Lookup::new(pwlu, planar);
+    if pwlu.shared {
+        return shared(&lookup, tile, stride, channels, bias);
+    }
     let last_channel = channels.end - 1;
     let base = tile.as_mut_ptr();
     for first_pixel in (0..pixels).step_by(8) {
@@ -83,6 +86,49 @@ pub(super) unsafe fn apply_tile(
     }
 }
 
+/// [`apply_tile`] where every channel has the same unit: each register of 8 channels of a pixel is looked up
+/// as loaded.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn shared(
+    lookup: &Lookup,
+    tile: &mut [f32],
+    stride: usize,
+    channels: Range<usize>,
+    bias: Option<&[f32]>,
+) {
+    for pixel in tile.chunks_exact_mut(stride) {
+        let base = pixel.as_mut_ptr();
+        for first_channel in channels.clone().step_by(8) {
+            let width = (channels.end - first_channel).min(8);
+            let lanes = lane_mask(width);
+            let at = base.add(first_channel);
+            let load = |at: *const f32| {
+                if width == 8 {
+                    _mm256_loadu_ps(at)
+                } else {
+                    _mm256_maskload_ps(at, lanes)
+                }
+            };
+            let mut x = load(at);
+            if let Some(bias) = bias {
+                x = _mm256_add_ps(x, load(bias.as_ptr().add(first_channel)));
+            }
+            // Every channel's parameters are the first's. Infinities and NaN (rare) give NaN in the plain
+            // lookup: the lookup that handles them.
+            let mut y = lookup.finite(first_channel, x);
+            if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(y, y)) != 0 {
+                y = lookup.channel(first_channel, x);
+            }
+            if width == 8 {
+                _mm256_storeu_ps(at, y);
+            } else {
+                _mm256_maskstore_ps(at, lanes, y);
+            }
+        }
+    }
+}
+
 /// The lanes `0..width` of a `maskload`/`maskstore` (sign bit set).
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -120,7 +166,7 @@ pub(super) unsafe fn transpose(rows: &mut [__m256; 8]) {
     }
 }
 
-/// A uniform PWLU's lookup of 8 values of one channel.
+/// A uniform PWLU's lookup of 8 values of one channel, by the fused index ([`UniformPwlu`]).
 struct Lookup<'a> {
     pwlu: &'a UniformPwlu,
     planar: &'a [f32],
@@ -130,6 +176,8 @@ struct Lookup<'a> {
     /// Registers of 8 segments its interior segments fill (1 to 4).
     interior_chunks: usize,
     last_interior: __m256,
+    /// `N`, the coordinate where the right tail starts.
+    right_bound: __m256,
     right_tail: __m256i,
     left_tail: __m256i,
 }
@@ -137,6 +185,7 @@ struct Lookup<'a> {
 impl<'a> Lookup<'a> {
     #[inline(always)]
     unsafe fn new(pwlu: &'a UniformPwlu, planar: &'a [f32]) -> Self {
+        debug_assert!(pwlu.fused_index);
         let n = pwlu.intervals;
         let segments = n + 2;
         let chunks = segments.div_ceil(8);
@@ -148,6 +197,7 @@ impl<'a> Lookup<'a> {
             chunks,
             interior_chunks: n.div_ceil(8),
             last_interior: _mm256_set1_ps((n - 1) as f32),
+            right_bound: _mm256_set1_ps(n as f32),
             right_tail: _mm256_set1_epi32(n as i32),
             left_tail: _mm256_set1_epi32(n as i32 + 1),
         }
@@ -179,37 +229,35 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    /// Channel `channel`'s left and right bounds and `1 / d` in every lane, and where its unit's table starts.
+    /// Channel `channel`'s segment coordinate of `x`, and where its unit's table starts.
     #[inline(always)]
-    unsafe fn unit(&self, channel: usize) -> (__m256, __m256, __m256, *const f32) {
+    unsafe fn coordinate(&self, channel: usize, x: __m256) -> (__m256, *const f32) {
         let pwlu = self.pwlu;
-        (
-            _mm256_set1_ps(*pwlu.left.get_unchecked(channel)),
-            _mm256_set1_ps(*pwlu.right.get_unchecked(channel)),
-            _mm256_set1_ps(*pwlu.inv_d.get_unchecked(channel)),
-            self.planar
-                .as_ptr()
-                .add(*pwlu.first.get_unchecked(channel) as usize),
-        )
+        let inv_d = _mm256_set1_ps(*pwlu.inv_d.get_unchecked(channel));
+        let origin = _mm256_set1_ps(*pwlu.origin.get_unchecked(channel));
+        let table = self
+            .planar
+            .as_ptr()
+            .add(*pwlu.first.get_unchecked(channel) as usize);
+        (_mm256_fmadd_ps(x, inv_d, origin), table)
     }
 
     /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN): the interior
-    /// segments by permutes, the tails by blends, the left one where `x - left` is negative (or -0 where x is
-    /// -0 and left +0, whose value is the same either side).
+    /// segments by permutes, the tails by blends.
     #[inline(always)]
     unsafe fn finite(&self, channel: usize, x: __m256) -> __m256 {
         let n = self.pwlu.intervals;
-        let (left, right, inv_d, slopes) = self.unit(channel);
+        let (t, slopes) = self.coordinate(channel, x);
         let intercepts = slopes.add(self.segments);
-        let from_left = _mm256_sub_ps(x, left);
-        let t = _mm256_min_ps(_mm256_mul_ps(from_left, inv_d), self.last_interior);
-        let index = _mm256_cvttps_epi32(t);
+        // Below zero the index is any: the left tail replaces what it picks.
+        let index = _mm256_cvttps_epi32(_mm256_min_ps(t, self.last_interior));
         let slope = self.pick_from(self.interior_chunks, slopes, index);
         let intercept = self.pick_from(self.interior_chunks, intercepts, index);
-        let right_tail = _mm256_cmp_ps::<_CMP_GE_OQ>(x, right);
+        let right_tail = _mm256_cmp_ps::<_CMP_GE_OQ>(t, self.right_bound);
+        let left_tail = _mm256_cmp_ps::<_CMP_LT_OQ>(t, _mm256_setzero_ps());
         // Segment N is the right tail, N + 1 the left one.
         let slope = _mm256_blendv_ps(slope, _mm256_broadcast_ss(&*slopes.add(n)), right_tail);
-        let slope = _mm256_blendv_ps(slope, _mm256_broadcast_ss(&*slopes.add(n + 1)), from_left);
+        let slope = _mm256_blendv_ps(slope, _mm256_broadcast_ss(&*slopes.add(n + 1)), left_tail);
         let intercept = _mm256_blendv_ps(
             intercept,
             _mm256_broadcast_ss(&*intercepts.add(n)),
@@ -218,24 +266,22 @@ impl<'a> Lookup<'a> {
         let intercept = _mm256_blendv_ps(
             intercept,
             _mm256_broadcast_ss(&*intercepts.add(n + 1)),
-            from_left,
+            left_tail,
         );
         _mm256_fmadd_ps(slope, x, intercept)
     }
 
-    /// The PWLU of `channel` on `x`, the gather path's values: the floor clamped to `N - 1`, the tails by
-    /// comparison (the left one deciding where both would hold), flat segments exact at infinity and NaN
-    /// passed through.
+    /// The PWLU of `channel` on `x`, the gather path's values: flat segments exact at infinity and NaN passed
+    /// through.
     #[inline(always)]
     unsafe fn channel(&self, channel: usize, x: __m256) -> __m256 {
-        let (left, right, inv_d, table) = self.unit(channel);
-        let t = _mm256_mul_ps(_mm256_sub_ps(x, left), inv_d);
-        // min returns its second operand where t is NaN; below the left bound the index is replaced anyway.
-        let t = _mm256_min_ps(t, self.last_interior);
-        let interior = _mm256_cvttps_epi32(t);
-        let right_tail = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(x, right));
+        let (t, table) = self.coordinate(channel, x);
+        // min returns its second operand where t is NaN (x is NaN: the result is x); below zero the index is
+        // replaced anyway.
+        let interior = _mm256_cvttps_epi32(_mm256_min_ps(t, self.last_interior));
+        let right_tail = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(t, self.right_bound));
         let index = _mm256_blendv_epi8(interior, self.right_tail, right_tail);
-        let left_tail = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(x, left));
+        let left_tail = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(t, _mm256_setzero_ps()));
         let index = _mm256_blendv_epi8(index, self.left_tail, left_tail);
         let slope = self.pick(table, index);
         let intercept = self.pick(table.add(self.segments), index);

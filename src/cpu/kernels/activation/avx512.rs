@@ -73,6 +73,9 @@ pub(super) unsafe fn apply_tile(
     let pixels = tile.len() / stride;
     debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
     let lookup = Lookup::new(pwlu, planar);
+    if pwlu.shared {
+        return shared(&lookup, tile, stride, channels, bias);
+    }
     for first_channel in channels.clone().step_by(16) {
         let width = (channels.end - first_channel).min(16);
         let base = tile.as_mut_ptr().add(first_channel);
@@ -80,6 +83,65 @@ pub(super) unsafe fn apply_tile(
             group::<true>(&lookup, base, stride, 16, first_channel, 16, bias);
         } else {
             group::<false>(&lookup, base, stride, pixels, first_channel, width, bias);
+        }
+    }
+}
+
+/// [`apply_tile`] where every channel has the same unit: each register of 16 channels of a pixel is looked up
+/// as loaded, in the unit's table held in registers.
+#[inline(always)]
+unsafe fn shared(
+    lookup: &Lookup,
+    tile: &mut [f32],
+    stride: usize,
+    channels: Range<usize>,
+    bias: Option<&[f32]>,
+) {
+    let pwlu = lookup.pwlu;
+    let unit = channels.start;
+    let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(unit));
+    let origin = _mm512_set1_ps(*pwlu.origin.get_unchecked(unit));
+    let table = lookup
+        .planar
+        .as_ptr()
+        .add(*pwlu.first.get_unchecked(unit) as usize);
+    let intercepts = table.add(lookup.segments);
+    let (slopes_low, slopes_high) = (_mm512_loadu_ps(table), _mm512_loadu_ps(table.add(16)));
+    let (intercepts_low, intercepts_high) = (
+        _mm512_loadu_ps(intercepts),
+        _mm512_loadu_ps(intercepts.add(16)),
+    );
+    for pixel in tile.chunks_exact_mut(stride) {
+        let base = pixel.as_mut_ptr();
+        for first_channel in channels.clone().step_by(16) {
+            let width = (channels.end - first_channel).min(16);
+            let lanes: __mmask16 = ((1u32 << width) - 1) as __mmask16;
+            let at = base.add(first_channel);
+            let mut x = if width == 16 {
+                _mm512_loadu_ps(at)
+            } else {
+                _mm512_maskz_loadu_ps(lanes, at)
+            };
+            if let Some(bias) = bias {
+                let bias = bias.as_ptr().add(first_channel);
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(lanes, bias));
+            }
+            let t = _mm512_min_ps(_mm512_fmadd_ps(x, inv_d, origin), lookup.right_tail);
+            let floor =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
+            let index = _mm512_min_epu32(floor, lookup.left_tail);
+            let slope = _mm512_permutex2var_ps(slopes_low, index, slopes_high);
+            let intercept = _mm512_permutex2var_ps(intercepts_low, index, intercepts_high);
+            let mut y = _mm512_fmadd_ps(slope, x, intercept);
+            // Infinities and NaN (rare) give NaN here: the lookup that handles them.
+            if _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(y, y) != 0 {
+                y = lookup.channel(unit, x);
+            }
+            if width == 16 {
+                _mm512_storeu_ps(at, y);
+            } else {
+                _mm512_mask_storeu_ps(at, lanes, y);
+            }
         }
     }
 }
@@ -155,43 +217,45 @@ unsafe fn group<const FULL: bool>(
     unrolled!(store);
 }
 
-/// A uniform PWLU's lookup of 16 values of one channel.
+/// A uniform PWLU's lookup of 16 values of one channel, by the fused index ([`UniformPwlu`]): the floor of `t`
+/// clamped above to `N` (the right tail), and below by an unsigned minimum with `N + 1` (the left tail), as a
+/// negative floor is a large unsigned number.
 struct Lookup<'a> {
     pwlu: &'a UniformPwlu,
     planar: &'a [f32],
     segments: usize,
-    last_interior: __m512,
-    right_tail: __m512i,
+    right_tail: __m512,
     left_tail: __m512i,
 }
 
 impl<'a> Lookup<'a> {
     #[inline(always)]
     unsafe fn new(pwlu: &'a UniformPwlu, planar: &'a [f32]) -> Self {
+        debug_assert!(pwlu.fused_index);
         let n = pwlu.intervals;
-        let segments = n + 2;
         Lookup {
             pwlu,
             planar,
-            segments,
-            last_interior: _mm512_set1_ps((n - 1) as f32),
-            right_tail: _mm512_set1_epi32(n as i32),
+            segments: n + 2,
+            right_tail: _mm512_set1_ps(n as f32),
             left_tail: _mm512_set1_epi32(n as i32 + 1),
         }
     }
 
-    /// Channel `channel`'s left and right bounds and `1 / d` in every lane, and where its unit's table starts.
+    /// The segments of channel `channel` that `x` falls in, and where its unit's table starts.
     #[inline(always)]
-    unsafe fn unit(&self, channel: usize) -> (__m512, __m512, __m512, *const f32) {
+    unsafe fn index(&self, channel: usize, x: __m512) -> (__m512i, *const f32) {
         let pwlu = self.pwlu;
-        (
-            _mm512_set1_ps(*pwlu.left.get_unchecked(channel)),
-            _mm512_set1_ps(*pwlu.right.get_unchecked(channel)),
-            _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel)),
-            self.planar
-                .as_ptr()
-                .add(*pwlu.first.get_unchecked(channel) as usize),
-        )
+        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
+        let origin = _mm512_set1_ps(*pwlu.origin.get_unchecked(channel));
+        // min returns its second operand, the right tail, where t is NaN (x is NaN: the result is x).
+        let t = _mm512_min_ps(_mm512_fmadd_ps(x, inv_d, origin), self.right_tail);
+        let floor = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
+        let table = self
+            .planar
+            .as_ptr()
+            .add(*pwlu.first.get_unchecked(channel) as usize);
+        (_mm512_min_epu32(floor, self.left_tail), table)
     }
 
     /// The slopes and intercepts of segments `index` of the unit whose table starts at `table`.
@@ -212,36 +276,19 @@ impl<'a> Lookup<'a> {
         )
     }
 
-    /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN), without mask
-    /// compares but one: the left tail is the sign of `x - left`.
+    /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN).
     #[inline(always)]
     unsafe fn finite(&self, channel: usize, x: __m512) -> __m512 {
-        let (left, right, inv_d, table) = self.unit(channel);
-        let from_left = _mm512_sub_ps(x, left);
-        let t = _mm512_min_ps(_mm512_mul_ps(from_left, inv_d), self.last_interior);
-        let not_right_tail = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, right);
-        let index = _mm512_mask_cvttps_epi32(self.right_tail, not_right_tail, t);
-        // All ones where x < left (x - left is negative, or -0 where x is -0 and left +0, whose value is the
-        // same either side), then a bitwise select.
-        let left_tail = _mm512_srai_epi32::<31>(_mm512_castps_si512(from_left));
-        let index = _mm512_ternarylogic_epi32::<0xCA>(left_tail, self.left_tail, index);
+        let (index, table) = self.index(channel, x);
         let (slope, intercept) = self.segments(table, index);
         _mm512_fmadd_ps(slope, x, intercept)
     }
 
-    /// The PWLU of `channel` on `x`, the gather path's values: the floor clamped to `N - 1`, the tails by
-    /// comparison (the left one deciding where both would hold), flat segments exact at infinity and NaN
-    /// passed through.
+    /// The PWLU of `channel` on `x`, the gather path's values: flat segments exact at infinity and NaN passed
+    /// through.
     #[inline(always)]
     unsafe fn channel(&self, channel: usize, x: __m512) -> __m512 {
-        let (left, right, inv_d, table) = self.unit(channel);
-        let t = _mm512_mul_ps(_mm512_sub_ps(x, left), inv_d);
-        // min returns its second operand where t is NaN; below the left bound the index is replaced anyway.
-        let t = _mm512_min_ps(t, self.last_interior);
-        let not_right_tail = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, right);
-        let index = _mm512_mask_cvttps_epi32(self.right_tail, not_right_tail, t);
-        let left_tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, left);
-        let index = _mm512_mask_mov_epi32(index, left_tail, self.left_tail);
+        let (index, table) = self.index(channel, x);
         let (slope, intercept) = self.segments(table, index);
         let y = _mm512_fmadd_ps(slope, x, intercept);
         // Only infinities and NaN need more: a flat segment gives its value (0 * inf is NaN) and NaN passes

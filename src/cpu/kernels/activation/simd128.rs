@@ -18,15 +18,15 @@ use super::UniformPwlu;
 pub(super) fn apply(pwlu: &UniformPwlu, planar: &[f32], values: &mut [f32], first_channel: usize) {
     let c = values.len();
     let channels = first_channel..first_channel + c;
-    let (left, right, inv_d, first) = (
-        &pwlu.left[channels.clone()],
-        &pwlu.right[channels.clone()],
+    let (inv_d, origin, first) = (
         &pwlu.inv_d[channels.clone()],
+        &pwlu.origin[channels.clone()],
         &pwlu.first[channels],
     );
     let n = pwlu.intervals;
     let intercepts = n + 2;
     let last_interior = f32x4_splat((n - 1) as f32);
+    let right_bound = f32x4_splat(n as f32);
     let (right_tail, left_tail) = (i32x4_splat(n as i32), i32x4_splat(n as i32 + 1));
     let whole = c - c % 4;
     for j in (0..whole).step_by(4) {
@@ -34,13 +34,13 @@ pub(super) fn apply(pwlu: &UniformPwlu, planar: &[f32], values: &mut [f32], firs
         unsafe {
             let load = |s: &[f32]| v128_load(s.as_ptr().add(j) as *const v128);
             let x = load(values);
-            let (l, r) = (load(left), load(right));
-            let t = f32x4_mul(f32x4_sub(x, l), load(inv_d));
+            // The fused index of `UniformPwlu`, as a multiply and an add.
+            let t = f32x4_add(f32x4_mul(x, load(inv_d)), load(origin));
             // The floor clamped to [0, N - 1] (NaN to 0, as the portable path's max and min do).
-            let t = f32x4_pmin(f32x4_pmax(t, f32x4_splat(0.0)), last_interior);
-            let interior = i32x4_trunc_sat_f32x4(t);
-            let index = v128_bitselect(right_tail, interior, f32x4_ge(x, r));
-            let index = v128_bitselect(left_tail, index, f32x4_lt(x, l));
+            let clamped = f32x4_pmin(f32x4_pmax(t, f32x4_splat(0.0)), last_interior);
+            let interior = i32x4_trunc_sat_f32x4(clamped);
+            let index = v128_bitselect(right_tail, interior, f32x4_ge(t, right_bound));
+            let index = v128_bitselect(left_tail, index, f32x4_lt(t, f32x4_splat(0.0)));
             // Each unit's table starts at `first`; the index is at most N + 1 (see `UniformPwlu::apply`).
             let at = i32x4_add(v128_load(first.as_ptr().add(j) as *const v128), index);
             let table = planar.as_ptr();

@@ -165,6 +165,52 @@ fn the_gather_free_lookups_give_the_values_of_the_gathers() {
     }
 }
 
+/// A grid four floats wide, far from zero: `|left| / d` is about 2^26, where `x * inv_d + origin` is off by
+/// segments (with it, this test fails), so the lookup takes the spec's `(x - left) * inv_d` and the gathers,
+/// and gives the reference's values on every float of the interior and beside it. With a fused multiply-add
+/// only: the non-fused `slope * x + intercept` of a segment this steep loses the value itself.
+#[test]
+fn a_grid_far_from_zero_takes_the_exact_coordinate() {
+    if detected() < Isa::Avx2Fma {
+        eprintln!("this CPU has no FMA: the lookup far from zero was not run");
+        return;
+    }
+    let left = 1000.1f32;
+    let right = f32::from_bits(left.to_bits() + 4);
+    let intervals = 13;
+    let mut rng = Rng(11);
+    let points: Vec<f32> = (0..=intervals).map(|_| rng.uniform(-3.0, 3.0)).collect();
+    // Cannot fail: finite bounds four floats apart (d = 2^-12 / 13, normal), 14 finite points.
+    let pwlu = Pwlu::uniform(intervals, vec![[left, right]], points, vec![[0.5, 2.0]])
+        .expect("a valid PWLU");
+    let pwlu = Arc::new(pwlu);
+    let act = RowActivation::new(&Activation::Pwlu(Arc::clone(&pwlu)), 1);
+    let Some(PwluRows::Uniform(uniform)) = &act.pwlu else {
+        panic!("a uniform PWLU is laid out as one");
+    };
+    assert!(!uniform.fused_index);
+    assert!(uniform.permuted().is_none());
+    let input: Vec<f32> = (-3..8)
+        .map(|k| f32::from_bits((left.to_bits() as i32 + k) as u32))
+        .collect();
+    for isa in [Isa::Avx512, Isa::Avx2Fma]
+        .into_iter()
+        .filter(|&isa| isa <= detected())
+    {
+        limit_this_thread(isa);
+        let mut rows = input.clone();
+        act.apply_rows(&mut rows);
+        limit_this_thread(Isa::Avx512);
+        for (&x, &y) in input.iter().zip(&rows) {
+            let expected = pwlu.table().lookup(0, x);
+            assert!(
+                (y - expected).abs() <= 1e-4 * (1.0 + expected.abs()),
+                "{isa:?}: x = {x} gives {y}, the reference {expected}"
+            );
+        }
+    }
+}
+
 /// Not a test: the cost per value of the epilogue on a block that stays in the L1 cache, ReLU6 against the
 /// PWLU by permutes and by gathers (docs/cpu.md). `cargo test --release --lib lookup_cost -- --ignored
 /// --nocapture`.
@@ -205,11 +251,27 @@ fn lookup_cost_per_value() {
         }
         best / (channels * pixels * rounds) as f64 * 1e9
     };
+    // The same unit for every channel: the first unit of the one above.
+    let first = pwlu
+        .unit(0)
+        .map(|unit| (unit.bounds, unit.points.to_vec(), unit.slopes));
+    // Cannot fail: the valid uniform PWLU above has a unit 0, with bounds.
+    let (first_bounds, first_points, first_slopes) = first.expect("a unit");
+    let first_bounds = first_bounds.expect("a uniform unit");
+    let layer_wise = Pwlu::uniform(16, vec![first_bounds], first_points, vec![first_slopes]);
+    // Cannot fail: that unit's own valid bounds, points and slopes.
+    let layer_wise = Activation::Pwlu(Arc::new(layer_wise.expect("a valid PWLU")));
     let pwlu = Activation::Pwlu(pwlu);
     let mut cases = vec![("ReLU6".to_string(), Activation::Relu6, Isa::Avx512, false)];
     for (isa, how) in permute_kernels() {
         cases.push((format!("PWLU, {how:?} permutes"), pwlu.clone(), isa, false));
         cases.push((format!("PWLU, {isa:?} gathers"), pwlu.clone(), isa, true));
+        cases.push((
+            format!("layer-wise, {how:?} permutes"),
+            layer_wise.clone(),
+            isa,
+            false,
+        ));
     }
     for (name, activation, isa, gathers) in cases {
         let act = RowActivation::new(&activation, channels);

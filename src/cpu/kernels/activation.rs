@@ -27,11 +27,186 @@ pub(crate) struct RowActivation {
 #[derive(Clone, Debug)]
 enum PwluRows {
     Uniform(UniformPwlu),
-    /// Sorted breakpoints: a binary search per value, through the table the GPU reads.
+    /// Sorted breakpoints: where a unit has at most 30 intervals, by counting the breakpoints at most each
+    /// value (`columns`), or on AVX-512 by a search 16 values at a time (`sorted`); beyond, a binary search
+    /// per value through the table the GPU reads.
     NonUniform {
         pwlu: Arc<Pwlu>,
         units: Vec<usize>,
+        columns: Option<SortedColumns>,
+        #[cfg(target_arch = "x86_64")]
+        sorted: Option<SortedPwlu>,
     },
+}
+
+/// Sorted breakpoints side by side across channels, so that a pixel's channels are compared with breakpoint
+/// `i` of their units as one vector: each value's segment is the number of breakpoints at most it, less one,
+/// in a loop the compiler vectorises on every target (no gathers but the segment's), where a binary search
+/// per value branches unpredictably (on the Intel Xeon, 23 ns per value).
+#[derive(Clone, Debug)]
+struct SortedColumns {
+    intervals: usize,
+    channels: usize,
+    /// Breakpoint `i` of channel `c`'s unit at `i * channels + c`.
+    breakpoints: Vec<f32>,
+    /// Per unit, its `N + 2` (slope, intercept) pairs in [`Segments`]' order.
+    segments: Vec<(f32, f32)>,
+    /// Per channel, where its unit's segments start.
+    first: Vec<u32>,
+}
+
+impl SortedColumns {
+    /// The most intervals counted: beyond, a binary search takes fewer steps.
+    const MAX_INTERVALS: usize = 30;
+
+    fn new(pwlu: &Pwlu, channels: usize) -> Option<Self> {
+        let table = pwlu.table();
+        let n = table.intervals();
+        if table.is_uniform() || n > Self::MAX_INTERVALS || n == 0 {
+            return None;
+        }
+        let record = |unit: usize| &table.data()[unit * table.stride()..][..table.stride()];
+        let units: Vec<usize> = (0..channels).map(|c| pwlu.unit_for_channel(c)).collect();
+        let breakpoints = (0..=n)
+            .flat_map(|i| {
+                units
+                    .iter()
+                    .map(move |&u| record(u)[table.breakpoints_offset() + i])
+            })
+            .collect();
+        Some(SortedColumns {
+            intervals: n,
+            channels,
+            breakpoints,
+            segments: (0..table.units())
+                .flat_map(|unit| segment_pairs(table, unit))
+                .collect(),
+            first: units.iter().map(|&u| (u * (n + 2)) as u32).collect(),
+        })
+    }
+
+    /// The bytes its tables hold.
+    fn table_bytes(&self) -> usize {
+        (self.breakpoints.len() + 2 * self.segments.len() + self.first.len()) * 4
+    }
+
+    /// The PWLU on channels `first_channel..` of one pixel (`values`), NaN passed through and flat segments
+    /// exact at infinity: [`PwluTable::lookup`]'s values.
+    #[inline(always)]
+    fn apply<const FMA: bool>(&self, values: &mut [f32], first_channel: usize) {
+        // Blocks of channels whose counts stay in registers or the L1 cache.
+        const BLOCK: usize = 64;
+        let n = self.intervals;
+        for (b, block) in values.chunks_mut(BLOCK).enumerate() {
+            let first = first_channel + b * BLOCK;
+            let mut count = [0u32; BLOCK];
+            let count = &mut count[..block.len()];
+            for i in 0..=n {
+                let row = &self.breakpoints[i * self.channels + first..][..block.len()];
+                for ((k, &p), &x) in count.iter_mut().zip(row).zip(block.iter()) {
+                    *k += u32::from(p <= x);
+                }
+            }
+            for ((v, &k), &at) in block.iter_mut().zip(count.iter()).zip(&self.first[first..]) {
+                let x = *v;
+                // None at most x (the left tail, or NaN): segment N + 1; all N + 1 (the right tail): N.
+                let segment = k.wrapping_sub(1).min(n as u32 + 1);
+                // Safety: `at` starts a unit's N + 2 segments and the segment is at most N + 1.
+                let (s, b) = unsafe { *self.segments.get_unchecked((at + segment) as usize) };
+                let y = if s == 0.0 { b } else { mul_add::<FMA>(s, x, b) };
+                *v = if x.is_nan() { x } else { y };
+            }
+        }
+    }
+}
+
+/// A PWLU with sorted breakpoints laid out for the AVX-512 search (`avx512::apply_tile_sorted`): each unit's
+/// breakpoints padded to 32 with NaN, and its segments as [`Segments::Planar`] lays them out.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Debug)]
+struct SortedPwlu {
+    intervals: usize,
+    /// Per unit, its `N + 1` breakpoints, then NaN to 32 floats.
+    breakpoints: Vec<f32>,
+    /// Per channel, where its unit's breakpoints start.
+    first_breakpoint: Vec<u32>,
+    /// The units' slopes and intercepts, as `Segments::Planar`.
+    planar: Vec<f32>,
+    /// Per channel, where its unit's segments start in `planar`.
+    first: Vec<u32>,
+    /// One unit for every channel.
+    shared: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl SortedPwlu {
+    /// The layout, where this CPU searches by AVX-512 permutes and `pwlu`'s units fit in their registers.
+    fn new(pwlu: &Pwlu, channels: usize) -> Option<Self> {
+        let table = pwlu.table();
+        let n = table.intervals();
+        let searched = super::simd::detected() == super::simd::Isa::Avx512
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && n + 2 <= avx512::MAX_SEGMENTS;
+        if !searched || table.is_uniform() {
+            return None;
+        }
+        let record = |unit: usize| &table.data()[unit * table.stride()..][..table.stride()];
+        let breakpoints = (0..table.units())
+            .flat_map(|unit| {
+                let own = &record(unit)[table.breakpoints_offset()..][..n + 1];
+                own.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(f32::NAN, 31 - n))
+            })
+            .collect();
+        let units: Vec<usize> = (0..channels).map(|c| pwlu.unit_for_channel(c)).collect();
+        Some(SortedPwlu {
+            intervals: n,
+            breakpoints,
+            first_breakpoint: units.iter().map(|&u| (u * 32) as u32).collect(),
+            planar: planar_segments(table),
+            first: units.iter().map(|&u| (u * 2 * (n + 2)) as u32).collect(),
+            shared: table.units() == 1,
+        })
+    }
+
+    /// Whether kernels on this thread search by it: AVX-512 not limited away.
+    #[inline(always)]
+    fn searched(&self) -> bool {
+        #[cfg(test)]
+        if tests::GATHERS_ONLY.get() {
+            return false;
+        }
+        super::simd::isa() == super::simd::Isa::Avx512
+    }
+
+    /// The bytes its tables hold.
+    fn table_bytes(&self) -> usize {
+        (self.breakpoints.len() + self.planar.len() + 2 * self.first.len()) * 4
+    }
+}
+
+/// Each unit's slopes (`N + 2`, in [`Segments`]' order) then its intercepts, and 32 floats past the last unit,
+/// so that the two whole AVX-512 registers loaded from its last row (its intercepts, 16 and 32 floats from where
+/// they start) stay inside the table: the lanes past the unit are never picked, and unmasked loads cost less
+/// than masked ones.
+fn planar_segments(table: &PwluTable) -> Vec<f32> {
+    (0..table.units())
+        .flat_map(|unit| {
+            let slopes = segment_pairs(table, unit).map(|(slope, _)| slope);
+            slopes.chain(segment_pairs(table, unit).map(|(_, intercept)| intercept))
+        })
+        .chain([0.0; 32])
+        .collect()
+}
+
+/// (slope, intercept) of each of `unit`'s segments, in [`Segments`]' order.
+fn segment_pairs(table: &PwluTable, unit: usize) -> impl Iterator<Item = (f32, f32)> + '_ {
+    let record = &table.data()[unit * table.stride()..][..table.stride()];
+    (1..table.intervals() + 2).chain([0]).map(move |segment| {
+        let at = PwluTable::segment_offset(segment);
+        (record[at], record[at + 1])
+    })
 }
 
 /// A uniform PWLU with each channel's bounds side by side, so that a pixel's channels are evaluated as a vector:
@@ -87,6 +262,62 @@ enum Permutes {
     Avx2,
 }
 
+/// A lookup that takes a tile of pixels at once, with what it runs on.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum TileLookup<'a> {
+    /// A uniform PWLU by permutes, from its planar table.
+    Uniform(&'a UniformPwlu, &'a [f32], Permutes),
+    /// Sorted breakpoints by the AVX-512 search.
+    Sorted(&'a SortedPwlu),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> TileLookup<'a> {
+    /// The tile lookup of `act` that this thread may run, if any.
+    #[inline(always)]
+    fn on_this_thread(act: &'a RowActivation) -> Option<Self> {
+        match &act.pwlu {
+            Some(PwluRows::Uniform(pwlu)) => pwlu
+                .permuted()
+                .map(|(planar, how)| TileLookup::Uniform(pwlu, planar, how)),
+            Some(PwluRows::NonUniform {
+                sorted: Some(sorted),
+                ..
+            }) if sorted.searched() => Some(TileLookup::Sorted(sorted)),
+            _ => None,
+        }
+    }
+
+    /// The PWLU on `channels` of the pixels of `tile`, `bias` (one per channel) added first.
+    ///
+    /// # Safety
+    /// `tile` holds at most 16 whole pixels of `stride` values; `channels` is a non-empty range inside
+    /// `0..stride`; `bias` holds `stride` values.
+    #[inline(always)]
+    unsafe fn apply(
+        self,
+        tile: &mut [f32],
+        stride: usize,
+        channels: std::ops::Range<usize>,
+        bias: Option<&[f32]>,
+    ) {
+        // Safety: `on_this_thread` chose each kernel where this thread may run its instructions, with its
+        // own table; the rest is the caller's.
+        match self {
+            TileLookup::Uniform(pwlu, planar, Permutes::Avx512) => {
+                avx512::apply_tile(pwlu, planar, tile, stride, channels, bias)
+            }
+            TileLookup::Uniform(pwlu, planar, Permutes::Avx2) => {
+                avx2::apply_tile(pwlu, planar, tile, stride, channels, bias)
+            }
+            TileLookup::Sorted(sorted) => {
+                avx512::apply_tile_sorted(sorted, tile, stride, channels, bias)
+            }
+        }
+    }
+}
+
 impl UniformPwlu {
     /// The largest `|left| / d` for which the segment coordinate is one multiply-add: its error, at most
     /// `2^10 * 2^-24` of a segment, stays far below what the activations' own rounding moves them.
@@ -100,29 +331,12 @@ impl UniformPwlu {
         // Exact in f64 (a product of two f32s), rounded once.
         let origin = |unit: usize| -f64::from(record(unit)[0]) * f64::from(record(unit)[2]);
         let fused_index = (0..table.units()).all(|u| origin(u).abs() <= Self::MAX_FUSED_ORIGIN);
-        // (slope, intercept) of each unit's segments, in `Segments`' order.
-        let pairs = |unit: usize| {
-            (1..n + 2).chain([0]).map(move |segment| {
-                let at = PwluTable::segment_offset(segment);
-                (record(unit)[at], record(unit)[at + 1])
-            })
-        };
         let (segments, per_unit) = if fused_index && Self::planar(n) {
-            // 32 floats past the last unit, so that the two whole AVX-512 registers loaded from its last row
-            // (its intercepts, 16 and 32 floats from where they start) stay inside the table: the lanes past
-            // the unit are never picked, and unmasked loads cost less than masked ones.
-            let planar = (0..table.units())
-                .flat_map(|unit| {
-                    let slopes = pairs(unit).map(|(slope, _)| slope);
-                    slopes.chain(pairs(unit).map(|(_, intercept)| intercept))
-                })
-                .chain([0.0; 32])
-                .collect();
-            (Segments::Planar(planar), 2 * (n + 2))
+            (Segments::Planar(planar_segments(table)), 2 * (n + 2))
         } else {
             let packed = (0..table.units())
                 .flat_map(|unit| {
-                    pairs(unit).map(|(slope, intercept)| {
+                    segment_pairs(table, unit).map(|(slope, intercept)| {
                         u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
                     })
                 })
@@ -300,6 +514,9 @@ impl RowActivation {
             Activation::Pwlu(p) => Some(PwluRows::NonUniform {
                 pwlu: Arc::clone(p),
                 units: (0..channels).map(|c| p.unit_for_channel(c)).collect(),
+                columns: SortedColumns::new(p, channels),
+                #[cfg(target_arch = "x86_64")]
+                sorted: SortedPwlu::new(p, channels),
             }),
             _ => None,
         };
@@ -314,7 +531,19 @@ impl RowActivation {
     pub(crate) fn table_bytes(&self) -> usize {
         match &self.pwlu {
             Some(PwluRows::Uniform(pwlu)) => pwlu.table_bytes(),
-            Some(PwluRows::NonUniform { units, .. }) => units.len() * std::mem::size_of::<usize>(),
+            Some(PwluRows::NonUniform {
+                units,
+                columns,
+                #[cfg(target_arch = "x86_64")]
+                sorted,
+                ..
+            }) => {
+                let bytes = units.len() * std::mem::size_of::<usize>()
+                    + columns.as_ref().map_or(0, SortedColumns::table_bytes);
+                #[cfg(target_arch = "x86_64")]
+                let bytes = bytes + sorted.as_ref().map_or(0, SortedPwlu::table_bytes);
+                bytes
+            }
             None => 0,
         }
     }
@@ -390,14 +619,13 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
     }
     // A PWLU goes a tile at a time, each block of 64 channels across it: a wide layer's tables (18 segments
     // of two floats per channel: 184 KiB for 1280 channels) do not fit in the L1 cache, a block's do.
-    let uniform = match &act.pwlu {
-        Some(PwluRows::Uniform(pwlu)) => Some(pwlu),
-        _ => None,
-    };
-    let block = if uniform.is_some() { 64 } else { c };
     #[cfg(target_arch = "x86_64")]
-    let permuted =
-        uniform.and_then(|pwlu| pwlu.permuted().map(|(planar, how)| (pwlu, planar, how)));
+    let tile_lookup = TileLookup::on_this_thread(act);
+    #[cfg(target_arch = "x86_64")]
+    let blocked = matches!(act.pwlu, Some(PwluRows::Uniform(_))) || tile_lookup.is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    let blocked = matches!(act.pwlu, Some(PwluRows::Uniform(_)));
+    let block = if blocked { 64 } else { c };
     for (t, tile) in rows.chunks_mut(c * PIXELS).enumerate() {
         let residual = residual.map(|r| &r[t * PIXELS * c..][..tile.len()]);
         for first in (0..c).step_by(block) {
@@ -419,7 +647,7 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
                 }
             };
             #[cfg(target_arch = "x86_64")]
-            if let Some((pwlu, planar, how)) = permuted {
+            if let Some(lookup) = tile_lookup {
                 // The block a step at a time across the tile: the lookup takes 8 or 16 pixels at once, and
                 // adds the bias itself where no residual comes first (a pass over the pixels less).
                 let residual_first = residual.is_some() && mode == ResidualAdd::BeforeActivation;
@@ -431,19 +659,9 @@ pub(crate) fn finish_rows_body<const FMA: bool>(
                 } else {
                     bias
                 };
-                // Safety: `permuted` says this thread may use the instructions of `how` and `planar` is the
-                // table; a tile holds at most 16 whole pixels; the block lies inside the channels, and a bias
+                // Safety: a tile holds at most 16 whole pixels; the block lies inside the channels, and a bias
                 // has one value per channel.
-                unsafe {
-                    match how {
-                        Permutes::Avx512 => {
-                            avx512::apply_tile(pwlu, planar, tile, c, channels.clone(), lookup_bias)
-                        }
-                        Permutes::Avx2 => {
-                            avx2::apply_tile(pwlu, planar, tile, c, channels.clone(), lookup_bias)
-                        }
-                    }
-                }
+                unsafe { lookup.apply(tile, c, channels.clone(), lookup_bias) };
                 if mode == ResidualAdd::AfterActivation {
                     for (p, pixel) in tile.chunks_exact_mut(c).enumerate() {
                         add(&mut pixel[channels.clone()], p);
@@ -535,7 +753,14 @@ fn apply_values<const FMA: bool>(
                 debug_assert!(bias.is_none());
                 pwlu.apply::<FMA>(row, first_channel)
             }
-            Some(PwluRows::NonUniform { pwlu, units }) => {
+            Some(PwluRows::NonUniform {
+                columns: Some(columns),
+                ..
+            }) => {
+                debug_assert!(bias.is_none());
+                columns.apply::<FMA>(row, first_channel)
+            }
+            Some(PwluRows::NonUniform { pwlu, units, .. }) => {
                 debug_assert!(bias.is_none());
                 let table = pwlu.table();
                 for (v, &unit) in row.iter_mut().zip(&units[first_channel..]) {

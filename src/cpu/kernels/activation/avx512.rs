@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::UniformPwlu;
+use super::{SortedPwlu, UniformPwlu};
 
 /// The most segments (`N + 2`) two registers hold.
 pub(super) const MAX_SEGMENTS: usize = 32;
@@ -70,47 +70,70 @@ pub(super) unsafe fn apply_tile(
     channels: Range<usize>,
     bias: Option<&[f32]>,
 ) {
-    let pixels = tile.len() / stride;
-    debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
-    let lookup = Lookup::new(pwlu, planar);
-    if pwlu.shared {
-        return shared(&lookup, tile, stride, channels, bias);
-    }
-    for first_channel in channels.clone().step_by(16) {
-        let width = (channels.end - first_channel).min(16);
-        let base = tile.as_mut_ptr().add(first_channel);
-        if pixels == 16 && width == 16 {
-            group::<true>(&lookup, base, stride, 16, first_channel, 16, bias);
-        } else {
-            group::<false>(&lookup, base, stride, pixels, first_channel, width, bias);
-        }
-    }
+    debug_assert!(pwlu.fused_index);
+    let grid = UniformGrid {
+        pwlu,
+        right_tail: _mm512_set1_ps(pwlu.intervals as f32),
+    };
+    let lookup = Lookup::new(grid, planar, &pwlu.first, pwlu.intervals);
+    tile_with(&lookup, pwlu.shared, tile, stride, channels, bias)
 }
 
-/// [`apply_tile`] where every channel has the same unit: each register of 16 channels of a pixel is looked up
-/// as loaded, in the unit's table held in registers.
-#[inline(always)]
-unsafe fn shared(
-    lookup: &Lookup,
+/// [`apply_tile`] for sorted breakpoints: each value's segment by a binary search over its unit's
+/// breakpoints, five steps of a permute and a compare.
+///
+/// # Safety
+/// As [`apply_tile`], with `pwlu`'s own table.
+#[target_feature(enable = "avx512f,avx512vl,avx512dq")]
+pub(super) unsafe fn apply_tile_sorted(
+    pwlu: &SortedPwlu,
     tile: &mut [f32],
     stride: usize,
     channels: Range<usize>,
     bias: Option<&[f32]>,
 ) {
-    let pwlu = lookup.pwlu;
-    let unit = channels.start;
-    let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(unit));
-    let origin = _mm512_set1_ps(*pwlu.origin.get_unchecked(unit));
-    let table = lookup
-        .planar
-        .as_ptr()
-        .add(*pwlu.first.get_unchecked(unit) as usize);
-    let intercepts = table.add(lookup.segments);
-    let (slopes_low, slopes_high) = (_mm512_loadu_ps(table), _mm512_loadu_ps(table.add(16)));
-    let (intercepts_low, intercepts_high) = (
-        _mm512_loadu_ps(intercepts),
-        _mm512_loadu_ps(intercepts.add(16)),
-    );
+    let grid = SortedGrid { pwlu };
+    let lookup = Lookup::new(grid, &pwlu.planar, &pwlu.first, pwlu.intervals);
+    tile_with(&lookup, pwlu.shared, tile, stride, channels, bias)
+}
+
+/// [`apply_tile`] with `lookup`; `shared`: every channel has the same unit.
+#[inline(always)]
+unsafe fn tile_with<G: Grid>(
+    lookup: &Lookup<G>,
+    shared: bool,
+    tile: &mut [f32],
+    stride: usize,
+    channels: Range<usize>,
+    bias: Option<&[f32]>,
+) {
+    let pixels = tile.len() / stride;
+    debug_assert!(pixels <= 16 && !channels.is_empty() && channels.end <= stride);
+    if shared {
+        return shared_unit(lookup, tile, stride, channels, bias);
+    }
+    for first_channel in channels.clone().step_by(16) {
+        let width = (channels.end - first_channel).min(16);
+        let base = tile.as_mut_ptr().add(first_channel);
+        if pixels == 16 && width == 16 {
+            group::<G, true>(lookup, base, stride, 16, first_channel, 16, bias);
+        } else {
+            group::<G, false>(lookup, base, stride, pixels, first_channel, width, bias);
+        }
+    }
+}
+
+/// [`tile_with`] where every channel has the same unit: each register of 16 channels of a pixel is looked up
+/// as loaded, in the unit's table held in registers.
+#[inline(always)]
+unsafe fn shared_unit<G: Grid>(
+    lookup: &Lookup<G>,
+    tile: &mut [f32],
+    stride: usize,
+    channels: Range<usize>,
+    bias: Option<&[f32]>,
+) {
+    let (unit, table) = lookup.unit(channels.start);
     for pixel in tile.chunks_exact_mut(stride) {
         let base = pixel.as_mut_ptr();
         for first_channel in channels.clone().step_by(16) {
@@ -126,16 +149,10 @@ unsafe fn shared(
                 let bias = bias.as_ptr().add(first_channel);
                 x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(lanes, bias));
             }
-            let t = _mm512_min_ps(_mm512_fmadd_ps(x, inv_d, origin), lookup.right_tail);
-            let floor =
-                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
-            let index = _mm512_min_epu32(floor, lookup.left_tail);
-            let slope = _mm512_permutex2var_ps(slopes_low, index, slopes_high);
-            let intercept = _mm512_permutex2var_ps(intercepts_low, index, intercepts_high);
-            let mut y = _mm512_fmadd_ps(slope, x, intercept);
+            let mut y = lookup.plain(&unit, &table, x);
             // Infinities and NaN (rare) give NaN here: the lookup that handles them.
             if _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(y, y) != 0 {
-                y = lookup.channel(unit, x);
+                y = lookup.special(&unit, &table, x);
             }
             if width == 16 {
                 _mm512_storeu_ps(at, y);
@@ -149,8 +166,8 @@ unsafe fn shared(
 /// The PWLU on channels `first_channel..first_channel + width` of `pixels` pixels, pixel `p` at
 /// `base + p * stride`. `FULL`: 16 pixels of 16 channels, known when compiled.
 #[inline(always)]
-unsafe fn group<const FULL: bool>(
-    lookup: &Lookup,
+unsafe fn group<G: Grid, const FULL: bool>(
+    lookup: &Lookup<G>,
     base: *mut f32,
     stride: usize,
     pixels: usize,
@@ -217,79 +234,154 @@ unsafe fn group<const FULL: bool>(
     unrolled!(store);
 }
 
-/// A uniform PWLU's lookup of 16 values of one channel, by the fused index ([`UniformPwlu`]): the floor of `t`
-/// clamped above to `N` (the right tail), and below by an unsigned minimum with `N + 1` (the left tail), as a
-/// negative floor is a large unsigned number.
-struct Lookup<'a> {
-    pwlu: &'a UniformPwlu,
-    planar: &'a [f32],
-    segments: usize,
-    right_tail: __m512,
-    left_tail: __m512i,
+/// How a lookup finds the segments of 16 values of one channel in its unit's table.
+trait Grid {
+    /// What the search needs of one unit, in registers.
+    type Unit;
+
+    /// Channel `channel`'s unit.
+    unsafe fn unit(&self, channel: usize) -> Self::Unit;
+
+    /// The segments (in `Segments`' order: interior, right tail, left tail) that `x` falls in.
+    unsafe fn index(&self, unit: &Self::Unit, x: __m512) -> __m512i;
 }
 
-impl<'a> Lookup<'a> {
-    #[inline(always)]
-    unsafe fn new(pwlu: &'a UniformPwlu, planar: &'a [f32]) -> Self {
-        debug_assert!(pwlu.fused_index);
-        let n = pwlu.intervals;
-        Lookup {
-            pwlu,
-            planar,
-            segments: n + 2,
-            right_tail: _mm512_set1_ps(n as f32),
-            left_tail: _mm512_set1_epi32(n as i32 + 1),
-        }
-    }
+/// A uniform grid, by the fused index ([`UniformPwlu`]): the floor of `t` clamped above to `N` (the right
+/// tail), then an unsigned minimum with `N + 1` (the left tail), as a negative floor is a large unsigned number.
+struct UniformGrid<'a> {
+    pwlu: &'a UniformPwlu,
+    right_tail: __m512,
+}
 
-    /// The segments of channel `channel` that `x` falls in, and where its unit's table starts.
-    #[inline(always)]
-    unsafe fn index(&self, channel: usize, x: __m512) -> (__m512i, *const f32) {
-        let pwlu = self.pwlu;
-        let inv_d = _mm512_set1_ps(*pwlu.inv_d.get_unchecked(channel));
-        let origin = _mm512_set1_ps(*pwlu.origin.get_unchecked(channel));
-        // min returns its second operand, the right tail, where t is NaN (x is NaN: the result is x).
-        let t = _mm512_min_ps(_mm512_fmadd_ps(x, inv_d, origin), self.right_tail);
-        let floor = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
-        let table = self
-            .planar
-            .as_ptr()
-            .add(*pwlu.first.get_unchecked(channel) as usize);
-        (_mm512_min_epu32(floor, self.left_tail), table)
-    }
+impl Grid for UniformGrid<'_> {
+    /// `1 / d` and the origin in every lane.
+    type Unit = (__m512, __m512);
 
-    /// The slopes and intercepts of segments `index` of the unit whose table starts at `table`.
     #[inline(always)]
-    unsafe fn segments(&self, table: *const f32, index: __m512i) -> (__m512, __m512) {
-        let intercepts = table.add(self.segments);
+    unsafe fn unit(&self, channel: usize) -> Self::Unit {
         (
-            _mm512_permutex2var_ps(
-                _mm512_loadu_ps(table),
-                index,
-                _mm512_loadu_ps(table.add(16)),
-            ),
-            _mm512_permutex2var_ps(
-                _mm512_loadu_ps(intercepts),
-                index,
-                _mm512_loadu_ps(intercepts.add(16)),
-            ),
+            _mm512_set1_ps(*self.pwlu.inv_d.get_unchecked(channel)),
+            _mm512_set1_ps(*self.pwlu.origin.get_unchecked(channel)),
         )
     }
 
-    /// [`Self::channel`] where `x` holds no infinity and no NaN (elsewhere it may give NaN).
     #[inline(always)]
-    unsafe fn finite(&self, channel: usize, x: __m512) -> __m512 {
-        let (index, table) = self.index(channel, x);
-        let (slope, intercept) = self.segments(table, index);
+    unsafe fn index(&self, &(inv_d, origin): &Self::Unit, x: __m512) -> __m512i {
+        // min returns its second operand, the right tail, where t is NaN (x is NaN: the result is x).
+        let t = _mm512_min_ps(_mm512_fmadd_ps(x, inv_d, origin), self.right_tail);
+        let floor = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
+        let left_tail = _mm512_set1_epi32(self.pwlu.intervals as i32 + 1);
+        _mm512_min_epu32(floor, left_tail)
+    }
+}
+
+/// Sorted breakpoints ([`SortedPwlu`]): the number of breakpoints at most `x`, by a branchless binary search
+/// over the unit's 32 (its `N + 1`, then NaN, which compares false), less one; none (the left tail) becomes
+/// `N + 1` by an unsigned minimum, all `N + 1` (the right tail) `N`. A NaN `x` compares false too: the left
+/// tail, and NaN again.
+struct SortedGrid<'a> {
+    pwlu: &'a SortedPwlu,
+}
+
+impl Grid for SortedGrid<'_> {
+    /// The unit's 32 breakpoints.
+    type Unit = (__m512, __m512);
+
+    #[inline(always)]
+    unsafe fn unit(&self, channel: usize) -> Self::Unit {
+        let at = self
+            .pwlu
+            .breakpoints
+            .as_ptr()
+            .add(*self.pwlu.first_breakpoint.get_unchecked(channel) as usize);
+        (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)))
+    }
+
+    #[inline(always)]
+    unsafe fn index(&self, &(low, high): &Self::Unit, x: __m512) -> __m512i {
+        let mut count = _mm512_setzero_si512();
+        macro_rules! step {
+            ($($step:literal)*) => { $(
+                let probe = _mm512_add_epi32(count, _mm512_set1_epi32($step - 1));
+                let at_most_x = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(
+                    _mm512_permutex2var_ps(low, probe, high),
+                    x,
+                );
+                count = _mm512_mask_add_epi32(count, at_most_x, count, _mm512_set1_epi32($step));
+            )* };
+        }
+        step!(16 8 4 2 1);
+        let left_tail = _mm512_set1_epi32(self.pwlu.intervals as i32 + 1);
+        _mm512_min_epu32(_mm512_sub_epi32(count, _mm512_set1_epi32(1)), left_tail)
+    }
+}
+
+/// A unit's slopes and intercepts, two registers each.
+struct Table {
+    slopes: (__m512, __m512),
+    intercepts: (__m512, __m512),
+}
+
+/// A PWLU's lookup of 16 values of one channel: the grid's segment index, then the segment's slope and
+/// intercept by `vpermi2ps` from the unit's table.
+struct Lookup<'a, G> {
+    grid: G,
+    planar: &'a [f32],
+    /// Per channel, where its unit's table starts in `planar`.
+    first: &'a [u32],
+    segments: usize,
+}
+
+impl<'a, G: Grid> Lookup<'a, G> {
+    #[inline(always)]
+    fn new(grid: G, planar: &'a [f32], first: &'a [u32], intervals: usize) -> Self {
+        Lookup {
+            grid,
+            planar,
+            first,
+            segments: intervals + 2,
+        }
+    }
+
+    /// Channel `channel`'s unit and table.
+    #[inline(always)]
+    unsafe fn unit(&self, channel: usize) -> (G::Unit, Table) {
+        let slopes = self
+            .planar
+            .as_ptr()
+            .add(*self.first.get_unchecked(channel) as usize);
+        let intercepts = slopes.add(self.segments);
+        let table = Table {
+            slopes: (_mm512_loadu_ps(slopes), _mm512_loadu_ps(slopes.add(16))),
+            intercepts: (
+                _mm512_loadu_ps(intercepts),
+                _mm512_loadu_ps(intercepts.add(16)),
+            ),
+        };
+        (self.grid.unit(channel), table)
+    }
+
+    /// The slopes and intercepts of `x`'s segments.
+    #[inline(always)]
+    unsafe fn pick(&self, unit: &G::Unit, table: &Table, x: __m512) -> (__m512, __m512) {
+        let index = self.grid.index(unit, x);
+        (
+            _mm512_permutex2var_ps(table.slopes.0, index, table.slopes.1),
+            _mm512_permutex2var_ps(table.intercepts.0, index, table.intercepts.1),
+        )
+    }
+
+    /// [`Self::special`] where `x` holds no infinity and no NaN (elsewhere it may give NaN).
+    #[inline(always)]
+    unsafe fn plain(&self, unit: &G::Unit, table: &Table, x: __m512) -> __m512 {
+        let (slope, intercept) = self.pick(unit, table, x);
         _mm512_fmadd_ps(slope, x, intercept)
     }
 
-    /// The PWLU of `channel` on `x`, the gather path's values: flat segments exact at infinity and NaN passed
-    /// through.
+    /// The PWLU on `x`, the gather path's values: flat segments exact at infinity and NaN passed through.
     #[inline(always)]
-    unsafe fn channel(&self, channel: usize, x: __m512) -> __m512 {
-        let (index, table) = self.index(channel, x);
-        let (slope, intercept) = self.segments(table, index);
+    unsafe fn special(&self, unit: &G::Unit, table: &Table, x: __m512) -> __m512 {
+        let (slope, intercept) = self.pick(unit, table, x);
         let y = _mm512_fmadd_ps(slope, x, intercept);
         // Only infinities and NaN need more: a flat segment gives its value (0 * inf is NaN) and NaN passes
         // through. Both are rare, so one test decides for all 16.
@@ -302,6 +394,20 @@ impl<'a> Lookup<'a> {
         let y = _mm512_mask_mov_ps(y, flat, intercept);
         let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
         _mm512_mask_mov_ps(y, nan, x)
+    }
+
+    /// [`Self::plain`] on channel `channel`.
+    #[inline(always)]
+    unsafe fn finite(&self, channel: usize, x: __m512) -> __m512 {
+        let (unit, table) = self.unit(channel);
+        self.plain(&unit, &table, x)
+    }
+
+    /// [`Self::special`] on channel `channel`.
+    #[inline(always)]
+    unsafe fn channel(&self, channel: usize, x: __m512) -> __m512 {
+        let (unit, table) = self.unit(channel);
+        self.special(&unit, &table, x)
     }
 }
 

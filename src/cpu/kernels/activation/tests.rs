@@ -9,7 +9,8 @@ use crate::cpu::kernels::simd::{detected, limit_this_thread, Isa};
 use crate::ops::{Activation, Pwlu, ResidualAdd};
 
 thread_local! {
-    /// Set: this thread's kernels take the gather path where the permutes would run, to compare the two.
+    /// Set: this thread's kernels take the portable path (gathers, or counting sorted breakpoints) where the
+    /// permutes or the search would run, to compare the two.
     pub(super) static GATHERS_ONLY: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -165,6 +166,136 @@ fn the_gather_free_lookups_give_the_values_of_the_gathers() {
     }
 }
 
+/// A PWLU with sorted breakpoints at random gaps (some a few floats wide), flat segments and tails, and the
+/// values where it changes segment (every breakpoint and the floats beside it).
+fn random_sorted_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> (Arc<Pwlu>, Vec<f32>) {
+    let (mut breakpoints, mut points, mut slopes, mut edges) = (vec![], vec![], vec![], vec![]);
+    for unit in 0..units {
+        let mut at = rng.uniform(-4.0, 0.0);
+        let mut previous = 0.0;
+        for i in 0..=intervals {
+            breakpoints.push(at);
+            edges.extend([at, at.next_down(), at.next_up()]);
+            let y = if i > 0 && unit % 2 == 0 && i % 3 == 0 {
+                previous
+            } else {
+                rng.uniform(-2.0, 3.0)
+            };
+            points.push(y);
+            previous = y;
+            // Every fifth gap a few floats wide, the rest up to a unit.
+            at = if i % 5 == 4 {
+                at.next_up().next_up().next_up()
+            } else {
+                at + rng.uniform(0.01, 1.0)
+            };
+        }
+        let tail = |rng: &mut Rng, flat: bool| if flat { 0.0 } else { rng.uniform(-0.5, 1.5) };
+        slopes.push([tail(rng, unit % 3 == 0), tail(rng, unit % 4 == 1)]);
+    }
+    // Cannot fail: N + 1 finite, strictly increasing breakpoints per unit (each gap at least three floats),
+    // N + 1 finite points and two finite slopes.
+    let pwlu =
+        Pwlu::non_uniform(intervals, breakpoints, points, slopes).expect("a valid sorted PWLU");
+    (Arc::new(pwlu), edges)
+}
+
+/// The AVX-512 search over sorted breakpoints and the count of them give the values of each other and of the
+/// table's binary search, value for value, at every breakpoint and its neighbours, infinities and NaN, with and
+/// without a bias and a residual.
+#[test]
+fn the_sorted_search_and_count_give_the_values_of_the_binary_search() {
+    let search = detected() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq");
+    if !search {
+        eprintln!("this CPU has no AVX-512 (F, VL, DQ): only the count was run");
+    }
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let specials = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e30,
+        -1e30,
+        1e-40,
+    ];
+    for (channels, intervals, layer_wise) in [
+        (16, 16, false),
+        (37, 6, false),
+        (80, 30, false),
+        (48, 1, false),
+        (21, 5, true),
+        (64, 16, true),
+        (19, 29, false),
+    ] {
+        let units = if layer_wise { 1 } else { channels };
+        let (pwlu, edges) = random_sorted_pwlu(&mut rng, units, intervals);
+        let act = RowActivation::new(&Activation::Pwlu(Arc::clone(&pwlu)), channels);
+        let Some(PwluRows::NonUniform {
+            columns, sorted, ..
+        }) = &act.pwlu
+        else {
+            panic!("a sorted PWLU is laid out as one");
+        };
+        assert!(
+            columns.is_some() && sorted.is_some() == search,
+            "{channels} channels, N = {intervals}"
+        );
+        for pixels in [1, 7, 16, 17, 40] {
+            let len = pixels * channels;
+            let input: Vec<f32> = (0..len)
+                .map(|i| match i % 5 {
+                    0 | 3 => edges[(i * 7) % edges.len()],
+                    1 => specials[(i / 5) % specials.len()],
+                    _ => rng.uniform(-8.0, 8.0),
+                })
+                .collect();
+            let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
+            let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            for mode in [
+                ResidualAdd::None,
+                ResidualAdd::BeforeActivation,
+                ResidualAdd::AfterActivation,
+            ] {
+                for bias in [None, Some(&bias[..])] {
+                    let run = |binary_search| {
+                        GATHERS_ONLY.set(binary_search);
+                        let mut rows = input.clone();
+                        act.finish_rows(&mut rows, bias, Some(&residual), mode);
+                        GATHERS_ONLY.set(false);
+                        rows
+                    };
+                    let (searched, counted) = (run(false), run(true));
+                    // Without AVX-512 both runs count.
+                    for (i, (s, r)) in searched.iter().zip(&counted).enumerate() {
+                        assert!(
+                            s == r || (s.is_nan() && r.is_nan()),
+                            "{channels} channels, N = {intervals}, {pixels} pixels, {mode:?}, bias {}: \
+                             value {i} (x = {}) gives {s} by the search, {r} by counting",
+                            bias.is_some(),
+                            input[i],
+                        );
+                    }
+                    if mode != ResidualAdd::None {
+                        continue;
+                    }
+                    // And both are the table's binary search.
+                    for (i, &s) in counted.iter().enumerate() {
+                        let c = i % channels;
+                        let x = input[i] + bias.map_or(0.0, |b| b[c]);
+                        let r = pwlu.table().lookup(pwlu.unit_for_channel(c), x);
+                        assert!(
+                            s == r || (s.is_nan() && r.is_nan()),
+                            "{channels} channels, N = {intervals}: x = {x} gives {s}, the table {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A grid four floats wide, far from zero: `|left| / d` is about 2^26, where `x * inv_d + origin` is off by
 /// segments (with it, this test fails), so the lookup takes the spec's `(x - left) * inv_d` and the gathers,
 /// and gives the reference's values on every float of the interior and beside it. With a fused multiply-add
@@ -261,8 +392,37 @@ fn lookup_cost_per_value() {
     let layer_wise = Pwlu::uniform(16, vec![first_bounds], first_points, vec![first_slopes]);
     // Cannot fail: that unit's own valid bounds, points and slopes.
     let layer_wise = Activation::Pwlu(Arc::new(layer_wise.expect("a valid PWLU")));
+    // The same units with their grids as sorted breakpoints.
+    let sorted = {
+        let units = (0..channels).filter_map(|u| pwlu.unit(u));
+        let grid = |unit: crate::ops::pwlu::PwluUnit| {
+            let [left, right] = unit.bounds.unwrap_or_default();
+            (0..=16).map(move |i| left + (right - left) * i as f32 / 16.0)
+        };
+        let breakpoints = units.clone().flat_map(grid).collect();
+        let points = units
+            .clone()
+            .flat_map(|unit| unit.points.to_vec())
+            .collect();
+        let slopes = units.map(|unit| unit.slopes).collect();
+        // Cannot fail: 17 strictly increasing grid points 0.25 apart, and the valid units' points and slopes.
+        Pwlu::non_uniform(16, breakpoints, points, slopes).expect("a valid sorted PWLU")
+    };
+    let sorted = Activation::Pwlu(Arc::new(sorted));
     let pwlu = Activation::Pwlu(pwlu);
     let mut cases = vec![("ReLU6".to_string(), Activation::Relu6, Isa::Avx512, false)];
+    if detected() == Isa::Avx512 {
+        let name = "sorted, Avx512 search".to_string();
+        cases.push((name, sorted.clone(), Isa::Avx512, false));
+    }
+    for (isa, _) in permute_kernels() {
+        cases.push((
+            format!("sorted, {isa:?} counted"),
+            sorted.clone(),
+            isa,
+            true,
+        ));
+    }
     for (isa, how) in permute_kernels() {
         cases.push((format!("PWLU, {how:?} permutes"), pwlu.clone(), isa, false));
         cases.push((format!("PWLU, {isa:?} gathers"), pwlu.clone(), isa, true));

@@ -49,8 +49,9 @@ struct SortedColumns {
     channels: usize,
     /// Breakpoint `i` of channel `c`'s unit at `i * channels + c`.
     breakpoints: Vec<f32>,
-    /// Per unit, its `N + 2` (slope, intercept) pairs in [`Segments`]' order.
-    segments: Vec<(f32, f32)>,
+    /// Per unit, its `N + 2` slopes (low half) and intercepts (high half) in [`Segments`]' order, one 64-bit
+    /// word each as in [`Segments::Pairs`].
+    segments: Vec<u64>,
     /// Per channel, where its unit's segments start.
     first: Vec<u32>,
 }
@@ -79,7 +80,7 @@ impl SortedColumns {
             channels,
             breakpoints,
             segments: (0..table.units())
-                .flat_map(|unit| segment_pairs(table, unit))
+                .flat_map(|unit| segment_pairs(table, unit).map(pack_pair))
                 .collect(),
             first: units.iter().map(|&u| (u * (n + 2)) as u32).collect(),
         })
@@ -107,14 +108,22 @@ impl SortedColumns {
                     *k += u32::from(p <= x);
                 }
             }
-            for ((v, &k), &at) in block.iter_mut().zip(count.iter()).zip(&self.first[first..]) {
-                let x = *v;
+            let units = &self.first[first..first + block.len()];
+            for j in 0..block.len() {
+                let (x, k, at) = (block[j], count[j], units[j]);
                 // None at most x (the left tail, or NaN): segment N + 1; all N + 1 (the right tail): N.
                 let segment = k.wrapping_sub(1).min(n as u32 + 1);
+                // Signed 32-bit offsets, as `UniformPwlu::apply_portable` explains: vectorised, one gather.
                 // Safety: `at` starts a unit's N + 2 segments and the segment is at most N + 1.
-                let (s, b) = unsafe { *self.segments.get_unchecked((at + segment) as usize) };
+                let pair = unsafe {
+                    *self
+                        .segments
+                        .as_ptr()
+                        .offset((at + segment) as i32 as isize)
+                };
+                let (s, b) = unpack_pair(pair);
                 let y = if s == 0.0 { b } else { mul_add::<FMA>(s, x, b) };
-                *v = if x.is_nan() { x } else { y };
+                block[j] = if x.is_nan() { x } else { y };
             }
         }
     }
@@ -198,6 +207,21 @@ fn planar_segments(table: &PwluTable) -> Vec<f32> {
         })
         .chain([0.0; 32])
         .collect()
+}
+
+/// A slope (low half) and an intercept (high half) as one 64-bit word: gathers cost about the same per element
+/// whatever its width, so one 64-bit gather of a pair costs half what two 32-bit gathers do.
+fn pack_pair((slope, intercept): (f32, f32)) -> u64 {
+    u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
+}
+
+/// [`pack_pair`]'s slope and intercept.
+#[inline(always)]
+fn unpack_pair(pair: u64) -> (f32, f32) {
+    (
+        f32::from_bits(pair as u32),
+        f32::from_bits((pair >> 32) as u32),
+    )
 }
 
 /// (slope, intercept) of each of `unit`'s segments, in [`Segments`]' order.
@@ -335,11 +359,7 @@ impl UniformPwlu {
             (Segments::Planar(planar_segments(table)), 2 * (n + 2))
         } else {
             let packed = (0..table.units())
-                .flat_map(|unit| {
-                    segment_pairs(table, unit).map(|(slope, intercept)| {
-                        u64::from(slope.to_bits()) | (u64::from(intercept.to_bits()) << 32)
-                    })
-                })
+                .flat_map(|unit| segment_pairs(table, unit).map(pack_pair))
                 .collect();
             (Segments::Pairs(packed), n + 2)
         };
@@ -422,11 +442,7 @@ impl UniformPwlu {
         match &self.segments {
             Segments::Pairs(pairs) => self.apply_with::<FMA>(values, first_channel, |at: i32| {
                 // Safety: `at` is a segment of a unit of the table (see `apply_with`).
-                let pair = unsafe { *pairs.as_ptr().offset(at as isize) };
-                (
-                    f32::from_bits(pair as u32),
-                    f32::from_bits((pair >> 32) as u32),
-                )
+                unpack_pair(unsafe { *pairs.as_ptr().offset(at as isize) })
             }),
             Segments::Planar(planar) => {
                 let intercepts = (self.intervals + 2) as isize;

@@ -1,12 +1,14 @@
-//! The uniform PWLU without gathers, on AVX-512.
+//! The PWLU without gathers, on AVX-512: uniform grids and sorted breakpoints.
 //!
 //! Activations are NHWC, so a register loaded from memory holds 16 channels of one pixel, each with its own
 //! table, and the lookup is a gather. Here a tile of 16 pixels by 16 channels is transposed in registers, so
 //! that each register holds one channel's 16 pixels; that channel's segments (up to 32) then fit in two
 //! registers of slopes and two of intercepts, and `vpermi2ps` looks all 16 pixels up at once. The results are
 //! transposed back. Both transposes together (128 shuffles per 256 values) cost less than the gathers they
-//! replace, and the values are the gather path's ([`super::UniformPwlu::apply`] with FMA) bit for bit, but
-//! for the sign of a zero from a flat segment.
+//! replace. Only the segment index depends on the grid ([`Grid`]): arithmetic on a uniform one, a branchless
+//! binary search over sorted breakpoints (themselves two registers). A layer-wise PWLU (one unit) needs no
+//! transposes. The values are the portable path's ([`super::UniformPwlu::apply`], [`super::SortedColumns`],
+//! with FMA) bit for bit, but for the sign of a zero from a flat segment.
 
 use std::arch::x86_64::*;
 use std::ops::Range;

@@ -78,14 +78,18 @@ fn random_pwlu(rng: &mut Rng, units: usize, intervals: usize) -> (Arc<Pwlu>, Vec
     (Arc::new(pwlu), edges)
 }
 
-#[test]
-fn the_gather_free_lookups_give_the_values_of_the_gathers() {
-    let kernels = permute_kernels();
-    if kernels.is_empty() {
-        eprintln!("this CPU has no AVX2: the gather-free lookups were not run");
-        return;
-    }
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+/// One input of an epilogue: whole pixels of values, the bias, the residual and how it is added.
+struct Case<'a> {
+    pixels: usize,
+    input: &'a [f32],
+    bias: Option<&'a [f32]>,
+    residual: &'a [f32],
+    mode: ResidualAdd,
+}
+
+/// `check` on every case for `channels` channels: 1 to 40 pixels whose values mix `edges`, infinities, NaN,
+/// zeros of both signs, tiny and huge values and random ones, each residual mode with and without a bias.
+fn for_each_case(rng: &mut Rng, channels: usize, edges: &[f32], mut check: impl FnMut(&Case)) {
     let specials = [
         0.0,
         -0.0,
@@ -96,6 +100,54 @@ fn the_gather_free_lookups_give_the_values_of_the_gathers() {
         -1e30,
         1e-40,
     ];
+    for pixels in [1, 7, 16, 17, 40] {
+        let len = pixels * channels;
+        let input: Vec<f32> = (0..len)
+            .map(|i| match i % 5 {
+                0 | 3 => edges[(i * 7) % edges.len()],
+                1 => specials[(i / 5) % specials.len()],
+                _ => rng.uniform(-8.0, 8.0),
+            })
+            .collect();
+        let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
+        let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        for mode in [
+            ResidualAdd::None,
+            ResidualAdd::BeforeActivation,
+            ResidualAdd::AfterActivation,
+        ] {
+            for bias in [None, Some(&bias[..])] {
+                check(&Case {
+                    pixels,
+                    input: &input,
+                    bias,
+                    residual: &residual,
+                    mode,
+                });
+            }
+        }
+    }
+}
+
+/// Asserts that `a` and `b` hold the same values (NaN for NaN), `what` naming the pair at a failing index.
+fn assert_same(a: &[f32], b: &[f32], what: impl Fn(usize) -> String) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            x == y || (x.is_nan() && y.is_nan()),
+            "{}: {x} against {y}",
+            what(i)
+        );
+    }
+}
+
+#[test]
+fn the_gather_free_lookups_give_the_values_of_the_gathers() {
+    let kernels = permute_kernels();
+    if kernels.is_empty() {
+        eprintln!("this CPU has no AVX2: the gather-free lookups were not run");
+        return;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // (channels, intervals, one unit for the layer): whole and partial groups of 8 and 16 channels, blocks of
     // 64, the fewest and the most segments the permutes take (1 to 4 AVX2 registers, 1 or 2 AVX-512 ones).
     for (channels, intervals, layer_wise) in [
@@ -121,48 +173,29 @@ fn the_gather_free_lookups_give_the_values_of_the_gathers() {
             limit_this_thread(Isa::Avx512);
             assert_eq!(permuted, Some(how), "{channels} channels, N = {intervals}");
         }
-        for pixels in [1, 7, 16, 17, 40] {
-            let len = pixels * channels;
-            let input: Vec<f32> = (0..len)
-                .map(|i| match i % 5 {
-                    0 | 3 => edges[(i * 7) % edges.len()],
-                    1 => specials[(i / 5) % specials.len()],
-                    _ => rng.uniform(-8.0, 8.0),
-                })
-                .collect();
-            let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
-            let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            for mode in [
-                ResidualAdd::None,
-                ResidualAdd::BeforeActivation,
-                ResidualAdd::AfterActivation,
-            ] {
-                for bias in [None, Some(&bias[..])] {
-                    let run = |isa, gathers| {
-                        limit_this_thread(isa);
-                        GATHERS_ONLY.set(gathers);
-                        let mut rows = input.clone();
-                        act.finish_rows(&mut rows, bias, Some(&residual), mode);
-                        GATHERS_ONLY.set(false);
-                        limit_this_thread(Isa::Avx512);
-                        rows
-                    };
-                    for &(isa, how) in &kernels {
-                        let (permuted, gathered) = (run(isa, false), run(isa, true));
-                        for (i, (p, g)) in permuted.iter().zip(&gathered).enumerate() {
-                            assert!(
-                                p == g || (p.is_nan() && g.is_nan()),
-                                "{how:?}: {channels} channels, N = {intervals}, {pixels} pixels, \
-                                 {mode:?}, bias {}: value {i} (x = {}) gives {p} without gathers, {g} \
-                                 with",
-                                bias.is_some(),
-                                input[i],
-                            );
-                        }
-                    }
-                }
+        for_each_case(&mut rng, channels, &edges, |case| {
+            let run = |isa, gathers| {
+                limit_this_thread(isa);
+                GATHERS_ONLY.set(gathers);
+                let mut rows = case.input.to_vec();
+                act.finish_rows(&mut rows, case.bias, Some(case.residual), case.mode);
+                GATHERS_ONLY.set(false);
+                limit_this_thread(Isa::Avx512);
+                rows
+            };
+            for &(isa, how) in &kernels {
+                assert_same(&run(isa, false), &run(isa, true), |i| {
+                    format!(
+                        "{how:?}: {channels} channels, N = {intervals}, {} pixels, {:?}, bias {}: \
+                         value {i} (x = {}) without gathers and with",
+                        case.pixels,
+                        case.mode,
+                        case.bias.is_some(),
+                        case.input[i],
+                    )
+                });
             }
-        }
+        });
     }
 }
 
@@ -210,16 +243,6 @@ fn the_sorted_search_and_count_give_the_values_of_the_binary_search() {
         eprintln!("this CPU has no AVX-512 (F, VL, DQ): only the count was run");
     }
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let specials = [
-        0.0,
-        -0.0,
-        f32::NAN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        1e30,
-        -1e30,
-        1e-40,
-    ];
     for (channels, intervals, layer_wise) in [
         (16, 16, false),
         (37, 6, false),
@@ -242,57 +265,43 @@ fn the_sorted_search_and_count_give_the_values_of_the_binary_search() {
             columns.is_some() && sorted.is_some() == search,
             "{channels} channels, N = {intervals}"
         );
-        for pixels in [1, 7, 16, 17, 40] {
-            let len = pixels * channels;
-            let input: Vec<f32> = (0..len)
-                .map(|i| match i % 5 {
-                    0 | 3 => edges[(i * 7) % edges.len()],
-                    1 => specials[(i / 5) % specials.len()],
-                    _ => rng.uniform(-8.0, 8.0),
+        for_each_case(&mut rng, channels, &edges, |case| {
+            let run = |binary_search| {
+                GATHERS_ONLY.set(binary_search);
+                let mut rows = case.input.to_vec();
+                act.finish_rows(&mut rows, case.bias, Some(case.residual), case.mode);
+                GATHERS_ONLY.set(false);
+                rows
+            };
+            let describe = |i: usize| {
+                format!(
+                    "{channels} channels, N = {intervals}, {} pixels, {:?}, bias {}: value {i} (x = {})",
+                    case.pixels,
+                    case.mode,
+                    case.bias.is_some(),
+                    case.input[i],
+                )
+            };
+            // Without AVX-512 both runs count.
+            let (searched, counted) = (run(false), run(true));
+            assert_same(&searched, &counted, |i| {
+                format!("{} by the search and by counting", describe(i))
+            });
+            if case.mode != ResidualAdd::None {
+                return;
+            }
+            // And both are the table's binary search.
+            let table: Vec<f32> = (0..case.input.len())
+                .map(|i| {
+                    let c = i % channels;
+                    let x = case.input[i] + case.bias.map_or(0.0, |b| b[c]);
+                    pwlu.table().lookup(pwlu.unit_for_channel(c), x)
                 })
                 .collect();
-            let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-0.5, 0.5)).collect();
-            let residual: Vec<f32> = (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            for mode in [
-                ResidualAdd::None,
-                ResidualAdd::BeforeActivation,
-                ResidualAdd::AfterActivation,
-            ] {
-                for bias in [None, Some(&bias[..])] {
-                    let run = |binary_search| {
-                        GATHERS_ONLY.set(binary_search);
-                        let mut rows = input.clone();
-                        act.finish_rows(&mut rows, bias, Some(&residual), mode);
-                        GATHERS_ONLY.set(false);
-                        rows
-                    };
-                    let (searched, counted) = (run(false), run(true));
-                    // Without AVX-512 both runs count.
-                    for (i, (s, r)) in searched.iter().zip(&counted).enumerate() {
-                        assert!(
-                            s == r || (s.is_nan() && r.is_nan()),
-                            "{channels} channels, N = {intervals}, {pixels} pixels, {mode:?}, bias {}: \
-                             value {i} (x = {}) gives {s} by the search, {r} by counting",
-                            bias.is_some(),
-                            input[i],
-                        );
-                    }
-                    if mode != ResidualAdd::None {
-                        continue;
-                    }
-                    // And both are the table's binary search.
-                    for (i, &s) in counted.iter().enumerate() {
-                        let c = i % channels;
-                        let x = input[i] + bias.map_or(0.0, |b| b[c]);
-                        let r = pwlu.table().lookup(pwlu.unit_for_channel(c), x);
-                        assert!(
-                            s == r || (s.is_nan() && r.is_nan()),
-                            "{channels} channels, N = {intervals}: x = {x} gives {s}, the table {r}"
-                        );
-                    }
-                }
-            }
-        }
+            assert_same(&counted, &table, |i| {
+                format!("{} by counting and by the table", describe(i))
+            });
+        });
     }
 }
 

@@ -19,6 +19,14 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 export RUSTC_BOOTSTRAP=1
 cd fuzz
 log=$(mktemp)
+# One build for every target first, so that a failure to build (a full disk, say) is not taken for a crash.
+for target in "${targets[@]}"; do
+  if ! cargo fuzz build -O "$target" >"$log" 2>&1; then
+    grep -E '^error|fatal error|No space' "$log" >&2 || tail -n 40 "$log" >&2
+    echo "fuzz: $target did not build ($(df -h --output=avail . | tail -n 1 | tr -d ' ') free on disk)" >&2
+    exit 1
+  fi
+done
 for target in "${targets[@]}"; do
   echo "== fuzzing $target for $seconds s"
   status=0

@@ -4,83 +4,100 @@
 use rayon::prelude::*;
 
 use super::rows_per_task;
+use super::simd::multiversion;
 use crate::ops::{Pool2d, PoolKind};
 use crate::tensor::Shape;
 
 /// `output = pool(input)` for NHWC `input` of shape `x` and `output` of shape `y`.
 pub(crate) fn pool2d(pool: &Pool2d, x: Shape, y: Shape, input: &[f32], output: &mut [f32]) {
-    let c = x.c;
-    let row_len = y.w * c;
+    let row_len = y.w * x.c;
     let rows = rows_per_task(y.n * y.h, row_len);
-    let (pt, pl) = (pool.padding.top as isize, pool.padding.left as isize);
     output
         .par_chunks_mut(row_len * rows)
         .enumerate()
-        .for_each(|(task, chunk)| {
-            for (r, out_row) in chunk.chunks_mut(row_len).enumerate() {
-                let row = task * rows + r;
-                let (n, oy) = (row / y.h, row % y.h);
-                let y0 = (oy * pool.stride[0]) as isize - pt;
-                for ox in 0..y.w {
-                    let out = &mut out_row[ox * c..][..c];
-                    let x0 = (ox * pool.stride[1]) as isize - pl;
-                    let pixel = |iy: isize, ix: isize| {
-                        let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
-                        &input[at..at + c]
-                    };
-                    match pool.kind {
-                        PoolKind::Max => {
-                            out.fill(f32::NEG_INFINITY);
-                            for ky in 0..pool.kernel[0] {
-                                let iy = y0 + (ky * pool.dilation[0]) as isize;
-                                if iy < 0 || iy >= x.h as isize {
-                                    continue;
-                                }
-                                for kx in 0..pool.kernel[1] {
-                                    let ix = x0 + (kx * pool.dilation[1]) as isize;
-                                    if ix < 0 || ix >= x.w as isize {
-                                        continue;
-                                    }
-                                    for (m, &v) in out.iter_mut().zip(pixel(iy, ix)) {
-                                        // NaN wins and stays, as in the reference.
-                                        if v > *m || v.is_nan() {
-                                            *m = v;
-                                        }
-                                    }
-                                }
-                            }
+        .for_each(|(task, chunk)| pool_rows(pool, x, y, task * rows, input, chunk));
+}
+
+multiversion! {
+    fn pool_rows(pool: &Pool2d, x: Shape, y: Shape, first_row: usize, input: &[f32], chunk: &mut [f32])
+        => pool_rows_body
+}
+
+/// Output rows `first_row..` (of all images, `chunk` holding whole rows) of [`pool2d`].
+#[inline(always)]
+fn pool_rows_body<const FMA: bool>(
+    pool: &Pool2d,
+    x: Shape,
+    y: Shape,
+    first_row: usize,
+    input: &[f32],
+    chunk: &mut [f32],
+) {
+    let c = x.c;
+    let row_len = y.w * c;
+    let (pt, pl) = (pool.padding.top as isize, pool.padding.left as isize);
+    for (r, out_row) in chunk.chunks_mut(row_len).enumerate() {
+        let row = first_row + r;
+        let (n, oy) = (row / y.h, row % y.h);
+        let y0 = (oy * pool.stride[0]) as isize - pt;
+        for ox in 0..y.w {
+            let out = &mut out_row[ox * c..][..c];
+            let x0 = (ox * pool.stride[1]) as isize - pl;
+            let pixel = |iy: isize, ix: isize| {
+                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+                &input[at..at + c]
+            };
+            match pool.kind {
+                PoolKind::Max => {
+                    out.fill(f32::NEG_INFINITY);
+                    for ky in 0..pool.kernel[0] {
+                        let iy = y0 + (ky * pool.dilation[0]) as isize;
+                        if iy < 0 || iy >= x.h as isize {
+                            continue;
                         }
-                        PoolKind::Average { count_include_pad } => {
-                            // PyTorch's divisor: the window clipped to the padded input, or without
-                            // count_include_pad to the input itself.
-                            let y1 = (y0 + pool.kernel[0] as isize)
-                                .min((x.h + pool.padding.bottom) as isize);
-                            let x1 = (x0 + pool.kernel[1] as isize)
-                                .min((x.w + pool.padding.right) as isize);
-                            let (cy0, cx0) = (y0.max(0), x0.max(0));
-                            let (cy1, cx1) = (y1.min(x.h as isize), x1.min(x.w as isize));
-                            let count = if count_include_pad {
-                                (y1 - y0) * (x1 - x0)
-                            } else {
-                                (cy1 - cy0) * (cx1 - cx0)
-                            };
-                            out.fill(0.0);
-                            for iy in cy0..cy1 {
-                                for ix in cx0..cx1 {
-                                    for (s, &v) in out.iter_mut().zip(pixel(iy, ix)) {
-                                        *s += v;
-                                    }
-                                }
+                        for kx in 0..pool.kernel[1] {
+                            let ix = x0 + (kx * pool.dilation[1]) as isize;
+                            if ix < 0 || ix >= x.w as isize {
+                                continue;
                             }
-                            let scale = 1.0 / count as f32;
-                            for s in out.iter_mut() {
-                                *s *= scale;
+                            for (m, &v) in out.iter_mut().zip(pixel(iy, ix)) {
+                                // NaN wins and stays, as in the reference. A select rather
+                                // than a branch, so that the loop is vectorised.
+                                *m = if v > *m || v.is_nan() { v } else { *m };
                             }
                         }
                     }
                 }
+                PoolKind::Average { count_include_pad } => {
+                    // PyTorch's divisor: the window clipped to the padded input, or without
+                    // count_include_pad to the input itself.
+                    let y1 =
+                        (y0 + pool.kernel[0] as isize).min((x.h + pool.padding.bottom) as isize);
+                    let x1 =
+                        (x0 + pool.kernel[1] as isize).min((x.w + pool.padding.right) as isize);
+                    let (cy0, cx0) = (y0.max(0), x0.max(0));
+                    let (cy1, cx1) = (y1.min(x.h as isize), x1.min(x.w as isize));
+                    let count = if count_include_pad {
+                        (y1 - y0) * (x1 - x0)
+                    } else {
+                        (cy1 - cy0) * (cx1 - cx0)
+                    };
+                    out.fill(0.0);
+                    for iy in cy0..cy1 {
+                        for ix in cx0..cx1 {
+                            for (s, &v) in out.iter_mut().zip(pixel(iy, ix)) {
+                                *s += v;
+                            }
+                        }
+                    }
+                    let scale = 1.0 / count as f32;
+                    for s in out.iter_mut() {
+                        *s *= scale;
+                    }
+                }
             }
-        });
+        }
+    }
 }
 
 /// `[N, H, W, C] -> [N, C]`: the mean of each channel, summed in f64.

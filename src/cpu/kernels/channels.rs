@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::rows_per_task;
+use super::simd::multiversion;
 use crate::ops::{adaptive_window, LayerNorm};
 use crate::tensor::Shape;
 
@@ -36,16 +37,103 @@ pub(crate) fn select_channels(x: Shape, indices: &[usize], input: &[f32], output
     let pixels = x.n * x.h * x.w;
     let out_c = indices.len();
     let rows = rows_per_task(pixels, out_c);
+    let pattern = Selection::of(indices, x.c);
     output[..pixels * out_c]
         .par_chunks_mut(out_c * rows)
         .zip(input[..pixels * x.c].par_chunks(x.c * rows))
-        .for_each(|(out, inp)| {
-            for (o, i) in out.chunks_exact_mut(out_c).zip(inp.chunks_exact(x.c)) {
-                for (v, &c) in o.iter_mut().zip(indices) {
+        .for_each(|(out, inp)| select_rows(&pattern, x.c, out_c, inp, out));
+}
+
+/// How a selection copies a pixel's channels, found once from its indices: slices and shuffles as loops that
+/// are vectorised, not one indexed load per value.
+#[derive(Debug, PartialEq)]
+enum Selection<'a> {
+    /// Runs of consecutive channels (a slice is one): (first input channel, first output channel, length).
+    Runs(Vec<(usize, usize, usize)>),
+    /// ShuffleNet's shuffle of all the channels: output channel `k * groups + g` is input channel
+    /// `g * (channels / groups) + k`.
+    Shuffle { groups: usize },
+    /// Anything else, value by value.
+    Gather(&'a [usize]),
+}
+
+impl<'a> Selection<'a> {
+    fn of(indices: &'a [usize], channels: usize) -> Self {
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (to, &from) in indices.iter().enumerate() {
+            match runs.last_mut() {
+                Some((start, _, len)) if *start + *len == from => *len += 1,
+                _ => runs.push((from, to, 1)),
+            }
+        }
+        // Runs of four or more channels on average copy faster than channel by channel.
+        if runs.len() * 4 <= indices.len() {
+            return Selection::Runs(runs);
+        }
+        let per_group = indices.get(1).copied().unwrap_or(0);
+        if indices.len() == channels && per_group > 0 && channels.is_multiple_of(per_group) {
+            let groups = channels / per_group;
+            let shuffle = (0..channels).map(|c| (c % groups) * per_group + c / groups);
+            if shuffle.eq(indices.iter().copied()) {
+                return Selection::Shuffle { groups };
+            }
+        }
+        Selection::Gather(indices)
+    }
+}
+
+multiversion! {
+    fn select_rows(pattern: &Selection, channels: usize, out_c: usize, input: &[f32], output: &mut [f32])
+        => select_rows_body
+}
+
+/// [`select_channels`] on the whole pixels of `input` (`channels` each) and `output` (`out_c` each).
+#[inline(always)]
+fn select_rows_body<const FMA: bool>(
+    pattern: &Selection,
+    channels: usize,
+    out_c: usize,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    let pixels = output
+        .chunks_exact_mut(out_c.max(1))
+        .zip(input.chunks_exact(channels.max(1)));
+    match pattern {
+        Selection::Runs(runs) => {
+            for (o, i) in pixels {
+                for &(from, to, len) in runs {
+                    o[to..to + len].copy_from_slice(&i[from..from + len]);
+                }
+            }
+        }
+        Selection::Shuffle { groups: 2 } => {
+            for (o, i) in pixels {
+                let (first, second) = i.split_at(channels / 2);
+                for ((pair, &a), &b) in o.chunks_exact_mut(2).zip(first).zip(second) {
+                    pair[0] = a;
+                    pair[1] = b;
+                }
+            }
+        }
+        &Selection::Shuffle { groups } => {
+            let per_group = channels / groups;
+            for (o, i) in pixels {
+                for (k, out) in o.chunks_exact_mut(groups).enumerate() {
+                    for (g, v) in out.iter_mut().enumerate() {
+                        *v = i[g * per_group + k];
+                    }
+                }
+            }
+        }
+        Selection::Gather(indices) => {
+            for (o, i) in pixels {
+                for (v, &c) in o.iter_mut().zip(indices.iter()) {
                     *v = i[c];
                 }
             }
-        });
+        }
+    }
 }
 
 /// Layer normalisation of each pixel's channels: two passes (mean, then the variance about it) in f32, the
@@ -98,4 +186,52 @@ pub(crate) fn adaptive_avg_pool(x: Shape, y: Shape, input: &[f32], output: &mut 
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::ChannelSelection;
+
+    #[test]
+    fn slices_and_shuffles_take_their_own_loops_with_the_gathers_values() {
+        let shape = |c| Shape {
+            n: 1,
+            h: 2,
+            w: 3,
+            c,
+        };
+        let cases = [
+            (ChannelSelection::slice(40, 8, 28).unwrap(), "runs"),
+            (ChannelSelection::shuffle(48, 2).unwrap(), "shuffle"),
+            (ChannelSelection::shuffle(30, 3).unwrap(), "shuffle"),
+            (
+                ChannelSelection {
+                    indices: [3, 1, 4, 1, 5, 9, 2, 6].into(),
+                    input_channels: 10,
+                },
+                "gather",
+            ),
+        ];
+        for (selection, expected) in cases {
+            let x = shape(selection.input_channels);
+            let indices = &selection.indices[..];
+            let pattern = Selection::of(indices, x.c);
+            let kind = match pattern {
+                Selection::Runs(_) => "runs",
+                Selection::Shuffle { .. } => "shuffle",
+                Selection::Gather(_) => "gather",
+            };
+            assert_eq!(kind, expected, "{selection:?}");
+            let pixels = x.n * x.h * x.w;
+            let input: Vec<f32> = (0..pixels * x.c).map(|v| v as f32).collect();
+            let mut output = vec![f32::NAN; pixels * indices.len()];
+            select_channels(x, indices, &input, &mut output);
+            let expected: Vec<f32> = input
+                .chunks_exact(x.c)
+                .flat_map(|pixel| indices.iter().map(|&c| pixel[c]))
+                .collect();
+            assert_eq!(output, expected, "{selection:?}");
+        }
+    }
 }

@@ -36,6 +36,8 @@ fn pool_rows_body<const FMA: bool>(
     let c = x.c;
     let row_len = y.w * c;
     let (pt, pl) = (pool.padding.top as isize, pool.padding.left as isize);
+    // Where each input pixel of the window starts in `input`, for one output pixel.
+    let mut taps: Vec<usize> = Vec::with_capacity(pool.kernel[0] * pool.kernel[1]);
     for (r, out_row) in chunk.chunks_mut(row_len).enumerate() {
         let row = first_row + r;
         let (n, oy) = (row / y.h, row % y.h);
@@ -43,13 +45,10 @@ fn pool_rows_body<const FMA: bool>(
         for ox in 0..y.w {
             let out = &mut out_row[ox * c..][..c];
             let x0 = (ox * pool.stride[1]) as isize - pl;
-            let pixel = |iy: isize, ix: isize| {
-                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
-                &input[at..at + c]
-            };
+            let at = |iy: isize, ix: isize| ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+            taps.clear();
             match pool.kind {
                 PoolKind::Max => {
-                    out.fill(f32::NEG_INFINITY);
                     for ky in 0..pool.kernel[0] {
                         let iy = y0 + (ky * pool.dilation[0]) as isize;
                         if iy < 0 || iy >= x.h as isize {
@@ -57,16 +56,20 @@ fn pool_rows_body<const FMA: bool>(
                         }
                         for kx in 0..pool.kernel[1] {
                             let ix = x0 + (kx * pool.dilation[1]) as isize;
-                            if ix < 0 || ix >= x.w as isize {
-                                continue;
-                            }
-                            for (m, &v) in out.iter_mut().zip(pixel(iy, ix)) {
-                                // NaN wins and stays, as in the reference. A select rather
-                                // than a branch, so that the loop is vectorised.
-                                *m = if v > *m || v.is_nan() { v } else { *m };
+                            if ix >= 0 && ix < x.w as isize {
+                                taps.push(at(iy, ix));
                             }
                         }
                     }
+                    // NaN wins and stays, as in the reference; a select rather than a branch, so that
+                    // the loop is vectorised.
+                    reduce(out, input, &taps, f32::NEG_INFINITY, |m, v| {
+                        if v > m || v.is_nan() {
+                            v
+                        } else {
+                            m
+                        }
+                    });
                 }
                 PoolKind::Average { count_include_pad } => {
                     // PyTorch's divisor: the window clipped to the padded input, or without
@@ -82,14 +85,10 @@ fn pool_rows_body<const FMA: bool>(
                     } else {
                         (cy1 - cy0) * (cx1 - cx0)
                     };
-                    out.fill(0.0);
                     for iy in cy0..cy1 {
-                        for ix in cx0..cx1 {
-                            for (s, &v) in out.iter_mut().zip(pixel(iy, ix)) {
-                                *s += v;
-                            }
-                        }
+                        taps.extend((cx0..cx1).map(|ix| at(iy, ix)));
                     }
+                    reduce(out, input, &taps, 0.0, |s, v| s + v);
                     let scale = 1.0 / count as f32;
                     for s in out.iter_mut() {
                         *s *= scale;
@@ -97,6 +96,43 @@ fn pool_rows_body<const FMA: bool>(
                 }
             }
         }
+    }
+}
+
+/// `out[ch] = f(... f(f(init, input[taps[0] + ch]), input[taps[1] + ch]) ...)` for each channel `ch`, in
+/// blocks of channels whose partial results stay in registers across the taps.
+#[inline(always)]
+fn reduce(out: &mut [f32], input: &[f32], taps: &[usize], init: f32, f: impl Fn(f32, f32) -> f32) {
+    #[inline(always)]
+    fn block<const L: usize>(
+        out: &mut [f32],
+        ch: usize,
+        input: &[f32],
+        taps: &[usize],
+        init: f32,
+        f: &impl Fn(f32, f32) -> f32,
+    ) {
+        let mut acc = [init; L];
+        for &at in taps {
+            for (a, &v) in acc.iter_mut().zip(&input[at + ch..at + ch + L]) {
+                *a = f(*a, v);
+            }
+        }
+        out[ch..ch + L].copy_from_slice(&acc);
+    }
+    let c = out.len();
+    let mut ch = 0;
+    while ch + 16 <= c {
+        block::<16>(out, ch, input, taps, init, &f);
+        ch += 16;
+    }
+    while ch + 4 <= c {
+        block::<4>(out, ch, input, taps, init, &f);
+        ch += 4;
+    }
+    while ch < c {
+        block::<1>(out, ch, input, taps, init, &f);
+        ch += 1;
     }
 }
 

@@ -140,15 +140,28 @@ fn reduce(out: &mut [f32], input: &[f32], taps: &[usize], init: f32, f: impl Fn(
 pub(crate) fn global_avg_pool(x: Shape, input: &[f32], output: &mut [f32]) {
     let plane = x.h * x.w;
     let c = x.c;
-    output.par_chunks_mut(c).enumerate().for_each(|(n, out)| {
-        let mut sums = vec![0.0f64; c];
-        for pixel in input[n * plane * c..][..plane * c].chunks(c) {
-            for (s, &v) in sums.iter_mut().zip(pixel) {
-                *s += f64::from(v);
-            }
+    output
+        .par_chunks_mut(c)
+        .enumerate()
+        .for_each(|(n, out)| channel_means(&input[n * plane * c..][..plane * c], out));
+}
+
+multiversion! {
+    fn channel_means(image: &[f32], out: &mut [f32]) => channel_means_body
+}
+
+/// The mean of each of `out.len()` channels over the pixels of one NHWC `image`.
+#[inline(always)]
+fn channel_means_body<const FMA: bool>(image: &[f32], out: &mut [f32]) {
+    let c = out.len().max(1);
+    let mut sums = vec![0.0f64; c];
+    for pixel in image.chunks_exact(c) {
+        for (s, &v) in sums.iter_mut().zip(pixel) {
+            *s += f64::from(v);
         }
-        for (o, s) in out.iter_mut().zip(sums) {
-            *o = (s / plane as f64) as f32;
-        }
-    });
+    }
+    let pixels = (image.len() / c) as f64;
+    for (o, s) in out.iter_mut().zip(sums) {
+        *o = (s / pixels) as f32;
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::arena::{Arena, CpuValue};
 use super::kernels::activation::RowActivation;
+use super::kernels::channels::Selection;
 use super::kernels::conv::{ConvChoice, ConvKernel, ConvWeights};
 use super::CpuContext;
 use crate::error::{Error, Result};
@@ -30,7 +31,7 @@ pub(crate) enum StepKernel {
     CopyChannels {
         offset: usize,
     },
-    SelectChannels(Arc<[usize]>),
+    SelectChannels(Selection),
     LayerNorm(LayerNorm),
 }
 
@@ -328,7 +329,7 @@ impl Backend for CpuContext {
                         format!("a selection does not take {x} to {y}"),
                     ));
                 }
-                StepKernel::SelectChannels(Arc::clone(&selection.indices))
+                StepKernel::SelectChannels(Selection::new(&selection.indices, x.c))
             }
             Kernel::LayerNorm(norm) => {
                 expect_inputs(1)?;

@@ -113,7 +113,9 @@ unsafe fn run_step(step: &CpuStep) {
         StepKernel::CopyChannels { offset } => {
             channels::copy_channels(x, *offset, y.c, input, output)
         }
-        StepKernel::SelectChannels(indices) => channels::select_channels(x, indices, input, output),
+        StepKernel::SelectChannels(selection) => {
+            channels::select_channels(x, selection, input, output)
+        }
         StepKernel::LayerNorm(norm) => channels::layer_norm(norm, x, input, output),
     }
 }

@@ -1,6 +1,8 @@
 //! The channel ops on NHWC activations: a concatenation's copies, channel selection, layer normalisation over
 //! each pixel's channels, and adaptive average pooling. The same results as `reference::channels`.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::rows_per_task;
@@ -32,33 +34,48 @@ pub(crate) fn copy_channels(
         });
 }
 
-/// `output[p][c] = input[p][indices[c]]` for every pixel `p`.
-pub(crate) fn select_channels(x: Shape, indices: &[usize], input: &[f32], output: &mut [f32]) {
+/// `output[p][c] = input[p][indices[c]]` for every pixel `p`, the indices as `selection` copies them.
+pub(crate) fn select_channels(x: Shape, selection: &Selection, input: &[f32], output: &mut [f32]) {
     let pixels = x.n * x.h * x.w;
-    let out_c = indices.len();
+    let out_c = selection.output_channels;
     let rows = rows_per_task(pixels, out_c);
-    let pattern = Selection::of(indices, x.c);
     output[..pixels * out_c]
         .par_chunks_mut(out_c * rows)
         .zip(input[..pixels * x.c].par_chunks(x.c * rows))
-        .for_each(|(out, inp)| select_rows(&pattern, x.c, out_c, inp, out));
+        .for_each(|(out, inp)| select_rows(selection, x.c, inp, out));
 }
 
-/// How a selection copies a pixel's channels, found once from its indices: slices and shuffles as loops that
-/// are vectorised, not one indexed load per value.
-#[derive(Debug, PartialEq)]
-enum Selection<'a> {
+/// How a channel selection copies a pixel's channels, found once from its indices when the plan is lowered:
+/// slices and shuffles as loops that are vectorised, not one indexed load per value.
+#[derive(Clone, Debug)]
+pub(crate) struct Selection {
+    copy: SelectionCopy,
+    output_channels: usize,
+}
+
+#[derive(Clone, Debug)]
+enum SelectionCopy {
     /// Runs of consecutive channels (a slice is one): (first input channel, first output channel, length).
     Runs(Vec<(usize, usize, usize)>),
     /// ShuffleNet's shuffle of all the channels: output channel `k * groups + g` is input channel
     /// `g * (channels / groups) + k`.
     Shuffle { groups: usize },
     /// Anything else, value by value.
-    Gather(&'a [usize]),
+    Gather(Arc<[usize]>),
 }
 
-impl<'a> Selection<'a> {
-    fn of(indices: &'a [usize], channels: usize) -> Self {
+impl Selection {
+    /// The copies of `indices` from pixels of `channels`.
+    pub(crate) fn new(indices: &Arc<[usize]>, channels: usize) -> Self {
+        Selection {
+            copy: SelectionCopy::of(indices, channels),
+            output_channels: indices.len(),
+        }
+    }
+}
+
+impl SelectionCopy {
+    fn of(indices: &Arc<[usize]>, channels: usize) -> Self {
         let mut runs: Vec<(usize, usize, usize)> = Vec::new();
         for (to, &from) in indices.iter().enumerate() {
             match runs.last_mut() {
@@ -68,46 +85,45 @@ impl<'a> Selection<'a> {
         }
         // Runs of four or more channels on average copy faster than channel by channel.
         if runs.len() * 4 <= indices.len() {
-            return Selection::Runs(runs);
+            return SelectionCopy::Runs(runs);
         }
         let per_group = indices.get(1).copied().unwrap_or(0);
         if indices.len() == channels && per_group > 0 && channels.is_multiple_of(per_group) {
             let groups = channels / per_group;
             let shuffle = (0..channels).map(|c| (c % groups) * per_group + c / groups);
             if shuffle.eq(indices.iter().copied()) {
-                return Selection::Shuffle { groups };
+                return SelectionCopy::Shuffle { groups };
             }
         }
-        Selection::Gather(indices)
+        SelectionCopy::Gather(Arc::clone(indices))
     }
 }
 
 multiversion! {
-    fn select_rows(pattern: &Selection, channels: usize, out_c: usize, input: &[f32], output: &mut [f32])
+    fn select_rows(selection: &Selection, channels: usize, input: &[f32], output: &mut [f32])
         => select_rows_body
 }
 
-/// [`select_channels`] on the whole pixels of `input` (`channels` each) and `output` (`out_c` each).
+/// [`select_channels`] on the whole pixels of `input` (`channels` each) and `output`.
 #[inline(always)]
 fn select_rows_body<const FMA: bool>(
-    pattern: &Selection,
+    selection: &Selection,
     channels: usize,
-    out_c: usize,
     input: &[f32],
     output: &mut [f32],
 ) {
     let pixels = output
-        .chunks_exact_mut(out_c.max(1))
+        .chunks_exact_mut(selection.output_channels.max(1))
         .zip(input.chunks_exact(channels.max(1)));
-    match pattern {
-        Selection::Runs(runs) => {
+    match &selection.copy {
+        SelectionCopy::Runs(runs) => {
             for (o, i) in pixels {
                 for &(from, to, len) in runs {
                     o[to..to + len].copy_from_slice(&i[from..from + len]);
                 }
             }
         }
-        Selection::Shuffle { groups: 2 } => {
+        SelectionCopy::Shuffle { groups: 2 } => {
             for (o, i) in pixels {
                 let (first, second) = i.split_at(channels / 2);
                 for ((pair, &a), &b) in o.chunks_exact_mut(2).zip(first).zip(second) {
@@ -116,7 +132,7 @@ fn select_rows_body<const FMA: bool>(
                 }
             }
         }
-        &Selection::Shuffle { groups } => {
+        &SelectionCopy::Shuffle { groups } => {
             let per_group = channels / groups;
             for (o, i) in pixels {
                 for (k, out) in o.chunks_exact_mut(groups).enumerate() {
@@ -126,7 +142,7 @@ fn select_rows_body<const FMA: bool>(
                 }
             }
         }
-        Selection::Gather(indices) => {
+        SelectionCopy::Gather(indices) => {
             for (o, i) in pixels {
                 for (v, &c) in o.iter_mut().zip(indices.iter()) {
                     *v = i[c];
@@ -201,6 +217,7 @@ mod tests {
             w: 3,
             c,
         };
+        // The selections are valid by construction: the unwraps cannot fail.
         let cases = [
             (ChannelSelection::slice(40, 8, 28).unwrap(), "runs"),
             (ChannelSelection::shuffle(48, 2).unwrap(), "shuffle"),
@@ -216,17 +233,17 @@ mod tests {
         for (selection, expected) in cases {
             let x = shape(selection.input_channels);
             let indices = &selection.indices[..];
-            let pattern = Selection::of(indices, x.c);
-            let kind = match pattern {
-                Selection::Runs(_) => "runs",
-                Selection::Shuffle { .. } => "shuffle",
-                Selection::Gather(_) => "gather",
+            let copy = Selection::new(&selection.indices, x.c);
+            let kind = match copy.copy {
+                SelectionCopy::Runs(_) => "runs",
+                SelectionCopy::Shuffle { .. } => "shuffle",
+                SelectionCopy::Gather(_) => "gather",
             };
             assert_eq!(kind, expected, "{selection:?}");
             let pixels = x.n * x.h * x.w;
             let input: Vec<f32> = (0..pixels * x.c).map(|v| v as f32).collect();
             let mut output = vec![f32::NAN; pixels * indices.len()];
-            select_channels(x, indices, &input, &mut output);
+            select_channels(x, &copy, &input, &mut output);
             let expected: Vec<f32> = input
                 .chunks_exact(x.c)
                 .flat_map(|pixel| indices.iter().map(|&c| pixel[c]))

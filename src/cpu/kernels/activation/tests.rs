@@ -351,9 +351,31 @@ fn a_grid_far_from_zero_takes_the_exact_coordinate() {
     }
 }
 
-/// Not a test: the cost per value of the epilogue on a block that stays in the L1 cache, ReLU6 against the
-/// PWLU by permutes and by gathers (docs/cpu.md). `cargo test --release --lib lookup_cost -- --ignored
-/// --nocapture`.
+/// The shape `lookup_cost_per_value` times: `PWLU_LOOKUP_SHAPE=CHANNELS,PIXELS[,PIXELS_PER_CALL]`, by default
+/// 96 channels by 64 pixels in one call (a block that stays in the L1 cache). Calls of fewer pixels than a
+/// tile show what a layer's partial tiles cost (7 x 7 outputs split between threads, rows of 7 or 14 pixels).
+fn lookup_cost_shape() -> (usize, usize, usize) {
+    let Some(shape) = std::env::var("PWLU_LOOKUP_SHAPE")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        return (96, 64, 64);
+    };
+    let numbers: Option<Vec<usize>> = shape.split(',').map(|n| n.trim().parse().ok()).collect();
+    match numbers.as_deref() {
+        Some(&[channels, pixels]) if channels > 0 && pixels > 0 => (channels, pixels, pixels),
+        Some(&[channels, pixels, per_call]) if channels > 0 && pixels > 0 && per_call > 0 => {
+            (channels, pixels, per_call)
+        }
+        _ => panic!(
+            "PWLU_LOOKUP_SHAPE={shape:?}: expected CHANNELS,PIXELS[,PIXELS_PER_CALL], all above 0"
+        ),
+    }
+}
+
+/// Not a test: the cost per value of the epilogue, ReLU6 against the PWLU by permutes and by gathers
+/// (docs/cpu.md), on the shape [`lookup_cost_shape`] reads. `cargo test --release --lib lookup_cost --
+/// --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark: prints figures, asserts nothing"]
 fn lookup_cost_per_value() {
@@ -361,7 +383,9 @@ fn lookup_cost_per_value() {
         eprintln!("this CPU has no AVX2");
         return;
     }
-    let (channels, pixels, rounds) = (96, 64, 8_000);
+    let (channels, pixels, per_call) = lookup_cost_shape();
+    // About 50 million values per timing, whatever the shape.
+    let rounds = (50_000_000 / (channels * pixels)).max(1);
     let mut rng = Rng(7);
     // Points inside the bounds, so that repeated rounds stay inside them (no drift to infinity).
     let bounds = (0..channels).map(|_| {
@@ -385,7 +409,9 @@ fn lookup_cost_per_value() {
         for _ in 0..5 {
             let start = std::time::Instant::now();
             for _ in 0..rounds {
-                act.finish_rows(&mut rows, bias, None, ResidualAdd::None);
+                for part in rows.chunks_mut(per_call * channels) {
+                    act.finish_rows(part, bias, None, ResidualAdd::None);
+                }
             }
             best = best.min(start.elapsed().as_secs_f64());
         }

@@ -136,6 +136,11 @@ impl RowActivation {
         }
     }
 
+    /// Whether this is the identity, which leaves values as they are.
+    pub(crate) fn is_identity(&self) -> bool {
+        matches!(self.activation, Activation::Identity)
+    }
+
     /// The bytes of the tables laid out for the CPU (none but a PWLU's).
     pub(crate) fn table_bytes(&self) -> usize {
         match &self.pwlu {
@@ -155,11 +160,6 @@ impl RowActivation {
             }
             None => 0,
         }
-    }
-
-    /// The activation on `rows`, whole pixels of `channels` values.
-    pub(crate) fn apply_rows(&self, rows: &mut [f32]) {
-        self.finish_rows(rows, None, None, ResidualAdd::None);
     }
 
     /// The epilogue of whole pixels: `rows` holds the accumulated sums; adds `bias` (one per channel), then

@@ -4,29 +4,26 @@
 
 use rayon::prelude::*;
 
-use super::activation::RowActivation;
+use super::activation::{finish_rows_body, RowActivation};
 use super::rows_per_task;
-use crate::ops::BinaryOp;
+use super::simd::multiversion;
+use crate::ops::{BinaryOp, ResidualAdd};
 use crate::tensor::Shape;
 
-/// Runs `f(pixel index, output pixel)` over every pixel of `output` (rows of `c` channels), then the
-/// activation over each finished block of pixels while it is in cache, in parallel.
-fn for_each_pixel(
-    output: &mut [f32],
-    c: usize,
-    act: &RowActivation,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    let rows = rows_per_task(output.len() / c.max(1), c);
+/// Pixels per tile: the values are computed and the activation applied while the tile is in the L1 cache, and a
+/// PWLU's lookup takes 16 pixels at once.
+const TILE_PIXELS: usize = 16;
+
+/// Splits `output` (pixels of `c` channels) into tasks of whole tiles and runs `task(first pixel, pixels)` on
+/// each, in parallel. Each task calls one kernel compiled for the instruction set (a closure handed to rayon is
+/// compiled for the baseline).
+fn by_tasks(output: &mut [f32], c: usize, task: impl Fn(usize, &mut [f32]) + Sync) {
+    let c = c.max(1);
+    let rows = rows_per_task(output.len() / c, c).next_multiple_of(TILE_PIXELS);
     output
         .par_chunks_mut(c * rows)
         .enumerate()
-        .for_each(|(task, chunk)| {
-            for (r, pixel) in chunk.chunks_mut(c).enumerate() {
-                f(task * rows + r, pixel);
-            }
-            act.apply_rows(chunk);
-        });
+        .for_each(|(t, chunk)| task(t * rows, chunk));
 }
 
 /// `output = act(input * scale + shift)` per channel; with scale 1 and shift 0, the activation alone.
@@ -37,17 +34,46 @@ pub(crate) fn scale_shift(
     input: &[f32],
     output: &mut [f32],
 ) {
-    for_each_pixel(output, c, act, |p, out| {
-        let x = &input[p * c..][..c];
+    by_tasks(output, c, |first, out| {
+        scale_shift_rows(act, scale_shift, c, &input[first * c..][..out.len()], out)
+    });
+}
+
+multiversion! {
+    fn scale_shift_rows(
+        act: &RowActivation,
+        scale_shift: Option<(&[f32], &[f32])>,
+        c: usize,
+        input: &[f32],
+        output: &mut [f32],
+    ) => scale_shift_rows_body
+}
+
+#[inline(always)]
+fn scale_shift_rows_body<const FMA: bool>(
+    act: &RowActivation,
+    scale_shift: Option<(&[f32], &[f32])>,
+    c: usize,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    let c = c.max(1);
+    for (tile, x) in output
+        .chunks_mut(c * TILE_PIXELS)
+        .zip(input.chunks(c * TILE_PIXELS))
+    {
         match scale_shift {
             Some((scale, shift)) => {
-                for (((o, &x), &s), &t) in out.iter_mut().zip(x).zip(scale).zip(shift) {
-                    *o = x * s + t;
+                for (out, x) in tile.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for (((o, &x), &s), &t) in out.iter_mut().zip(x).zip(scale).zip(shift) {
+                        *o = x * s + t;
+                    }
                 }
             }
-            None => out.copy_from_slice(x),
+            None => tile.copy_from_slice(x),
         }
-    });
+        finish_tile::<FMA>(act, tile);
+    }
 }
 
 /// `output = act(a + b)` or `act(a * b[n, c])`, `a` of shape `x`.
@@ -60,20 +86,88 @@ pub(crate) fn binary(
     output: &mut [f32],
 ) {
     let c = x.c;
-    let plane = x.h * x.w;
-    for_each_pixel(output, c, act, |p, out| {
-        let a = &a[p * c..][..c];
-        let b = match op {
-            BinaryOp::Add => &b[p * c..][..c],
-            BinaryOp::MulChannels => &b[(p / plane) * c..][..c],
-        };
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-            *o = match op {
-                BinaryOp::Add => a + b,
-                BinaryOp::MulChannels => a * b,
-            };
+    by_tasks(output, c, |first, out| {
+        let a = &a[first * c..][..out.len()];
+        match op {
+            BinaryOp::Add => add_rows(act, c, a, &b[first * c..][..out.len()], out),
+            BinaryOp::MulChannels => {
+                mul_channels_rows(act, x.h * x.w, c, first, a, b, out);
+            }
         }
     });
+}
+
+multiversion! {
+    fn add_rows(act: &RowActivation, c: usize, a: &[f32], b: &[f32], output: &mut [f32]) => add_rows_body
+}
+
+#[inline(always)]
+fn add_rows_body<const FMA: bool>(
+    act: &RowActivation,
+    c: usize,
+    a: &[f32],
+    b: &[f32],
+    output: &mut [f32],
+) {
+    let tile = c.max(1) * TILE_PIXELS;
+    for ((out, a), b) in output
+        .chunks_mut(tile)
+        .zip(a.chunks(tile))
+        .zip(b.chunks(tile))
+    {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = a + b;
+        }
+        finish_tile::<FMA>(act, out);
+    }
+}
+
+multiversion! {
+    /// Pixels `first..` of `a * b[n, c]`: `b` holds one value per image and channel, an image `plane` pixels.
+    fn mul_channels_rows(
+        act: &RowActivation,
+        plane: usize,
+        c: usize,
+        first: usize,
+        a: &[f32],
+        b: &[f32],
+        output: &mut [f32],
+    ) => mul_channels_rows_body
+}
+
+#[inline(always)]
+fn mul_channels_rows_body<const FMA: bool>(
+    act: &RowActivation,
+    plane: usize,
+    c: usize,
+    first: usize,
+    a: &[f32],
+    b: &[f32],
+    output: &mut [f32],
+) {
+    let c = c.max(1);
+    for (t, (tile, a)) in output
+        .chunks_mut(c * TILE_PIXELS)
+        .zip(a.chunks(c * TILE_PIXELS))
+        .enumerate()
+    {
+        for (p, (out, a)) in tile.chunks_exact_mut(c).zip(a.chunks_exact(c)).enumerate() {
+            let image = (first + t * TILE_PIXELS + p) / plane.max(1);
+            let b = &b[image * c..][..c];
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = a * b;
+            }
+        }
+        finish_tile::<FMA>(act, tile);
+    }
+}
+
+/// The activation on a tile just computed; nothing for the identity.
+#[inline(always)]
+fn finish_tile<const FMA: bool>(act: &RowActivation, tile: &mut [f32]) {
+    if !act.is_identity() {
+        finish_rows_body::<FMA>(act, tile, None, None, ResidualAdd::None);
+    }
 }
 
 /// `[N, H, W, C] -> [N, C * H * W]` in PyTorch's order (`c * H * W + h * W + w`).

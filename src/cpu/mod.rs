@@ -295,6 +295,7 @@ mod tests {
             threads: Some(2),
             ..Default::default()
         };
+        // Fails only if the OS refuses a thread: a broken test machine, not an input.
         let ctx = CpuContext::new(&options).expect("pool");
         let outcome: Result<()> = ctx.run_in_pool(|| {
             rayon::join(|| (), || panic!("a kernel bug"));

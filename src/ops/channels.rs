@@ -128,6 +128,7 @@ mod tests {
     #[test]
     fn shuffle_matches_torch_view_transpose() {
         // torch.arange(6).view(2, 3).t().flatten() == [0, 3, 1, 4, 2, 5]
+        // Cannot fail: 6 channels split into 2 groups of 3.
         let s = ChannelSelection::shuffle(6, 2).unwrap();
         assert_eq!(&*s.indices, &[0, 3, 1, 4, 2, 5]);
         assert!(ChannelSelection::shuffle(6, 4).is_err());

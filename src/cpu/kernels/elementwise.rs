@@ -58,22 +58,16 @@ fn scale_shift_rows_body<const FMA: bool>(
     output: &mut [f32],
 ) {
     let c = c.max(1);
-    for (tile, x) in output
-        .chunks_mut(c * TILE_PIXELS)
-        .zip(input.chunks(c * TILE_PIXELS))
-    {
-        match scale_shift {
-            Some((scale, shift)) => {
-                for (out, x) in tile.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    for (((o, &x), &s), &t) in out.iter_mut().zip(x).zip(scale).zip(shift) {
-                        *o = x * s + t;
-                    }
+    each_tile::<FMA>(act, c, output, input, |_, tile, x| match scale_shift {
+        Some((scale, shift)) => {
+            for (out, x) in tile.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for (((o, &x), &s), &t) in out.iter_mut().zip(x).zip(scale).zip(shift) {
+                    *o = x * s + t;
                 }
             }
-            None => tile.copy_from_slice(x),
         }
-        finish_tile::<FMA>(act, tile);
-    }
+        None => tile.copy_from_slice(x),
+    });
 }
 
 /// `output = act(a + b)` or `act(a * b[n, c])`, `a` of shape `x`.
@@ -109,17 +103,12 @@ fn add_rows_body<const FMA: bool>(
     b: &[f32],
     output: &mut [f32],
 ) {
-    let tile = c.max(1) * TILE_PIXELS;
-    for ((out, a), b) in output
-        .chunks_mut(tile)
-        .zip(a.chunks(tile))
-        .zip(b.chunks(tile))
-    {
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+    let c = c.max(1);
+    each_tile::<FMA>(act, c, output, a, |first, out, a| {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(&b[first * c..]) {
             *o = a + b;
         }
-        finish_tile::<FMA>(act, out);
-    }
+    });
 }
 
 multiversion! {
@@ -146,27 +135,38 @@ fn mul_channels_rows_body<const FMA: bool>(
     output: &mut [f32],
 ) {
     let c = c.max(1);
-    for (t, (tile, a)) in output
-        .chunks_mut(c * TILE_PIXELS)
-        .zip(a.chunks(c * TILE_PIXELS))
-        .enumerate()
-    {
+    each_tile::<FMA>(act, c, output, a, |tile_first, tile, a| {
         for (p, (out, a)) in tile.chunks_exact_mut(c).zip(a.chunks_exact(c)).enumerate() {
-            let image = (first + t * TILE_PIXELS + p) / plane.max(1);
+            let image = (first + tile_first + p) / plane.max(1);
             let b = &b[image * c..][..c];
             for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
                 *o = a * b;
             }
         }
-        finish_tile::<FMA>(act, tile);
-    }
+    });
 }
 
-/// The activation on a tile just computed; nothing for the identity.
+/// `compute(first pixel, output tile, input tile)` over tiles of `TILE_PIXELS` pixels of `c` channels (the first
+/// pixel counted from the start of `output`), each followed by the activation while it is in cache (nothing for
+/// the identity).
 #[inline(always)]
-fn finish_tile<const FMA: bool>(act: &RowActivation, tile: &mut [f32]) {
-    if !act.is_identity() {
-        finish_rows_body::<FMA>(act, tile, None, None, ResidualAdd::None);
+fn each_tile<const FMA: bool>(
+    act: &RowActivation,
+    c: usize,
+    output: &mut [f32],
+    input: &[f32],
+    mut compute: impl FnMut(usize, &mut [f32], &[f32]),
+) {
+    let values = c * TILE_PIXELS;
+    for (t, (tile, x)) in output
+        .chunks_mut(values)
+        .zip(input.chunks(values))
+        .enumerate()
+    {
+        compute(t * TILE_PIXELS, tile, x);
+        if !act.is_identity() {
+            finish_rows_body::<FMA>(act, tile, None, None, ResidualAdd::None);
+        }
     }
 }
 

@@ -473,6 +473,8 @@ mod tests {
     /// Runs `conv` on an `x`-shaped input in rounds of one tile row, which start and end inside images and
     /// across them, with `tile`, and checks it against the reference.
     fn check_rounds(conv: Conv2d, x: Shape, tile: Tile) {
+        // Cannot fail: the tests' fixed shapes fit their filters, and the tensors below are built from those
+        // shapes.
         let [oh, ow] = conv.output_size([x.h, x.w]).expect("fits");
         let y = Shape::new(x.n, conv.out_channels, oh, ow);
         assert_eq!(Tile::of(&conv, y), Some(tile));

@@ -157,6 +157,7 @@ pub(crate) mod tests {
 
     /// Asserts that `got` is `a [m, k] * b [k, n]` within rounding that grows with the depth.
     pub(crate) fn check_product(m: usize, k: usize, n: usize, got: &[f32], a: &[f32], b: &[f32]) {
+        // Cannot fail: the tests size `a` and `b` from `m`, `k` and `n`.
         let want = crate::reference::matmul(a, b, m, k, n).expect("valid sizes");
         for (i, (got, want)) in got.iter().zip(&want).enumerate() {
             let tolerance = 1e-5 * (k as f32).sqrt() * want.abs().max(1.0);

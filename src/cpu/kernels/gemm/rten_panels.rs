@@ -176,6 +176,7 @@ mod timing {
             let a = vec![0.5f32; m * k];
             let b = vec![0.25f32; k * n];
             for threads in [1, 2] {
+                // Fails only if the OS refuses a thread: a broken test machine, not an input.
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
